@@ -1,0 +1,58 @@
+# cdp-spark: README's two commands are `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CUSTOMERS ?= 2000
+SEED ?= 42
+DATA ?= data
+CONF ?= conf
+ENV ?= local
+
+.PHONY: help venv install install-test system-deps check-java demo-data run test lint typecheck clean
+
+help:
+	@echo "make run     install, generate demo data, run the whole pipeline locally, print a summary"
+	@echo "make test    install test needs (PostgreSQL + JDBC driver from Debian if missing), run pytest"
+	@echo "make lint    ruff + mypy"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+venv: $(BIN)/python
+
+# A stamp per dependency set so re-runs skip the install when pyproject.toml did not change.
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed check-java
+install-test: $(VENV)/.installed-test check-java system-deps
+
+check-java:
+	@scripts/check_java.sh
+
+# PostgreSQL server and its JDBC driver, from Debian's packages, only when missing.
+system-deps:
+	@scripts/install_system_deps.sh
+
+demo-data: install
+	$(BIN)/python -m cdp_spark.demo.generator --customers $(CUSTOMERS) --seed $(SEED) --out $(DATA)/landing
+
+run: demo-data
+	$(BIN)/cdp --env $(ENV) run --data-dir $(DATA)
+
+test: install-test
+	scripts/run_tests.sh
+
+lint: install-test
+	$(BIN)/ruff check cdp_spark jobs tests scripts
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(DATA) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache spark-warehouse

@@ -1,0 +1,255 @@
+"""Typed, layered configuration.
+
+Layers, later wins: every ``*.yaml`` in ``conf/base`` (alphabetical), then every ``*.yaml`` in the
+environment overlay ``conf/<env>``, then CLI overrides ``key.path=value`` (values parsed as YAML).
+Every model forbids unknown keys; a wrong key or type raises :class:`ConfigError` naming the file
+(or the CLI override) that set it and the dotted key.
+Secrets are never values here: only the *names* of environment variables that hold them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+SPARK_TYPES = ("string", "int", "long", "double", "boolean", "date", "timestamp")
+
+
+class ConfigError(ValueError):
+    """A configuration file or override is wrong; the message names the file and the key."""
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SparkSettings(Model):
+    """Session settings. ``master`` stays unset on clusters, where spark-submit decides."""
+
+    master: str | None = None
+    app_name: str = "cdp-spark"
+    shuffle_partitions: int = Field(8, ge=1)
+    driver_memory: str | None = None
+    jars: list[str] = Field(default_factory=list)
+    conf: dict[str, str] = Field(default_factory=dict)
+
+
+class StorageSettings(Model):
+    """Where the lake lives and which Delta engine writes it (DESIGN §2)."""
+
+    lake_root: str = "{data_dir}/lake"
+    engine: Literal["auto", "spark", "rs"] = "auto"
+    checkpoint_dir: str = "{data_dir}/checkpoints"
+
+
+class SourceSettings(Model):
+    """One landing source: a file per entity, mapped by header name (DESIGN §1, seeds' file rules)."""
+
+    entity: str
+    format: Literal["csv", "json"]
+    path: str = Field(description="file or glob, relative to the landing directory unless absolute")
+    separator: str | None = None
+    encoding: Literal["utf-8"] = "utf-8"
+    source_key: list[str] = Field(min_length=1)
+    columns: dict[str, str] = Field(min_length=1)
+    required: list[str] = Field(default_factory=list)
+
+    @field_validator("columns")
+    @classmethod
+    def _known_types(cls, columns: dict[str, str]) -> dict[str, str]:
+        for name, type_name in columns.items():
+            if type_name not in SPARK_TYPES and not type_name.startswith("decimal("):
+                raise ValueError(f"column '{name}' has unknown type '{type_name}'; use one of {SPARK_TYPES}")
+        return columns
+
+    @model_validator(mode="after")
+    def _keys_are_columns(self) -> SourceSettings:
+        missing = [k for k in [*self.source_key, *self.required] if k not in self.columns]
+        if missing:
+            raise ValueError(f"source_key/required columns {missing} are not declared in 'columns'")
+        return self
+
+
+class SurvivorshipRule(Model):
+    rule: Literal["most_recent", "source_priority", "most_frequent", "most_complete"] = "most_recent"
+    source_priority: list[str] = Field(default_factory=list)
+
+
+class IdentitySettings(Model):
+    """Exact-key resolution of the walking skeleton; issue 4 adds probabilistic matching."""
+
+    person_sources: list[str] = Field(min_length=1, description="silver entities that describe persons")
+    match_keys: list[str] = Field(default_factory=lambda: ["email_norm", "phone_e164"])
+    default_country_code: str = "34"
+    max_cluster_iterations: int = Field(40, ge=1)
+    checkpoint_every: int = Field(5, ge=1)
+    profile_attributes: list[str] = Field(min_length=1)
+    survivorship_default: SurvivorshipRule = SurvivorshipRule()
+    survivorship: dict[str, SurvivorshipRule] = Field(default_factory=dict)
+
+
+class ScoreSettings(Model):
+    business_timezone: str = "UTC"
+    orders_entity: str = "orders"
+    order_customer_source: str = Field("customer_source", description="orders column naming the source")
+    order_customer_key: str = Field("customer_key", description="orders column holding the source key")
+
+
+class QualitySettings(Model):
+    enabled: bool = True
+    suites_dir: str = "{conf_dir}/expectations"
+
+
+class WarehouseSettings(Model):
+    """JDBC warehouse sync. Credentials only by environment variable name."""
+
+    enabled: bool = False
+    url: str = ""
+    driver: str = "org.postgresql.Driver"
+    schema_name: str = "cdp"
+    user_env: str = "CDP_WAREHOUSE_USER"
+    password_env: str = "CDP_WAREHOUSE_PASSWORD"
+    tables: list[str] = Field(default_factory=list)
+    batch_size: int = Field(5000, ge=1)
+
+    @model_validator(mode="after")
+    def _url_when_enabled(self) -> WarehouseSettings:
+        if self.enabled and not self.url.startswith("jdbc:"):
+            raise ValueError("warehouse.url must be a jdbc: URL when warehouse.enabled is true")
+        if any(ch in self.url for ch in ("password=", "user=")):
+            raise ValueError("warehouse.url must not carry credentials; use user_env/password_env")
+        return self
+
+
+class PathSettings(Model):
+    data_dir: str = "data"
+    landing_dir: str = "{data_dir}/landing"
+
+
+class CdpConfig(Model):
+    """The whole configuration of one run."""
+
+    paths: PathSettings = PathSettings()
+    spark: SparkSettings = SparkSettings()
+    storage: StorageSettings = StorageSettings()
+    sources: dict[str, SourceSettings] = Field(default_factory=dict)
+    identity: IdentitySettings
+    scores: ScoreSettings = ScoreSettings()
+    quality: QualitySettings = QualitySettings()
+    warehouse: WarehouseSettings = WarehouseSettings()
+    conf_dir: str = "conf"
+
+    def resolve(self, template: str) -> str:
+        """Expands ``{data_dir}`` and ``{conf_dir}`` in a configured path."""
+        data_dir = self.paths.data_dir
+        return template.format(data_dir=data_dir, conf_dir=self.conf_dir)
+
+    @property
+    def lake_root(self) -> str:
+        return self.resolve(self.storage.lake_root)
+
+    @property
+    def landing_dir(self) -> str:
+        return self.resolve(self.paths.landing_dir)
+
+    def fingerprint(self) -> str:
+        """A stable hash of the effective config, stored in run manifests."""
+        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+def _yaml_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.glob("*.yaml") if p.is_file())
+
+
+def _merge(target: dict[str, Any], layer: Mapping[str, Any], origin: str, origins: dict[str, str],
+           prefix: str = "") -> None:
+    for key, value in layer.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and isinstance(target.get(key), dict):
+            _merge(target[key], value, origin, origins, f"{dotted}.")
+        else:
+            target[key] = json.loads(json.dumps(value, default=str)) if isinstance(value, Mapping) else value
+            origins[dotted] = origin
+            if isinstance(value, Mapping):
+                for sub in _flatten_keys(value, f"{dotted}."):
+                    origins[sub] = origin
+
+
+def _flatten_keys(mapping: Mapping[str, Any], prefix: str) -> Iterable[str]:
+    for key, value in mapping.items():
+        yield f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            yield from _flatten_keys(value, f"{prefix}{key}.")
+
+
+def _set_dotted(target: dict[str, Any], dotted: str, value: Any) -> None:
+    parts = dotted.split(".")
+    node = target
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"override '{dotted}': '{part}' is not a section")
+    node[parts[-1]] = value
+
+
+def _origin_of(loc: tuple[Any, ...], origins: Mapping[str, str]) -> str:
+    parts = [str(p) for p in loc]
+    for end in range(len(parts), 0, -1):
+        found = origins.get(".".join(parts[:end]))
+        if found:
+            return found
+    return "defaults"
+
+
+def load_config(conf_dir: str | Path = "conf", env: str | None = "local",
+                overrides: Iterable[str] = (), data_dir: str | None = None) -> CdpConfig:
+    """Loads ``conf/base`` + ``conf/<env>`` + ``key=value`` overrides into a :class:`CdpConfig`."""
+    conf_path = Path(conf_dir)
+    base = conf_path / "base"
+    if not base.is_dir():
+        raise ConfigError(f"config directory '{base}' does not exist")
+    layers: list[Path] = _yaml_files(base)
+    if env:
+        overlay = conf_path / env
+        if not overlay.is_dir():
+            known = sorted(p.name for p in conf_path.iterdir() if p.is_dir() and p.name != "expectations")
+            raise ConfigError(f"environment overlay '{overlay}' does not exist (known: {known})")
+        layers += _yaml_files(overlay)
+    merged: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for layer_file in layers:
+        try:
+            content = yaml.safe_load(layer_file.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{layer_file}: not valid YAML: {exc}") from exc
+        if not isinstance(content, Mapping):
+            raise ConfigError(f"{layer_file}: top level must be a mapping of sections")
+        _merge(merged, content, str(layer_file), origins)
+    for override in overrides:
+        key, sep, raw = override.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override '{override}' must look like section.key=value")
+        _set_dotted(merged, key.strip(), yaml.safe_load(raw))
+        origins[key.strip()] = f"CLI override '{override}'"
+    merged.setdefault("conf_dir", str(conf_path))
+    if data_dir is not None:
+        merged.setdefault("paths", {})["data_dir"] = data_dir
+    env_data_dir = os.environ.get("CDP_DATA_DIR")
+    if data_dir is None and env_data_dir:
+        merged.setdefault("paths", {})["data_dir"] = env_data_dir
+    try:
+        return CdpConfig.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            dotted = ".".join(str(p) for p in error["loc"])
+            problems.append(f"{_origin_of(error['loc'], origins)}: key '{dotted}': {error['msg']}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems)) from None

@@ -1,0 +1,488 @@
+"""The table layer: the only code that reads or writes lake tables (DESIGN §2).
+
+One interface, :class:`TableStore`, two engines:
+
+* :class:`SparkDeltaStore` (delta-spark) where ``io.delta.tables.DeltaTable`` loads in the JVM.
+* :class:`RsDeltaStore` (delta-rs): Spark writes parquet files into the table directory and the driver
+  commits them atomically with delta-rs, with ``AddAction`` statistics from the parquet footers.
+  Reads give Spark the snapshot's file list and the schema from the Delta log.
+
+Tables are named ``layer.table`` (``bronze.contacts``) and live at ``<lake_root>/<layer>/<table>``.
+Every write can carry an idempotency token ``Txn(app_id, version)``: a write whose token the table has
+already seen is skipped, so a retried job never writes twice.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql.types import StructField, StructType
+
+log = logging.getLogger(__name__)
+
+WriteMode = Literal["append", "overwrite"]
+# Reader features this engine cannot honour when it hands Spark a plain file list.
+UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping", "v2Checkpoint"}
+
+
+class TableError(RuntimeError):
+    """A table operation failed; the message names the table."""
+
+
+class TableNotFound(TableError):
+    pass
+
+
+@dataclass(frozen=True)
+class Txn:
+    """Idempotency token: the write is applied at most once per (app_id, version) per table."""
+
+    app_id: str
+    version: int
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    version: int
+    skipped: bool = False
+    rows_written: int = 0
+
+
+class TableStore(Protocol):
+    engine: str
+
+    def path(self, table: str) -> str: ...
+    def exists(self, table: str) -> bool: ...
+    def version(self, table: str) -> int | None: ...
+    def read(self, table: str, version: int | None = None, timestamp: datetime | None = None) -> DataFrame: ...
+    def create(self, table: str, schema: StructType) -> WriteResult: ...
+    def write(self, table: str, df: DataFrame, mode: WriteMode = "append", txn: Txn | None = None,
+              evolve_schema: bool = False) -> WriteResult: ...
+    def merge(self, table: str, df: DataFrame, keys: list[str], txn: Txn | None = None,
+              evolve_schema: bool = False) -> WriteResult: ...
+    def history(self, table: str) -> list[dict[str, Any]]: ...
+    def vacuum(self, table: str, retention_hours: int = 168) -> list[str]: ...
+    def txn_version(self, table: str, app_id: str) -> int | None: ...
+
+
+def split_name(table: str) -> tuple[str, str]:
+    layer, dot, name = table.partition(".")
+    if not dot or not layer or not name or "/" in table:
+        raise TableError(f"table name '{table}' must look like layer.name (e.g. bronze.contacts)")
+    return layer, name
+
+
+def _nullable(schema: StructType) -> StructType:
+    return StructType([StructField(f.name, f.dataType, True, f.metadata) for f in schema.fields])
+
+
+def _align(df: DataFrame, target: StructType, table: str, evolve_schema: bool) -> tuple[DataFrame, list[str]]:
+    """Orders ``df``'s columns as the table's, fills missing ones with nulls; returns new column names.
+    A new column is only accepted with ``evolve_schema``."""
+    target_names = [f.name for f in target.fields]
+    new_columns = [c for c in df.columns if c not in target_names]
+    if new_columns and not evolve_schema:
+        raise TableError(f"{table}: columns {new_columns} are not in the table schema "
+                         "(write with evolve_schema=True to add them)")
+    incoming = {f.name: f.dataType for f in df.schema.fields}
+    cols = []
+    for field in target.fields:
+        if field.name in incoming:
+            cols.append(F.col(f"`{field.name}`").cast(field.dataType).alias(field.name))
+        else:
+            cols.append(F.lit(None).cast(field.dataType).alias(field.name))
+    cols += [F.col(f"`{c}`") for c in new_columns]
+    return df.select(*cols), new_columns
+
+
+class RsDeltaStore:
+    """Delta tables committed with delta-rs from files written by Spark (the embedded local default)."""
+
+    engine = "rs"
+
+    def __init__(self, spark: SparkSession, lake_root: str) -> None:
+        self.spark = spark
+        self.lake_root = str(Path(lake_root).absolute())
+
+    # ---- naming and metadata -------------------------------------------------------------------
+    def path(self, table: str) -> str:
+        layer, name = split_name(table)
+        return f"{self.lake_root}/{layer}/{name}"
+
+    def exists(self, table: str) -> bool:
+        from deltalake import DeltaTable
+
+        return DeltaTable.is_deltatable(self.path(table))
+
+    def _open(self, table: str, version: int | None = None):  # type: ignore[no-untyped-def]
+        from deltalake import DeltaTable
+
+        if not self.exists(table):
+            raise TableNotFound(f"table {table} does not exist at {self.path(table)}")
+        return DeltaTable(self.path(table), version=version) if version is not None else DeltaTable(self.path(table))
+
+    def version(self, table: str) -> int | None:
+        return self._open(table).version() if self.exists(table) else None
+
+    def txn_version(self, table: str, app_id: str) -> int | None:
+        return self._open(table).transaction_version(app_id) if self.exists(table) else None
+
+    def history(self, table: str) -> list[dict[str, Any]]:
+        return list(self._open(table).history())
+
+    def spark_schema(self, table: str, version: int | None = None) -> StructType:
+        return StructType.fromJson(json.loads(self._open(table, version).schema().to_json()))
+
+    # ---- reads ---------------------------------------------------------------------------------
+    def read(self, table: str, version: int | None = None, timestamp: datetime | None = None) -> DataFrame:
+        dt = self._open(table, version)
+        if timestamp is not None:
+            try:
+                dt.load_as_version(timestamp)
+            except Exception as exc:
+                raise TableError(f"{table}: no version as of {timestamp.isoformat()}: {exc}") from exc
+        features = set(dt.protocol().reader_features or [])
+        unsupported = features & UNSUPPORTED_READER_FEATURES
+        if unsupported:
+            raise TableError(f"{table}: reader features {sorted(unsupported)} need the delta-spark engine "
+                             "(set storage.engine=spark on a cluster with Delta)")
+        schema = StructType.fromJson(json.loads(dt.schema().to_json()))
+        files = dt.file_uris()
+        if not files:
+            return self.spark.createDataFrame([], schema)
+        return self.spark.read.schema(schema).parquet(*files)
+
+    # ---- writes --------------------------------------------------------------------------------
+    def _stage_files(self, df: DataFrame, table_path: str) -> tuple[list[Any], int]:
+        """Writes ``df`` as parquet into the table directory; returns AddActions and the row count."""
+        from deltalake.transaction import AddAction
+
+        staging = f"{table_path}/.staging-{uuid.uuid4().hex}"
+        df.write.mode("overwrite").option("compression", "snappy").parquet(staging)
+        adds, rows = [], 0
+        try:
+            for part in sorted(Path(staging).glob("part-*.parquet")):
+                meta = pq.read_metadata(part)
+                if meta.num_rows == 0:
+                    continue
+                final_name = f"part-{uuid.uuid4().hex}-c000.snappy.parquet"
+                os.replace(part, f"{table_path}/{final_name}")
+                stat = os.stat(f"{table_path}/{final_name}")
+                adds.append(AddAction(final_name, stat.st_size, {}, int(stat.st_mtime * 1000), True,
+                                      json.dumps(_file_stats(meta))))
+                rows += meta.num_rows
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return adds, rows
+
+    def _commit_properties(self, txn: Txn | None, operation: str, extra: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+        from deltalake.transaction import CommitProperties, Transaction
+
+        metadata = {"cdp.operation": operation, **(extra or {})}
+        apps = [Transaction(txn.app_id, txn.version, int(time.time() * 1000))] if txn else None
+        return CommitProperties(custom_metadata=metadata, app_transactions=apps)
+
+    def _already_applied(self, table: str, txn: Txn | None) -> WriteResult | None:
+        if txn is None or not self.exists(table):
+            return None
+        seen = self.txn_version(table, txn.app_id)
+        if seen is not None and seen >= txn.version:
+            log.info("%s: write %s/%s already applied, skipping", table, txn.app_id, txn.version)
+            return WriteResult(table, self._open(table).version(), skipped=True)
+        return None
+
+    def create(self, table: str, schema: StructType) -> WriteResult:
+        from deltalake import Schema
+        from deltalake.transaction import create_table_with_add_actions
+
+        if self.exists(table):
+            raise TableError(f"table {table} already exists")
+        Path(self.path(table)).mkdir(parents=True, exist_ok=True)
+        create_table_with_add_actions(self.path(table), Schema.from_arrow(_arrow_schema(schema)), [],
+                                      mode="error", commit_properties=self._commit_properties(None, "CREATE"))
+        return WriteResult(table, 0)
+
+    def write(self, table: str, df: DataFrame, mode: WriteMode = "append", txn: Txn | None = None,
+              evolve_schema: bool = False) -> WriteResult:
+        from deltalake import Schema
+        from deltalake.transaction import create_table_with_add_actions
+
+        done = self._already_applied(table, txn)
+        if done:
+            return done
+        table_path = self.path(table)
+        Path(table_path).mkdir(parents=True, exist_ok=True)
+        if not self.exists(table):
+            schema = _nullable(df.schema)
+            adds, rows = self._stage_files(df.select(*[F.col(f"`{c}`") for c in df.columns]), table_path)
+            create_table_with_add_actions(table_path, Schema.from_arrow(_arrow_schema(schema)), adds,
+                                          mode="error", commit_properties=self._commit_properties(txn, "CREATE"))
+            return WriteResult(table, 0, rows_written=rows)
+        dt = self._open(table)
+        current = StructType.fromJson(json.loads(dt.schema().to_json()))
+        if mode == "overwrite":
+            aligned, schema = df, _nullable(df.schema)
+        else:
+            aligned, new_columns = _align(df, current, table, evolve_schema)
+            schema = _nullable(aligned.schema)
+            if new_columns:
+                self._add_columns(dt, aligned.schema, new_columns)
+                dt = self._open(table)
+        adds, rows = self._stage_files(aligned, table_path)
+        dt.create_write_transaction(adds, mode=mode, schema=_arrow_schema(schema),
+                                    commit_properties=self._commit_properties(txn, mode.upper()))
+        return WriteResult(table, self._open(table).version(), rows_written=rows)
+
+    def _add_columns(self, dt: Any, schema: StructType, new_columns: list[str]) -> None:
+        from deltalake import Field, Schema
+
+        arrow = _arrow_schema(_nullable(StructType([f for f in schema.fields if f.name in new_columns])))
+        fields = Schema.from_arrow(arrow).fields
+        dt.alter.add_columns([Field(f.name, f.type, nullable=True) for f in fields])
+        log.warning("%s: schema evolved, added columns %s", dt.table_uri, new_columns)
+
+    def merge(self, table: str, df: DataFrame, keys: list[str], txn: Txn | None = None,
+              evolve_schema: bool = False) -> WriteResult:
+        """Upsert on ``keys``: source rows replace target rows with the same key, others are inserted.
+
+        Copy-on-write at file level: only the files holding a matched key are rewritten, and the
+        removes and adds are committed as one transaction. Source keys must be unique.
+        """
+        from deltalake.transaction import RemoveAction
+
+        done = self._already_applied(table, txn)
+        if done:
+            return done
+        missing = [k for k in keys if k not in df.columns]
+        if missing:
+            raise TableError(f"{table}: merge keys {missing} are not columns of the source")
+        if not self.exists(table):
+            return self.write(table, df, "append", txn)
+        dups = df.groupBy(*keys).count().where("count > 1").limit(1).collect()
+        if dups:
+            raise TableError(f"{table}: merge source has duplicate keys {keys}, e.g. "
+                             f"{[dups[0][k] for k in keys]}; deduplicate before merging")
+        dt = self._open(table)
+        base_version = dt.version()
+        current = StructType.fromJson(json.loads(dt.schema().to_json()))
+        source, new_columns = _align(df, current, table, evolve_schema)
+        target = self.read(table, version=base_version).withColumn("_cdp_file", F.input_file_name())
+        key_frame = source.select(*keys).distinct()
+        touched = [r["_cdp_file"] for r in
+                   target.join(key_frame, keys, "left_semi").select("_cdp_file").distinct().collect()]
+        kept = (target.where(F.col("_cdp_file").isin(touched))
+                .join(key_frame, keys, "left_anti").drop("_cdp_file"))
+        for column in new_columns:
+            kept = kept.withColumn(column, F.lit(None).cast(source.schema[column].dataType))
+        rewritten = kept.unionByName(source)
+        if new_columns:
+            self._add_columns(dt, source.schema, new_columns)
+            dt = self._open(table)
+        adds, rows = self._stage_files(rewritten, self.path(table))
+        now = int(time.time() * 1000)
+        by_uri = {uri: Path(uri.removeprefix("file://")).name for uri in dt.file_uris()}
+        removes = [RemoveAction(path=by_uri[_normalise_uri(u, by_uri)], data_change=True, deletion_timestamp=now)
+                   for u in touched]
+        dt.create_write_transaction([*removes, *adds], mode="append", schema=_arrow_schema(_nullable(source.schema)),
+                                    commit_properties=self._commit_properties(
+                                        txn, "MERGE", {"cdp.merge_keys": ",".join(keys),
+                                                       "cdp.files_rewritten": str(len(touched))}))
+        return WriteResult(table, self._open(table).version(), rows_written=rows)
+
+    def vacuum(self, table: str, retention_hours: int = 168) -> list[str]:
+        dt = self._open(table)
+        return list(dt.vacuum(retention_hours=retention_hours, dry_run=False,
+                              enforce_retention_duration=retention_hours >= 168))
+
+
+def _normalise_uri(uri: str, known: dict[str, str]) -> str:
+    """Spark's ``input_file_name`` says ``file:/x`` where delta-rs says ``/x`` or ``file:///x``."""
+    if uri in known:
+        return uri
+    bare = uri.removeprefix("file:").lstrip("/")
+    for candidate in known:
+        if candidate.removeprefix("file:").lstrip("/") == bare:
+            return candidate
+    raise TableError(f"file {uri} read by Spark is not in the snapshot")
+
+
+class SparkDeltaStore:
+    """Delta tables through delta-spark (Databricks, EMR with Delta, clusters with the Delta jars)."""
+
+    engine = "spark"
+
+    def __init__(self, spark: SparkSession, lake_root: str) -> None:
+        self.spark = spark
+        self.lake_root = lake_root.rstrip("/")
+        from delta.tables import DeltaTable
+
+        self._delta = DeltaTable
+
+    def path(self, table: str) -> str:
+        layer, name = split_name(table)
+        return f"{self.lake_root}/{layer}/{name}"
+
+    def exists(self, table: str) -> bool:
+        return bool(self._delta.isDeltaTable(self.spark, self.path(table)))
+
+    def _table(self, table: str):  # type: ignore[no-untyped-def]
+        if not self.exists(table):
+            raise TableNotFound(f"table {table} does not exist at {self.path(table)}")
+        return self._delta.forPath(self.spark, self.path(table))
+
+    def version(self, table: str) -> int | None:
+        if not self.exists(table):
+            return None
+        return int(self._table(table).history(1).select("version").first()[0])
+
+    def history(self, table: str) -> list[dict[str, Any]]:
+        return [r.asDict(recursive=True) for r in self._table(table).history().collect()]
+
+    def txn_version(self, table: str, app_id: str) -> int | None:
+        if not self.exists(table):
+            return None
+        jvm = self.spark.sparkContext._jvm
+        assert jvm is not None
+        log_obj = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, self.path(table))
+        found = log_obj.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty()).transactions().get(app_id)
+        return int(found.get()) if found.isDefined() else None
+
+    def read(self, table: str, version: int | None = None, timestamp: datetime | None = None) -> DataFrame:
+        if not self.exists(table):
+            raise TableNotFound(f"table {table} does not exist at {self.path(table)}")
+        reader = self.spark.read.format("delta")
+        if version is not None:
+            reader = reader.option("versionAsOf", version)
+        if timestamp is not None:
+            reader = reader.option("timestampAsOf", timestamp.isoformat())
+        return reader.load(self.path(table))
+
+    def create(self, table: str, schema: StructType) -> WriteResult:
+        if self.exists(table):
+            raise TableError(f"table {table} already exists")
+        self.spark.createDataFrame([], _nullable(schema)).write.format("delta").save(self.path(table))
+        return WriteResult(table, 0)
+
+    def write(self, table: str, df: DataFrame, mode: WriteMode = "append", txn: Txn | None = None,
+              evolve_schema: bool = False) -> WriteResult:
+        before = self.version(table)
+        writer = df.write.format("delta").mode(mode)
+        if txn:
+            writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
+        if mode == "overwrite":
+            writer = writer.option("overwriteSchema", "true")
+        elif evolve_schema:
+            writer = writer.option("mergeSchema", "true")
+        writer.save(self.path(table))
+        after = self.version(table)
+        return WriteResult(table, int(after or 0), skipped=before is not None and before == after)
+
+    def merge(self, table: str, df: DataFrame, keys: list[str], txn: Txn | None = None,
+              evolve_schema: bool = False) -> WriteResult:
+        if not self.exists(table):
+            return self.write(table, df, "append", txn)
+        before = self.version(table)
+        conf = self.spark.conf
+        if txn:
+            conf.set("spark.databricks.delta.write.txnAppId", txn.app_id)
+            conf.set("spark.databricks.delta.write.txnVersion", str(txn.version))
+        if evolve_schema:
+            conf.set("spark.databricks.delta.schema.autoMerge.enabled", "true")
+        try:
+            condition = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+            (self._table(table).alias("t").merge(df.alias("s"), condition)
+             .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
+        finally:
+            for key in ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion",
+                        "spark.databricks.delta.schema.autoMerge.enabled"):
+                conf.unset(key)
+        after = self.version(table)
+        return WriteResult(table, int(after or 0), skipped=before == after)
+
+    def vacuum(self, table: str, retention_hours: int = 168) -> list[str]:
+        self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", str(retention_hours >= 168))
+        self._table(table).vacuum(retention_hours)
+        return []
+
+
+def open_store(spark: SparkSession, lake_root: str, engine: str = "auto") -> TableStore:
+    """Chooses the engine: ``spark`` when delta-spark's classes load, else ``rs`` (DESIGN §2)."""
+    from cdp_spark.session import delta_spark_available
+
+    if engine == "auto":
+        engine = "spark" if delta_spark_available(spark) else "rs"
+    if engine == "spark":
+        if not delta_spark_available(spark):
+            raise TableError("storage.engine=spark but io.delta.tables.DeltaTable is not loadable in this "
+                             "session; add the Delta jars (spark.jars) or use storage.engine=rs")
+        return SparkDeltaStore(spark, lake_root)
+    if "://" in lake_root and not lake_root.startswith("file://"):
+        raise TableError(f"the rs engine writes through the local filesystem; lake_root {lake_root} needs "
+                         "the delta-spark engine (storage.engine=spark)")
+    return RsDeltaStore(spark, lake_root.removeprefix("file://"))
+
+
+# ---- helpers --------------------------------------------------------------------------------------
+def _arrow_schema(schema: StructType) -> pa.Schema:
+    from pyspark.sql.pandas.types import to_arrow_schema
+
+    return to_arrow_schema(schema, timezone="UTC", prefers_large_types=False)
+
+
+def _stat_value(value: Any) -> Any:
+    if isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return None if value != value else value  # NaN has no order
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()
+    return None
+
+
+def _file_stats(meta: pq.FileMetaData) -> dict[str, Any]:
+    """Delta file statistics from a parquet footer: record count, null counts, and min/max only for
+    numbers and dates (never for text, which may hold personal values)."""
+    null_count: dict[str, int] = {}
+    mins: dict[str, Any] = {}
+    maxs: dict[str, Any] = {}
+    schema = meta.schema.to_arrow_schema()
+    for index, field in enumerate(schema):
+        if pa.types.is_nested(field.type):
+            continue
+        orderable = pa.types.is_integer(field.type) or pa.types.is_floating(field.type) or pa.types.is_date(
+            field.type)
+        nulls, lo, hi, complete = 0, None, None, True
+        for rg in range(meta.num_row_groups):
+            stats = meta.row_group(rg).column(index).statistics
+            if stats is None:
+                complete = False
+                continue
+            nulls += stats.null_count or 0
+            if orderable and stats.has_min_max:
+                lo_v, hi_v = _stat_value(stats.min), _stat_value(stats.max)
+                if lo_v is None or hi_v is None:
+                    complete = False
+                    continue
+                lo = lo_v if lo is None or lo_v < lo else lo
+                hi = hi_v if hi is None or hi_v > hi else hi
+            elif orderable and meta.row_group(rg).num_rows > (stats.null_count or 0):
+                complete = False
+        if complete:
+            null_count[field.name] = nulls
+            if orderable and lo is not None:
+                mins[field.name], maxs[field.name] = lo, hi
+    return {"numRecords": meta.num_rows, "minValues": mins, "maxValues": maxs, "nullCount": null_count}

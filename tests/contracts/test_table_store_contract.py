@@ -1,0 +1,167 @@
+"""One contract for both Delta engines (DESIGN §2). The spark engine's run is skipped, with the reason,
+where delta-spark's JVM classes are not on the classpath (no Maven Central here)."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow.dataset as pads
+import pytest
+from chispa import assert_df_equality
+from deltalake import DeltaTable
+from pyspark.sql import SparkSession
+from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
+
+from cdp_spark.io.delta import RsDeltaStore, SparkDeltaStore, TableError, TableStore, Txn, open_store
+from cdp_spark.session import delta_spark_available
+
+SCHEMA = StructType([
+    StructField("id", LongType()),
+    StructField("name", StringType()),
+    StructField("born", DateType()),
+])
+
+
+def rows(*items: tuple) -> list[tuple]:
+    return list(items)
+
+
+@pytest.fixture(params=["rs", "spark"])
+def store(request: pytest.FixtureRequest, spark: SparkSession, lake: Path) -> TableStore:
+    if request.param == "spark":
+        if not delta_spark_available(spark):
+            pytest.skip("delta-spark engine: io.delta.tables.DeltaTable is not loadable (no Delta jars on the "
+                        "classpath; Maven Central is unreachable here)")
+        return SparkDeltaStore(spark, str(lake))
+    return RsDeltaStore(spark, str(lake))
+
+
+def frame(spark: SparkSession, data: list[tuple]):
+    from datetime import date
+
+    return spark.createDataFrame([(i, n, date.fromisoformat(b) if b else None) for i, n, b in data], SCHEMA)
+
+
+def sorted_frame(df):
+    return df.orderBy("id")
+
+
+def test_create_then_append_and_read(spark, store):
+    store.create("silver.people", SCHEMA)
+    assert store.version("silver.people") == 0
+    assert store.read("silver.people").count() == 0
+    store.write("silver.people", frame(spark, [(1, "ana", "1990-01-02"), (2, "bo", None)]))
+    store.write("silver.people", frame(spark, [(3, "cy", "2001-12-31")]))
+    assert store.version("silver.people") == 2
+    assert_df_equality(sorted_frame(store.read("silver.people")),
+                       frame(spark, [(1, "ana", "1990-01-02"), (2, "bo", None), (3, "cy", "2001-12-31")]),
+                       ignore_nullable=True)
+
+
+def test_overwrite_replaces_content(spark, store):
+    store.write("silver.people", frame(spark, [(1, "ana", None), (2, "bo", None)]))
+    store.write("silver.people", frame(spark, [(9, "zed", "2000-01-01")]), mode="overwrite")
+    assert_df_equality(store.read("silver.people"), frame(spark, [(9, "zed", "2000-01-01")]), ignore_nullable=True)
+
+
+def test_merge_upserts_on_keys(spark, store):
+    store.write("silver.people", frame(spark, [(1, "ana", None), (2, "bo", None)]))
+    store.write("silver.people", frame(spark, [(3, "cy", None)]))
+    result = store.merge("silver.people", frame(spark, [(2, "BO", "1980-05-05"), (4, "dee", None)]), keys=["id"])
+    assert result.version == 2
+    assert_df_equality(sorted_frame(store.read("silver.people")),
+                       frame(spark, [(1, "ana", None), (2, "BO", "1980-05-05"), (3, "cy", None), (4, "dee", None)]),
+                       ignore_nullable=True)
+
+
+def test_merge_rejects_duplicate_source_keys(spark, store):
+    store.write("silver.people", frame(spark, [(1, "ana", None)]))
+    with pytest.raises(Exception, match="duplicate"):
+        store.merge("silver.people", frame(spark, [(1, "a", None), (1, "b", None)]), keys=["id"])
+    assert_df_equality(store.read("silver.people"), frame(spark, [(1, "ana", None)]), ignore_nullable=True)
+
+
+def test_time_travel_by_version_and_timestamp(spark, store):
+    store.write("silver.people", frame(spark, [(1, "ana", None)]))
+    time.sleep(1.1)
+    between = datetime.now(UTC)
+    time.sleep(1.1)
+    store.write("silver.people", frame(spark, [(1, "ana", None)]), mode="overwrite")
+    store.write("silver.people", frame(spark, [(2, "bo", None)]))
+    assert_df_equality(store.read("silver.people", version=0), frame(spark, [(1, "ana", None)]), ignore_nullable=True)
+    assert_df_equality(store.read("silver.people", timestamp=between), frame(spark, [(1, "ana", None)]),
+                       ignore_nullable=True)
+    assert sorted(r.id for r in store.read("silver.people").collect()) == [1, 2]
+
+
+def test_history_lists_every_commit(spark, store):
+    store.write("silver.people", frame(spark, [(1, "ana", None)]))
+    store.merge("silver.people", frame(spark, [(1, "ANA", None)]), keys=["id"])
+    versions = sorted(int(h["version"]) for h in store.history("silver.people"))
+    assert versions == [0, 1]
+
+
+def test_idempotent_write_by_app_id_and_version(spark, store):
+    txn = Txn("ingest-contacts", 7)
+    first = store.write("bronze.people", frame(spark, [(1, "ana", None)]), txn=txn)
+    again = store.write("bronze.people", frame(spark, [(1, "ana", None)]), txn=txn)
+    assert not first.skipped and again.skipped
+    assert store.txn_version("bronze.people", "ingest-contacts") == 7
+    merged_again = store.merge("bronze.people", frame(spark, [(2, "bo", None)]), keys=["id"], txn=txn)
+    assert merged_again.skipped
+    assert_df_equality(store.read("bronze.people"), frame(spark, [(1, "ana", None)]), ignore_nullable=True)
+
+
+def test_vacuum_removes_unreferenced_files(spark, store, lake):
+    store.write("silver.people", frame(spark, [(1, "ana", None)]))
+    store.write("silver.people", frame(spark, [(2, "bo", None)]), mode="overwrite")
+    table_dir = Path(store.path("silver.people"))
+    before = sorted(p.name for p in table_dir.glob("*.parquet"))
+    store.vacuum("silver.people", retention_hours=0)
+    after = sorted(p.name for p in table_dir.glob("*.parquet"))
+    assert len(before) == 2 and len(after) == 1
+    assert_df_equality(store.read("silver.people"), frame(spark, [(2, "bo", None)]), ignore_nullable=True)
+
+
+def test_append_with_new_column_needs_evolve_schema(spark, store):
+    store.write("bronze.people", frame(spark, [(1, "ana", None)]))
+    wider = frame(spark, [(2, "bo", None)]).withColumnRenamed("born", "born").selectExpr("*", "'x' AS extra")
+    with pytest.raises(TableError, match="extra"):
+        store.write("bronze.people", wider)
+    store.write("bronze.people", wider, evolve_schema=True)
+    got = store.read("bronze.people").orderBy("id").collect()
+    assert [(r.id, r.extra) for r in got] == [(1, None), (2, "x")]
+
+
+def test_tables_are_real_delta_readable_by_delta_rs_and_pyarrow(spark, store):
+    store.write("gold.people", frame(spark, [(1, "ana", "1990-01-02"), (2, "bo", None)]))
+    store.merge("gold.people", frame(spark, [(2, "bob", None)]), keys=["id"])
+    table = DeltaTable(store.path("gold.people"))
+    assert table.version() == 1
+    via_delta_rs = sorted(table.to_pyarrow_table().to_pylist(), key=lambda r: r["id"])
+    assert [(r["id"], r["name"], str(r["born"]) if r["born"] else None) for r in via_delta_rs] == [
+        (1, "ana", "1990-01-02"), (2, "bob", None)]
+    via_pyarrow = pads.dataset(table.file_uris(), format="parquet").to_table().sort_by("id").to_pylist()
+    assert [(r["id"], r["name"]) for r in via_pyarrow] == [(1, "ana"), (2, "bob")]
+    assert (Path(store.path("gold.people")) / "_delta_log").is_dir()
+
+
+def test_open_store_auto_picks_rs_without_delta_jars(spark, lake):
+    chosen = open_store(spark, str(lake), "auto")
+    assert chosen.engine == ("spark" if delta_spark_available(spark) else "rs")
+
+
+def test_open_store_refuses_spark_engine_without_jars(spark, lake):
+    if delta_spark_available(spark):
+        pytest.skip("Delta jars present")
+    with pytest.raises(TableError, match="not loadable"):
+        open_store(spark, str(lake), "spark")
+
+
+def test_rs_engine_refuses_remote_paths(spark):
+    if delta_spark_available(spark):
+        pytest.skip("Delta jars present")
+    with pytest.raises(TableError, match="local filesystem"):
+        open_store(spark, "s3://bucket/lake", "rs")
