@@ -53,6 +53,7 @@ class SourceSettings(Model):
     """One landing source: a file per entity, mapped by header name (DESIGN §1, seeds' file rules)."""
 
     entity: str
+    system: str = Field(description="name other tables use for this source, e.g. orders.customer_source")
     format: Literal["csv", "json"]
     path: str = Field(description="file or glob, relative to the landing directory unless absolute")
     separator: str | None = None

@@ -1,0 +1,139 @@
+"""Landing files: discovery, header sniffing and numbered lines.
+
+The seeds' file rules: one file per entity, CSV with any separator and a header on the first line, or
+JSON; UTF-8 with or without BOM; one record per line. Files are read as text lines so that every
+quarantined row keeps its raw text and its line number.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+UTF8_BOM = codecs.BOM_UTF8
+CANDIDATE_SEPARATORS = [",", ";", "\t", "|"]
+SNIFF_BYTES = 64 * 1024
+
+
+class FileRejected(ValueError):
+    """The whole file cannot be ingested; the message names the file and the problem."""
+
+    def __init__(self, path: str, reason_code: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+        self.reason_code = reason_code
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    path: str
+    size: int
+    modified_ms: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Header:
+    """What the first line of a landing file says."""
+
+    columns: list[str]
+    separator: str | None  # None for JSON
+    has_bom: bool
+    json_array: bool = False
+
+
+def discover(landing_dir: str, pattern: str) -> list[str]:
+    """Files matching ``pattern`` (absolute, or relative to ``landing_dir``), sorted by name."""
+    full = pattern if os.path.isabs(pattern) else os.path.join(landing_dir, pattern)
+    return sorted(p for p in glob.glob(full) if os.path.isfile(p))
+
+
+def file_info(path: str) -> FileInfo:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    stat = os.stat(path)
+    return FileInfo(path=str(Path(path).absolute()), size=stat.st_size, modified_ms=int(stat.st_mtime * 1000),
+                    sha256=digest.hexdigest())
+
+
+def _first_line(path: str) -> tuple[bytes, bool]:
+    with open(path, "rb") as handle:
+        sample = handle.read(SNIFF_BYTES)
+    if not sample.strip():
+        raise FileRejected(path, "empty_file", "file is empty (no header line)")
+    has_bom = sample.startswith(UTF8_BOM)
+    if has_bom:
+        sample = sample[len(UTF8_BOM):]
+    line = sample.split(b"\n", 1)[0].rstrip(b"\r")
+    return line, has_bom
+
+
+def detect_separator(header_line: str) -> str:
+    """The candidate separator that splits the header into the most fields (ties: the first candidate)."""
+    counts = {sep: header_line.count(sep) for sep in CANDIDATE_SEPARATORS}
+    best = max(CANDIDATE_SEPARATORS, key=lambda sep: counts[sep])
+    return best if counts[best] > 0 else ","
+
+
+def read_csv_header(path: str, separator: str | None) -> Header:
+    raw, has_bom = _first_line(path)
+    try:
+        line = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FileRejected(path, "invalid_encoding",
+                           f"header line is not valid UTF-8 (byte {exc.start}); save the file as UTF-8") from None
+    sep = separator or detect_separator(line)
+    import csv
+
+    columns = next(csv.reader([line], delimiter=sep))
+    columns = [c.strip() for c in columns]
+    if any(not c for c in columns):
+        raise FileRejected(path, "bad_header", f"header has an empty column name: {columns}")
+    duplicates = sorted({c for c in columns if columns.count(c) > 1})
+    if duplicates:
+        raise FileRejected(path, "bad_header", f"header repeats column names {duplicates}")
+    return Header(columns=columns, separator=sep, has_bom=has_bom)
+
+
+def read_json_header(path: str) -> Header:
+    raw, has_bom = _first_line(path)
+    stripped = raw.lstrip()
+    return Header(columns=[], separator=None, has_bom=has_bom, json_array=stripped.startswith(b"["))
+
+
+def numbered_lines(spark: SparkSession, path: str) -> DataFrame:
+    """The file's lines as ``_row`` (1-based line number) and ``value`` (text), computed on the JVM:
+    ``monotonically_increasing_id`` gives the row within each partition, and the partitions' counts give
+    their offsets. Splits of one file are read in file order."""
+    lines = (spark.read.option("lineSep", "\n").text(path)
+             .withColumn("_pid", F.spark_partition_id())
+             .withColumn("_mid", F.monotonically_increasing_id()))
+    counts = sorted((r["_pid"], r["count"]) for r in lines.groupBy("_pid").count().collect())
+    offsets, running = {}, 0
+    for pid, count in counts:
+        offsets[pid] = running
+        running += count
+    offset_col = F.lit(0).cast("long")
+    for pid, offset in offsets.items():
+        offset_col = F.when(F.col("_pid") == pid, F.lit(offset)).otherwise(offset_col)
+    in_partition = F.col("_mid") - F.shiftleft(F.col("_pid").cast("long"), 33)
+    return lines.select(
+        (offset_col + in_partition + 1).alias("_row"),
+        F.regexp_replace(F.col("value"), "\r$", "").alias("value"),
+    )
+
+
+def read_json_array(spark: SparkSession, path: str) -> DataFrame:
+    """A top-level JSON array as one element per row, numbered by position (``_row`` = index + 1)."""
+    whole = spark.read.option("wholetext", "true").text(path)
+    return (whole.select(F.posexplode(F.from_json(F.col("value"), "ARRAY<STRING>")).alias("pos", "value"))
+            .select((F.col("pos") + 1).cast("long").alias("_row"), "value"))

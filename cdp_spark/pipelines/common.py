@@ -1,0 +1,76 @@
+"""What every job shares: the run context, the table store, and the run manifest."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from cdp_spark import __version__
+from cdp_spark.config import CdpConfig
+from cdp_spark.io.delta import TableStore, open_store
+
+log = logging.getLogger("cdp")
+
+RUN_MANIFEST = "meta.run_manifest"
+MANIFEST_SCHEMA = T.StructType([
+    T.StructField("run_id", T.StringType()),
+    T.StructField("job", T.StringType()),
+    T.StructField("status", T.StringType()),
+    T.StructField("as_of", T.DateType()),
+    T.StructField("started_at", T.TimestampType()),
+    T.StructField("finished_at", T.TimestampType()),
+    T.StructField("config_hash", T.StringType()),
+    T.StructField("code_version", T.StringType()),
+    T.StructField("engine", T.StringType()),
+    T.StructField("input_versions", T.StringType()),
+    T.StructField("output_versions", T.StringType()),
+    T.StructField("row_counts", T.StringType()),
+    T.StructField("message", T.StringType()),
+])
+
+
+class StageError(RuntimeError):
+    """A stage failed for a reason the user can act on; the CLI prints the message and exits non-zero."""
+
+
+@dataclass
+class RunContext:
+    """One job run: its id, the business date it computes as of, and what it read and wrote."""
+
+    cfg: CdpConfig
+    store: TableStore
+    as_of: date
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    inputs: dict[str, int | None] = field(default_factory=dict)
+    outputs: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, Any] = field(default_factory=dict)
+
+    def read(self, table: str):  # type: ignore[no-untyped-def]
+        """Reads a table and records its version as an input of this run."""
+        self.inputs[table] = self.store.version(table)
+        return self.store.read(table, version=self.inputs[table])
+
+    def wrote(self, table: str, version: int) -> None:
+        self.outputs[table] = version
+
+
+def make_context(spark: SparkSession, cfg: CdpConfig, as_of: date | None = None) -> RunContext:
+    store = open_store(spark, cfg.lake_root, cfg.storage.engine)
+    return RunContext(cfg=cfg, store=store, as_of=as_of or datetime.now(UTC).date())
+
+
+def record_manifest(spark: SparkSession, ctx: RunContext, job: str, status: str, message: str = "") -> None:
+    """Appends one row to ``meta.run_manifest``: inputs' and outputs' versions, config hash, counts."""
+    row = (ctx.run_id, job, status, ctx.as_of, ctx.started_at.replace(tzinfo=None),
+           datetime.now(UTC).replace(tzinfo=None), ctx.cfg.fingerprint(), __version__, ctx.store.engine,
+           json.dumps(ctx.inputs, sort_keys=True), json.dumps(ctx.outputs, sort_keys=True),
+           json.dumps(ctx.counts, sort_keys=True, default=str), message[:2000])
+    ctx.store.write(RUN_MANIFEST, spark.createDataFrame([row], MANIFEST_SCHEMA))
