@@ -8,6 +8,7 @@ SEED ?= 42
 DATA ?= data
 CONF ?= conf
 ENV ?= local
+AS_OF ?= 2026-06-30
 
 .PHONY: help venv install install-test system-deps check-java demo-data run test lint typecheck clean
 
@@ -45,7 +46,7 @@ demo-data: install
 	$(BIN)/python -m cdp_spark.demo.generator --customers $(CUSTOMERS) --seed $(SEED) --out $(DATA)/landing
 
 run: demo-data
-	$(BIN)/cdp --env $(ENV) run --data-dir $(DATA)
+	$(BIN)/cdp --env $(ENV) --data-dir $(DATA) --as-of $(AS_OF) run
 
 test: install-test
 	scripts/run_tests.sh

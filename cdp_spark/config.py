@@ -118,6 +118,7 @@ class WarehouseSettings(Model):
     user_env: str = "CDP_WAREHOUSE_USER"
     password_env: str = "CDP_WAREHOUSE_PASSWORD"
     tables: list[str] = Field(default_factory=list)
+    keys: dict[str, list[str]] = Field(default_factory=dict, description="primary key per synced table")
     batch_size: int = Field(5000, ge=1)
 
     @model_validator(mode="after")

@@ -61,6 +61,10 @@ class RunContext:
     def wrote(self, table: str, version: int) -> None:
         self.outputs[table] = version
 
+    def for_stage(self) -> RunContext:
+        """A context for the next stage of the same run: same run id and as-of, fresh lineage."""
+        return RunContext(cfg=self.cfg, store=self.store, as_of=self.as_of, run_id=self.run_id)
+
 
 def make_context(spark: SparkSession, cfg: CdpConfig, as_of: date | None = None) -> RunContext:
     store = open_store(spark, cfg.lake_root, cfg.storage.engine)

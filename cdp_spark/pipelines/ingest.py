@@ -33,7 +33,7 @@ from cdp_spark.io.files import (
     read_json_array,
     read_json_header,
 )
-from cdp_spark.pipelines.common import RunContext, StageError, record_manifest
+from cdp_spark.pipelines.common import RunContext, make_context, StageError, record_manifest
 
 log = logging.getLogger("cdp.ingest")
 
@@ -152,9 +152,10 @@ def _log_row(spark: SparkSession, ctx: RunContext, txn: Txn, name: str, source: 
     ctx.wrote(INGESTION_LOG, result.version)
 
 
-def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> list[FileOutcome]:
+def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> list[FileOutcome]:
     """Ingests every configured source's new files. Raises :class:`StageError` if any file was rejected
     (after every other file has been ingested and logged)."""
+    ctx = ctx or make_context(spark, cfg)
     outcomes: list[FileOutcome] = []
     for name, source in cfg.sources.items():
         paths = discover(cfg.landing_dir, source.path)

@@ -1,0 +1,115 @@
+"""``cdp``: run the whole pipeline or one stage, locally or under spark-submit."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict
+from datetime import date
+from typing import Any
+
+import click
+
+from cdp_spark.config import CdpConfig, ConfigError, load_config
+from cdp_spark.io.delta import TableError
+from cdp_spark.io.files import FileRejected
+from cdp_spark.io.jdbc import JdbcError
+from cdp_spark.log import configure
+from cdp_spark.pipelines.common import StageError
+from cdp_spark.quality.gate import SuiteError
+
+USER_ERRORS = (ConfigError, StageError, TableError, JdbcError, SuiteError, FileRejected)
+
+
+def _parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"'{value}' is not a date (YYYY-MM-DD)") from None
+
+
+@click.group()
+@click.option("--conf", "conf_dir", default="conf", show_default=True, help="config directory (base/ + overlays)")
+@click.option("--env", default="local", show_default=True, help="overlay under the config directory")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config key (repeatable)")
+@click.option("--data-dir", default=None, help="data directory (landing files and lake); overrides paths.data_dir")
+@click.option("--as-of", default=None, callback=_parse_date, help="business date to compute as of (default: today)")
+@click.option("-v", "--verbose", is_flag=True)
+@click.pass_context
+def main(ctx: click.Context, conf_dir: str, env: str, overrides: tuple[str, ...], data_dir: str | None,
+         as_of: date | None, verbose: bool) -> None:
+    """cdp-spark: ingest, unify, score, validate and publish customer data."""
+    configure(verbose)
+    ctx.obj = {"conf_dir": conf_dir, "env": env, "overrides": overrides, "data_dir": data_dir, "as_of": as_of}
+
+
+def _config(obj: dict[str, Any]) -> CdpConfig:
+    return load_config(obj["conf_dir"], obj["env"], obj["overrides"], data_dir=obj["data_dir"])
+
+
+def _run(obj: dict[str, Any], stages: list[str] | None) -> None:
+    from cdp_spark.pipelines import pipeline
+    from cdp_spark.pipelines.common import make_context
+    from cdp_spark.session import build_session
+
+    try:
+        cfg = _config(obj)
+        spark = build_session(cfg.spark)
+        ctx = make_context(spark, cfg, obj["as_of"])
+        summary = pipeline.run(spark, cfg, ctx, stages)
+    except USER_ERRORS as exc:
+        click.echo(f"ERROR: {exc}", err=True)
+        sys.exit(1)
+    click.echo(render_summary(summary))
+
+
+def render_summary(summary: Any) -> str:
+    lines = [f"run {summary.run_id} as of {summary.as_of} ({summary.engine} engine)",
+             "stage seconds: " + ", ".join(f"{k}={v}" for k, v in summary.seconds.items())]
+    for table, info in summary.tables.items():
+        lines.append(f"  {table:<24} {info['rows']:>9} rows  v{info['version']:<4} {info['path']}")
+    lines.append(f"persons: {summary.persons}   quarantined rows: {summary.quarantined}")
+    lines.append(f"tables are under {summary.lake_root} (Delta; read with delta-rs, pyarrow, DuckDB or Spark)")
+    return "\n".join(lines)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@click.pass_obj
+def run(obj: dict[str, Any], as_json: bool) -> None:
+    """Run the whole pipeline: ingest, normalise, resolve, score, validate, sync."""
+    if as_json:
+        obj["json"] = True
+    _run(obj, None)
+
+
+def _stage_command(name: str, help_text: str) -> None:
+    @main.command(name=name, help=help_text)
+    @click.pass_obj
+    def command(obj: dict[str, Any]) -> None:
+        _run(obj, [name])
+
+
+for _name, _help in [("ingest", "Ingest landing files into bronze and quarantine tables."),
+                     ("normalise", "Build silver tables from bronze."),
+                     ("resolve", "Resolve persons: identity edges, registry, profile."),
+                     ("score", "Compute person scores as of --as-of."),
+                     ("validate", "Validate gold tables and publish the versions that pass."),
+                     ("sync", "Sync published gold versions to the warehouse.")]:
+    _stage_command(_name, _help)
+
+
+@main.command("show-config")
+@click.pass_obj
+def show_config(obj: dict[str, Any]) -> None:
+    """Print the effective configuration (secrets are never in it, only env var names)."""
+    try:
+        click.echo(json.dumps(_config(obj).model_dump(mode="json"), indent=2))
+    except ConfigError as exc:
+        click.echo(f"ERROR: {exc}", err=True)
+        sys.exit(1)
+
+
+__all__ = ["asdict", "main"]

@@ -1,0 +1,98 @@
+"""Identity resolution: silver person records -> identity edges, person registry, person profile.
+
+Walking-skeleton rules (DESIGN §4, issue 4 deepens them): records sharing a normalised e-mail or E.164
+phone are the same person; connected components over those edges; stable ids from the previous
+registry; survivorship per attribute from config.
+
+Tables written:
+    silver.identity_edges  (record_a, record_b, rule, key_hash, run_id)        overwrite
+    gold.person_registry   (record_id, system, source_key, person_id, run_id)  overwrite (history in versions)
+    gold.identity_events   (run_id, person_id, event, predecessors, at)         append
+    gold.person_profile    one row per person                                  overwrite
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cdp_spark.config import CdpConfig
+from cdp_spark.identity.cluster import connected_components, exact_key_edges, junk_values
+from cdp_spark.identity.registry import assign_person_ids, identity_events
+from cdp_spark.identity.survivorship import survive
+from cdp_spark.pipelines.common import RunContext, make_context, StageError, record_manifest
+
+log = logging.getLogger("cdp.resolve")
+
+REGISTRY = "gold.person_registry"
+PROFILE = "gold.person_profile"
+EDGES = "silver.identity_edges"
+EVENTS = "gold.identity_events"
+MAX_KEY_GROUP = 50
+
+
+def person_records(ctx: RunContext, cfg: CdpConfig) -> DataFrame:
+    """Union of the silver person entities as (record_id, system, source_key, match keys, attributes,
+    updated_at). record_id = ``<system>:<source key>``."""
+    wanted = list(dict.fromkeys([*cfg.identity.match_keys, *cfg.identity.profile_attributes]))
+    frames = []
+    for source in cfg.sources.values():
+        if source.entity not in cfg.identity.person_sources:
+            continue
+        table = f"silver.{source.entity}"
+        if not ctx.store.exists(table):
+            raise StageError(f"{table} does not exist; run the ingest and normalise stages first")
+        silver = ctx.read(table)
+        key = F.concat_ws("|", *[F.col(k).cast("string") for k in source.source_key])
+        types = dict(silver.dtypes)
+        frames.append(silver.select(
+            F.concat(F.col("_system"), F.lit(":"), key).alias("record_id"), F.col("_system").alias("system"),
+            key.alias("source_key"),
+            *[(F.col(c) if c in types else F.lit(None)).cast(types.get(c, "string")).alias(c) for c in wanted],
+            (F.col("updated_at") if "updated_at" in types else F.col("_ingested_at")).alias("updated_at")))
+    if not frames:
+        raise StageError(f"no configured source has an entity in identity.person_sources "
+                         f"{cfg.identity.person_sources}")
+    records = frames[0]
+    for frame in frames[1:]:
+        records = records.unionByName(frame, allowMissingColumns=True)
+    return records
+
+
+def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:
+    ctx = ctx or make_context(spark, cfg)
+    records = person_records(ctx, cfg).persist()
+    keys = cfg.identity.match_keys
+    junk = junk_values(records, keys, MAX_KEY_GROUP).collect()
+    for row in junk:
+        log.warning("junk identifier ignored: %s value (sha256 %s…) shared by %d records", row["rule"],
+                    row["key_hash"][:12], row["records"])
+    edges = exact_key_edges(records, keys, MAX_KEY_GROUP).withColumn("run_id", F.lit(ctx.run_id)).persist()
+    components = connected_components(spark, records.select("record_id"), edges,
+                                      cfg.identity.max_cluster_iterations, cfg.identity.checkpoint_every)
+    previous = ctx.read(REGISTRY).select("record_id", "person_id") if ctx.store.exists(REGISTRY) else None
+    salt = str((ctx.inputs.get(REGISTRY) or -1) + 1)
+    assigned = assign_person_ids(components, previous, salt).persist()
+    registry = (records.select("record_id", "system", "source_key").join(assigned, "record_id")
+                .select("record_id", "system", "source_key", "person_id", F.lit(ctx.run_id).alias("run_id")))
+    events = identity_events(assigned, previous).select(
+        F.lit(ctx.run_id).alias("run_id"), "person_id", "event", "predecessors",
+        F.lit(datetime.now(UTC)).cast("timestamp").alias("at"))
+    with_person = records.join(assigned.select("record_id", "person_id"), "record_id")
+    profile = survive(with_person, cfg.identity.profile_attributes, cfg.identity.survivorship_default,
+                      cfg.identity.survivorship)
+    for table, frame, mode in ((EDGES, edges, "overwrite"), (REGISTRY, registry, "overwrite"),
+                               (EVENTS, events, "append"), (PROFILE, profile, "overwrite")):
+        result = ctx.store.write(table, frame, mode=mode)  # type: ignore[arg-type]
+        ctx.wrote(table, result.version)
+    counts = {"records": records.count(), "persons": assigned.select("person_id").distinct().count(),
+              "edges": edges.count(), "junk_identifiers": len(junk)}
+    for frame in (records, edges, assigned):
+        frame.unpersist()
+    ctx.counts["resolve"] = counts
+    record_manifest(spark, ctx, "resolve", "succeeded")
+    log.info("resolved %d records into %d persons", counts["records"], counts["persons"])
+    return counts

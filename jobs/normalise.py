@@ -1,0 +1,9 @@
+"""spark-submit entry point: the normalise job.
+
+    spark-submit jobs/normalise.py --conf conf --env cluster [--as-of YYYY-MM-DD] [--set key=value ...]
+"""
+
+from cdp_spark.jobs_main import main
+
+if __name__ == "__main__":
+    main("normalise")
