@@ -222,7 +222,7 @@ def load_config(conf_dir: str | Path = "conf", env: str | None = "local",
     if env:
         overlay = conf_path / env
         if not overlay.is_dir():
-            known = sorted(p.name for p in conf_path.iterdir() if p.is_dir() and p.name != "expectations")
+            known = sorted(p.name for p in conf_path.iterdir() if p.is_dir() and p.name not in ("base", "expectations"))
             raise ConfigError(f"environment overlay '{overlay}' does not exist (known: {known})")
         layers += _yaml_files(overlay)
     merged: dict[str, Any] = {}

@@ -45,3 +45,26 @@ def lake(tmp_path: Path) -> Path:
     root = tmp_path / "lake"
     root.mkdir()
     return root
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    from tests.integration.postgres import PostgresUnavailable, start_postgres
+
+    try:
+        server = start_postgres()
+    except PostgresUnavailable as exc:
+        pytest.fail(f"PostgreSQL could not start: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def cfg_factory(tmp_path: Path):
+    """Builds a CdpConfig from the project's conf/ with the data dir under tmp_path."""
+    from cdp_spark.config import load_config
+
+    def build(*overrides: str, env: str = "local"):
+        return load_config(REPO_ROOT / "conf", env, overrides, data_dir=str(tmp_path / "data"))
+
+    return build

@@ -108,17 +108,19 @@ def apply_contract(parsed: DataFrame, contract: SourceSettings, present: Sequenc
 
 def flag_duplicate_keys(checked: DataFrame, source_key: Sequence[str]) -> DataFrame:
     """Among otherwise valid rows, the first line of each source key wins; later lines get
-    ``duplicate_source_key``."""
-    valid = F.size("_reasons") == 0
-    order = Window.partitionBy(valid, *[F.col(f"`{k}`") for k in source_key]).orderBy("_row")
-    first = F.row_number().over(order) == 1
-    first_row = F.min("_row").over(Window.partitionBy(valid, *[F.col(f"`{k}`") for k in source_key]))
-    return (checked
-            .withColumn("_reasons", F.when(valid & ~first, F.array(F.lit("duplicate_source_key")))
-                        .otherwise(F.col("_reasons")))
-            .withColumn("_detail", F.when(valid & ~first, F.concat(F.lit("first seen at line "),
-                                                                    first_row.cast("string")))
-                        .otherwise(F.col("_detail"))))
+    ``duplicate_source_key`` with the winning line in ``_detail``."""
+    by_key = Window.partitionBy(*[F.col(f"`{k}`") for k in source_key])
+    valid = checked.where(F.size("_reasons") == 0)
+    invalid = checked.where(F.size("_reasons") > 0)
+    first_row = F.min("_row").over(by_key)
+    flagged = (valid.withColumn("_first_row", first_row)
+               .withColumn("_reasons", F.when(F.col("_row") != F.col("_first_row"),
+                                              F.array(F.lit("duplicate_source_key"))).otherwise(F.col("_reasons")))
+               .withColumn("_detail", F.when(F.col("_row") != F.col("_first_row"),
+                                             F.concat(F.lit("first seen at line "), F.col("_first_row").cast("string")))
+                           .otherwise(F.col("_detail")))
+               .drop("_first_row"))
+    return flagged.unionByName(invalid)
 
 
 def row_hash(columns: Sequence[str]) -> Column:

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime
+
+from chispa import assert_df_equality
+
+from cdp_spark.config import SurvivorshipRule
+from cdp_spark.identity.cluster import connected_components, exact_key_edges, junk_values
+from cdp_spark.identity.normalise import normalise_person
+from cdp_spark.identity.registry import assign_person_ids, identity_events
+from cdp_spark.identity.survivorship import survive
+
+
+def test_normalise_person_email_phone_names(spark):
+    raw = spark.createDataFrame([
+        ("1", "  josé ", "GARCÍA  lópez", " Jose.Garcia@Mail.COM ", "+34 612 34 56 78", " es "),
+        ("2", "ANA", "ruiz", "not-an-email", "0034612345678", "ES"),
+        ("3", "", None, None, "(612) 345678", None),
+        ("4", "Bob", "Smith", "bob@x.co.uk", "34612345678", "GB"),
+        ("5", "Liz", "Doe", "liz@x.fr", "12", "FR"),
+        ("6", "Eve", "Roe", "eve@x.fr", "+33 6 12 34 56 78", "FR"),
+    ], "id string, first_name string, last_name string, email string, phone string, country string")
+    out = normalise_person(raw, "34").select("id", "first_name", "last_name", "first_name_key", "last_name_key",
+                                             "email_norm", "phone_e164", "country").orderBy("id")
+    expected = spark.createDataFrame([
+        ("1", "José", "García López", "jose", "garcia lopez", "jose.garcia@mail.com", "+34612345678", "ES"),
+        ("2", "Ana", "Ruiz", "ana", "ruiz", None, "+34612345678", "ES"),
+        ("3", None, None, None, None, None, "+34612345678", None),
+        ("4", "Bob", "Smith", "bob", "smith", "bob@x.co.uk", "+34612345678", "GB"),
+        ("5", "Liz", "Doe", "liz", "doe", "liz@x.fr", None, "FR"),
+        ("6", "Eve", "Roe", "eve", "roe", "eve@x.fr", "+33612345678", "FR"),
+    ], "id string, first_name string, last_name string, first_name_key string, last_name_key string, "
+       "email_norm string, phone_e164 string, country string")
+    assert_df_equality(out, expected, ignore_nullable=True)
+
+
+def records(spark, rows):
+    return spark.createDataFrame(rows, "record_id string, email_norm string, phone_e164 string")
+
+
+def test_exact_key_edges_are_stars_and_skip_junk(spark):
+    recs = records(spark, [
+        ("a", "x@m.es", None), ("b", "x@m.es", "+3461"), ("c", None, "+3461"), ("d", "x@m.es", None),
+        ("j1", "test@test.com", None), ("j2", "test@test.com", None), ("j3", "test@test.com", None),
+        ("j4", "test@test.com", None), ("z", None, None)])
+    edges = exact_key_edges(recs, ["email_norm", "phone_e164"], max_group=3).select("record_a", "record_b", "rule")
+    expected = spark.createDataFrame([("a", "b", "email_norm"), ("a", "d", "email_norm"), ("b", "c", "phone_e164")],
+                                     "record_a string, record_b string, rule string")
+    assert_df_equality(edges.orderBy("record_a", "record_b"), expected, ignore_nullable=True)
+    junk = junk_values(recs, ["email_norm", "phone_e164"], max_group=3).collect()
+    assert [(r.rule, r.records) for r in junk] == [("email_norm", 4)]
+    assert junk[0].key_hash == hashlib.sha256(b"test@test.com").hexdigest()
+    assert "test@test.com" not in str(junk)
+
+
+def test_connected_components_chain_converges(spark):
+    nodes = spark.createDataFrame([(n,) for n in "abcdefg"], "record_id string")
+    edges = spark.createDataFrame([("f", "e"), ("e", "d"), ("d", "c"), ("b", "a")], "record_a string, record_b string")
+    out = connected_components(spark, nodes, edges, max_iterations=10, checkpoint_every=2)
+    expected = spark.createDataFrame([("a", "a"), ("b", "a"), ("c", "c"), ("d", "c"), ("e", "c"), ("f", "c"),
+                                      ("g", "g")], "record_id string, component string")
+    assert_df_equality(out.orderBy("record_id"), expected, ignore_nullable=True)
+
+
+def comps(spark, pairs):
+    return spark.createDataFrame(pairs, "record_id string, component string")
+
+
+def registry(spark, pairs):
+    return spark.createDataFrame(pairs, "record_id string, person_id string")
+
+
+def ids(df):
+    return {r.record_id: r.person_id for r in df.collect()}
+
+
+def test_ids_stable_on_rerun_and_new_record_joins(spark):
+    first = ids(assign_person_ids(comps(spark, [("r1", "r1"), ("r2", "r1"), ("r3", "r3")]), None, "0"))
+    assert first["r1"] == first["r2"] != first["r3"] and first["r1"].startswith("P") and len(first["r1"]) == 17
+    previous = registry(spark, list(first.items()))
+    rerun = ids(assign_person_ids(comps(spark, [("r1", "r1"), ("r2", "r1"), ("r3", "r3")]), previous, "1"))
+    assert rerun == first
+    grown = ids(assign_person_ids(comps(spark, [("r0", "r0"), ("r1", "r0"), ("r2", "r0"), ("r3", "r3")]),
+                                  previous, "1"))
+    assert grown == {**first, "r0": first["r1"]}
+
+
+def test_merge_keeps_largest_predecessor_and_split_gives_new_id(spark):
+    previous = registry(spark, [("r1", "PA"), ("r2", "PA"), ("r3", "PB")])
+    merged = assign_person_ids(comps(spark, [("r1", "r1"), ("r2", "r1"), ("r3", "r1")]), previous, "1")
+    assert set(ids(merged).values()) == {"PA"}
+    events = identity_events(merged, previous).collect()
+    assert [(e.person_id, e.event, e.predecessors) for e in events] == [("PA", "merged", ["PA", "PB"])]
+
+    previous = registry(spark, [("r1", "PA"), ("r2", "PA"), ("r3", "PA")])
+    split = assign_person_ids(comps(spark, [("r1", "r1"), ("r2", "r2"), ("r3", "r2")]), previous, "5")
+    got = ids(split)
+    assert got["r2"] == got["r3"] == "PA" and got["r1"] not in ("PA",) and got["r1"].startswith("P")
+    events = sorted((e.person_id == "PA", e.event, e.predecessors) for e in identity_events(split, previous).collect())
+    assert events == [(False, "split", ["PA"]), (True, "split", ["PA"])]
+
+
+def test_tie_break_is_deterministic(spark):
+    previous = registry(spark, [("r1", "PB"), ("r2", "PA")])
+    merged = ids(assign_person_ids(comps(spark, [("r1", "r1"), ("r2", "r1")]), previous, "1"))
+    assert merged == {"r1": "PA", "r2": "PA"}
+
+
+def test_survivorship_rules(spark):
+    t = datetime
+    recs = spark.createDataFrame([
+        ("P1", "crm:1", "crm", t(2026, 1, 1), "Ana", "1990-01-01", "a@x.es", "gold"),
+        ("P1", "shop:1", "ecommerce", t(2026, 3, 1), "Anita", None, "a@x.es", None),
+        ("P1", "loy:1", "loyalty", t(2025, 1, 1), None, "1990-01-02", "b@x.es", "silver"),
+        ("P1", "crm:2", "crm", t(2024, 1, 1), "Ana María", None, "b@x.es", None),
+        ("P2", "crm:3", "crm", None, "Bo", None, None, None),
+    ], "person_id string, record_id string, system string, updated_at timestamp, first_name string, "
+       "birth_date string, email_norm string, tier string")
+    out = survive(recs, ["first_name", "birth_date", "email_norm", "tier"], SurvivorshipRule(),
+                  {"birth_date": SurvivorshipRule(rule="source_priority", source_priority=["loyalty", "crm"]),
+                   "email_norm": SurvivorshipRule(rule="most_frequent"),
+                   "tier": SurvivorshipRule(rule="most_complete")})
+    expected = spark.createDataFrame([
+        ("P1", "Anita", "ecommerce", "1990-01-02", "loyalty", "a@x.es", "ecommerce", "silver", "loyalty", 4,
+         ["crm", "ecommerce", "loyalty"], t(2026, 3, 1)),
+        ("P2", "Bo", "crm", None, None, None, None, None, None, 1, ["crm"], None),
+    ], "person_id string, first_name string, first_name_source string, birth_date string, birth_date_source string, "
+       "email_norm string, email_norm_source string, tier string, tier_source string, record_count long, "
+       "systems array<string>, updated_at timestamp")
+    assert_df_equality(out.orderBy("person_id"), expected, ignore_nullable=True)

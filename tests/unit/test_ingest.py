@@ -1,0 +1,149 @@
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from chispa import assert_df_equality
+
+from cdp_spark.config import SourceSettings
+from cdp_spark.io.files import FileRejected, detect_separator, file_info, numbered_lines, read_csv_header
+from cdp_spark.pipelines.common import make_context
+from cdp_spark.pipelines.ingest import INGESTION_LOG, ingest_file
+
+CONTACTS = SourceSettings(
+    entity="contacts", system="crm", format="csv", path="*.csv", source_key=["contact_id"],
+    required=["contact_id"],
+    columns={"contact_id": "string", "email": "string", "birth_date": "date", "points": "long",
+             "amount": "decimal(8,2)", "opt_in": "boolean"},
+)
+
+
+@pytest.fixture()
+def ctx(spark, cfg_factory):
+    return make_context(spark, cfg_factory(), date(2026, 6, 30))
+
+
+def write_bytes(path: Path, data: bytes) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return str(path)
+
+
+def bronze_rows(ctx, entity="contacts"):
+    return ctx.store.read(f"bronze.{entity}").select("contact_id", "email", "birth_date", "points", "amount",
+                                                     "opt_in", "_row", "_rescued").orderBy("_row")
+
+
+def test_detect_separator_picks_the_most_frequent_candidate():
+    assert [detect_separator(h) for h in ("a;b;c", "a,b", "a\tb\tc", "a|b|c", "single")] == [";", ",", "\t", "|", ","]
+
+
+def test_numbered_lines_follow_file_order(spark, tmp_path):
+    path = write_bytes(tmp_path / "lines.txt", "".join(f"line {i}\n" for i in range(1, 2001)).encode())
+    lines = numbered_lines(spark, path).orderBy("_row").collect()
+    assert [(r._row, r.value) for r in lines[:2] + lines[-1:]] == [(1, "line 1"), (2, "line 2"), (2000, "line 2000")]
+    assert all(r.value == f"line {r._row}" for r in lines)
+
+
+def test_csv_rows_accepted_and_quarantined_with_reasons(spark, ctx, tmp_path):
+    content = (
+        "\ufeffemail;contact_id;amount;birth_date;points;opt_in;nickname\n"  # BOM, other order, extra column
+        "ana@x.es;C1;10.50;1990-01-02;7;yes;Anita\n"                  # 2 ok
+        "bo@x.es;C2;3;1991-13-40;8;no;\n"                             # 3 invalid date
+        "cy@x.es;;1;;;;\n"                                            # 4 missing key
+        "dee@x.es;C4;1\n"                                             # 5 too few columns
+        "eve@x.es;C1;2.00;;;;\n"                                      # 6 duplicate of line 2
+        "\"fay;quoted\";C6;;;12;true;\n"                              # 7 ok, quoted separator
+        "gus@x.es;C7;abc;;x;;\n"                                      # 8 amount and points invalid
+    ).encode("utf-8") + "hé@x.es;C8;;;;;\n".encode("latin-1")         # 9 Latin-1 bytes, not UTF-8
+    path = write_bytes(tmp_path / "landing" / "contacts.csv", content)
+    outcome = ingest_file(spark, ctx, "crm_contacts", CONTACTS, file_info(path))
+
+    assert (outcome.status, outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined) == ("ingested", 8, 2, 6)
+    expected_bronze = spark.createDataFrame(
+        [("C1", "ana@x.es", date(1990, 1, 2), 7, Decimal("10.50"), True, 2, '{"nickname":"Anita"}'),
+         ("C6", "fay;quoted", None, 12, None, True, 7, "{}")],
+        "contact_id string, email string, birth_date date, points long, amount decimal(8,2), opt_in boolean, "
+        "_row long, _rescued string")
+    assert_df_equality(bronze_rows(ctx), expected_bronze, ignore_nullable=True)
+    quarantine = ctx.store.read("quarantine.contacts").select("_row", "reason", "detail", "raw").orderBy("_row")
+    expected_quarantine = spark.createDataFrame([
+        (3, "invalid_value", "columns: birth_date", "bo@x.es;C2;3;1991-13-40;8;no;"),
+        (4, "missing_source_key", None, "cy@x.es;;1;;;;"),
+        (5, "wrong_column_count", None, "dee@x.es;C4;1"),
+        (6, "duplicate_source_key", "first seen at line 2", "eve@x.es;C1;2.00;;;;"),
+        (8, "invalid_value", "columns: points, amount", "gus@x.es;C7;abc;;x;;"),
+        (9, "invalid_encoding", None, "h\ufffd@x.es;C8;;;;;"),
+    ], "_row long, reason string, detail string, raw string")
+    assert_df_equality(quarantine, expected_quarantine, ignore_nullable=True)
+    log_row = ctx.store.read(INGESTION_LOG).collect()[0]
+    assert (log_row.rows_read, log_row.rows_accepted, log_row.rows_quarantined, log_row.rescued_columns) == (8, 2, 6, "nickname")
+
+
+def test_same_file_twice_changes_nothing(spark, ctx, tmp_path):
+    path = write_bytes(tmp_path / "landing" / "c.csv", b"contact_id,email\nC1,a@x.es\n")
+    first = ingest_file(spark, ctx, "crm_contacts", CONTACTS, file_info(path))
+    versions = {t: ctx.store.version(t) for t in ("bronze.contacts", "quarantine.contacts", INGESTION_LOG)}
+    again = ingest_file(spark, ctx, "crm_contacts", CONTACTS, file_info(path))
+    assert (first.status, again.status) == ("ingested", "skipped")
+    assert {t: ctx.store.version(t) for t in versions} == versions
+    assert [r.contact_id for r in ctx.store.read("bronze.contacts").collect()] == ["C1"]
+
+
+@pytest.mark.parametrize(("content", "code", "message"), [
+    (b"", "empty_file", "file is empty"),
+    (b"email;name\na@x.es;Ana\n", "no_source_key", "header has no source key column ['contact_id']"),
+    (b"\xe9mail,contact_id\n", "invalid_encoding", "header line is not valid UTF-8"),
+])
+def test_file_level_rejections_name_the_file(spark, ctx, tmp_path, content, code, message):
+    path = write_bytes(tmp_path / "landing" / "bad.csv", content)
+    if code == "no_source_key":
+        with pytest.raises(FileRejected) as err:
+            from cdp_spark.pipelines.ingest import checked_rows
+
+            checked_rows(spark, CONTACTS, path)
+    else:
+        with pytest.raises(FileRejected) as err:
+            read_csv_header(path, None)
+    assert err.value.reason_code == code
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+    outcome = ingest_file(spark, ctx, "crm_contacts", CONTACTS, file_info(path))
+    assert outcome.status == "rejected" and message in outcome.message
+    log_row = ctx.store.read(INGESTION_LOG).collect()[0]
+    assert (log_row.status, log_row.rows_read) == ("rejected", 0)
+
+
+def test_missing_required_column_rejects_file(spark, ctx, tmp_path):
+    source = CONTACTS.model_copy(update={"required": ["contact_id", "email"]})
+    path = write_bytes(tmp_path / "landing" / "c.csv", b"contact_id,points\nC1,3\n")
+    outcome = ingest_file(spark, ctx, "crm_contacts", source, file_info(path))
+    assert outcome.status == "rejected"
+    assert "required columns ['email'] are missing" in outcome.message
+
+
+CUSTOMERS = SourceSettings(entity="customers", system="shop", format="json", path="*.jsonl",
+                           source_key=["customer_id"], columns={"customer_id": "string", "spend": "double",
+                                                                "updated_at": "timestamp"})
+
+
+def test_json_lines_and_json_array(spark, ctx, tmp_path):
+    lines = write_bytes(tmp_path / "landing" / "a.jsonl", (
+        '{"customer_id": "E1", "spend": 12.5, "updated_at": "2026-01-02T03:04:05Z", "vip": true}\n'
+        '{"customer_id": "E2", "spend": "lots"}\n'
+        '{"customer_id": "E3"\n').encode())
+    outcome = ingest_file(spark, ctx, "shop", CUSTOMERS, file_info(lines))
+    assert (outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined) == (3, 1, 2)
+    array = write_bytes(tmp_path / "landing" / "b.json",
+                        b'[{"customer_id": "E9", "spend": 1}, {"customer_id": "E10", "spend": 2.5}]')
+    outcome = ingest_file(spark, ctx, "shop", CUSTOMERS, file_info(array))
+    assert (outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined) == (2, 2, 0)
+    bronze = ctx.store.read("bronze.customers").select("customer_id", "spend", "updated_at", "_row", "_rescued")
+    expected = spark.createDataFrame([
+        ("E1", 12.5, datetime(2026, 1, 2, 3, 4, 5), 1, '{"vip":"true"}'),
+        ("E10", 2.5, None, 2, None), ("E9", 1.0, None, 1, None)],
+        "customer_id string, spend double, updated_at timestamp, _row long, _rescued string")
+    assert_df_equality(bronze.orderBy("customer_id"), expected, ignore_nullable=True)
+    reasons = sorted((r._row, r.reason) for r in ctx.store.read("quarantine.customers").collect())
+    assert reasons == [(2, "invalid_value"), (3, "malformed_json")]
