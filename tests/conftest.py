@@ -64,7 +64,7 @@ def cfg_factory(tmp_path: Path):
     """Builds a CdpConfig from the project's conf/ with the data dir under tmp_path."""
     from cdp_spark.config import load_config
 
-    def build(*overrides: str, env: str = "local"):
-        return load_config(REPO_ROOT / "conf", env, overrides, data_dir=str(tmp_path / "data"))
+    def build(*overrides: str, env: str = "local", data_dir: Path | None = None):
+        return load_config(REPO_ROOT / "conf", env, overrides, data_dir=str(data_dir or tmp_path / "data"))
 
     return build
