@@ -51,13 +51,10 @@ def existing_jars(paths: list[str]) -> list[str]:
     return found
 
 
-def build_session(settings: SparkSettings, app_name: str | None = None) -> SparkSession:
-    """Returns a SparkSession for the settings (creates or reuses the active one)."""
-    builder = SparkSession.builder.appName(app_name or settings.app_name)
+def session_conf(settings: SparkSettings) -> tuple[str | None, dict[str, str]]:
+    """The master to set (None on clusters) and the Spark settings for ``settings``."""
     conf: dict[str, str] = dict(REQUIRED_CONF)
     is_local = bool(settings.master) and str(settings.master).startswith("local")
-    if settings.master:
-        builder = builder.master(settings.master)
     if is_local:
         conf.update(LOCAL_CONF)
         if settings.driver_memory:
@@ -67,6 +64,15 @@ def build_session(settings: SparkSettings, app_name: str | None = None) -> Spark
     if jars:
         conf["spark.jars"] = ",".join(jars)
     conf.update(settings.conf)
+    return settings.master, conf
+
+
+def build_session(settings: SparkSettings, app_name: str | None = None) -> SparkSession:
+    """Returns a SparkSession for the settings (creates or reuses the active one)."""
+    builder = SparkSession.builder.appName(app_name or settings.app_name)
+    master, conf = session_conf(settings)
+    if master:
+        builder = builder.master(master)
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

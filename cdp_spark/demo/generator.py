@@ -139,7 +139,10 @@ class Generator:
     def run(self, out: Path, truth_path: Path) -> dict[str, int]:
         rng = self.rng
         persons = [self.person(i) for i in range(self.n)]
-        crm_rows, shop_rows, loyalty_rows, truth = [], [], [], []
+        crm_rows: list[list[str]] = []
+        shop_rows: list[dict[str, object]] = []
+        loyalty_rows: list[list[str]] = []
+        truth: list[list[str]] = []
         next_id = {"crm": 1, "ecommerce": 1, "loyalty": 1}
 
         def new_key(source: str) -> str:
@@ -160,7 +163,7 @@ class Generator:
                 for _ in range(count):
                     key = new_key(source)
                     person.records.setdefault(source, []).append(key)
-                    truth.append((source, key, person.pid))
+                    truth.append([source, key, person.pid])
                     postcode, city = self.address(person)
                     email = self.maybe(self.vary_email(person.email), 0.08)
                     phone = self.maybe(self.vary_phone(person.phone), 0.15)

@@ -22,7 +22,6 @@ from pyspark.sql import functions as F
 
 from cdp_spark.config import SurvivorshipRule
 
-
 MAX_LONG = (1 << 63) - 1
 
 

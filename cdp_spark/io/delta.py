@@ -128,7 +128,7 @@ class RsDeltaStore:
 
         return DeltaTable.is_deltatable(self.path(table))
 
-    def _open(self, table: str, version: int | None = None):  # type: ignore[no-untyped-def]
+    def _open(self, table: str, version: int | None = None):
         from deltalake import DeltaTable
 
         if not self.exists(table):
@@ -189,7 +189,7 @@ class RsDeltaStore:
             shutil.rmtree(staging, ignore_errors=True)
         return adds, rows
 
-    def _commit_properties(self, txn: Txn | None, operation: str, extra: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    def _commit_properties(self, txn: Txn | None, operation: str, extra: dict[str, Any] | None = None):
         from deltalake.transaction import CommitProperties, Transaction
 
         metadata = {"cdp.operation": operation, **(extra or {})}
@@ -339,7 +339,7 @@ class SparkDeltaStore:
     def exists(self, table: str) -> bool:
         return bool(self._delta.isDeltaTable(self.spark, self.path(table)))
 
-    def _table(self, table: str):  # type: ignore[no-untyped-def]
+    def _table(self, table: str):
         if not self.exists(table):
             raise TableNotFound(f"table {table} does not exist at {self.path(table)}")
         return self._delta.forPath(self.spark, self.path(table))

@@ -7,6 +7,7 @@ Secrets never appear in URLs, logs or error messages: they are read from environ
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -90,10 +91,8 @@ def execute_in_transaction(spark: SparkSession, target: JdbcTarget, statements: 
         raise
     except Exception as exc:
         if connection is not None:
-            try:
+            with contextlib.suppress(Exception):
                 connection.rollback()
-            except Exception:
-                pass
         raise JdbcError(target.scrub(f"transaction at {target.url} failed and was rolled back: "
                                      f"{_first_line(exc)}")) from None
     finally:

@@ -53,7 +53,7 @@ class RunContext:
     outputs: dict[str, int] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
 
-    def read(self, table: str):  # type: ignore[no-untyped-def]
+    def read(self, table: str):
         """Reads a table and records its version as an input of this run."""
         self.inputs[table] = self.store.version(table)
         return self.store.read(table, version=self.inputs[table])

@@ -33,7 +33,7 @@ from cdp_spark.io.files import (
     read_json_array,
     read_json_header,
 )
-from cdp_spark.pipelines.common import RunContext, make_context, StageError, record_manifest
+from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
 
 log = logging.getLogger("cdp.ingest")
 
@@ -117,7 +117,8 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
     try:
         totals = checked.agg(F.count(F.lit(1)).alias("read"),
                              F.sum(F.when(F.size("_reasons") == 0, 1).otherwise(0)).alias("accepted")).first()
-        read, accepted = int(totals["read"] or 0), int(totals["accepted"] or 0)
+        read = int(totals["read"] or 0) if totals else 0
+        accepted = int(totals["accepted"] or 0) if totals else 0
         accepted_rows = checked.where(F.size("_reasons") == 0).select(
             *[F.col(f"`{c}`") for c in source.columns],
             F.lit(name).alias("_source"), F.lit(info.path).alias("_file"), F.col("_row"),

@@ -23,7 +23,7 @@ from cdp_spark.config import CdpConfig
 from cdp_spark.identity.cluster import connected_components, exact_key_edges, junk_values
 from cdp_spark.identity.registry import assign_person_ids, identity_events
 from cdp_spark.identity.survivorship import survive
-from cdp_spark.pipelines.common import RunContext, make_context, StageError, record_manifest
+from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
 
 log = logging.getLogger("cdp.resolve")
 

@@ -12,7 +12,7 @@ import logging
 from pyspark.sql import SparkSession
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.pipelines.common import RunContext, make_context, StageError, record_manifest
+from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
 from cdp_spark.pipelines.resolve import PROFILE, REGISTRY
 from cdp_spark.scores.orders import basic_scores, order_facts
 

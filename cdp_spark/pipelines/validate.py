@@ -16,7 +16,7 @@ from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.delta import TableStore, Txn
-from cdp_spark.pipelines.common import RunContext, make_context, StageError, record_manifest
+from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
 from cdp_spark.quality.gate import load_suites, validate
 
 log = logging.getLogger("cdp.validate")

@@ -82,7 +82,7 @@ def load_suites(directory: str) -> dict[str, Suite]:
     return suites
 
 
-def _expectation_class(name: str):  # type: ignore[no-untyped-def]
+def _expectation_class(name: str):
     import great_expectations as gx
 
     class_name = "".join(part.capitalize() for part in name.split("_"))
@@ -131,6 +131,8 @@ def validate(df: DataFrame, suite: Suite) -> list[Outcome]:
     outcomes = []
     for result in report.results:
         config = result.expectation_config
+        if config is None:
+            raise SuiteError(f"{suite.path}: GE returned a result without its expectation")
         error = _raised(result.exception_info)
         if error:
             raise SuiteError(f"{suite.path}: expectation {config.type} could not run on {suite.table}: "

@@ -81,7 +81,8 @@ def _run(cmd: list[str], run_as: str | None) -> None:
         raise PostgresUnavailable(f"{' '.join(cmd[:2])} failed: {result.stderr.strip() or result.stdout.strip()}")
 
 
-def start_postgres(user: str = "cdp_test", password: str = "s3cret-Test-Pw", database: str = "warehouse") -> PostgresServer:
+def start_postgres(user: str = "cdp_test", password: str = "s3cret-Test-Pw",
+                   database: str = "warehouse") -> PostgresServer:
     run_as = None
     base = tempfile.mkdtemp(prefix="cdp-pg-")
     if os.geteuid() == 0:

@@ -76,7 +76,8 @@ def expected_persons(landing: Path) -> dict[str, frozenset[str]]:
     return {rid: frozenset(members) for members in groups.values() for rid in members}
 
 
-def expected_order_totals(landing: Path, persons: dict[str, frozenset[str]]) -> dict[frozenset[str], tuple[int, Decimal]]:
+def expected_order_totals(landing: Path,
+                          persons: dict[str, frozenset[str]]) -> dict[frozenset[str], tuple[int, Decimal]]:
     totals: dict[frozenset[str], list] = defaultdict(lambda: [0, Decimal("0")])
     with (landing / "orders" / "orders.csv").open(encoding="utf-8") as f:
         for row in csv.DictReader(f):

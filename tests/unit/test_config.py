@@ -16,8 +16,9 @@ def write(path: Path, text: str) -> None:
 @pytest.fixture()
 def conf(tmp_path: Path) -> Path:
     root = tmp_path / "conf"
-    write(root / "base" / "00.yaml", "identity:\n  person_sources: [contacts]\n  profile_attributes: [email_norm]\n"
-                                     "spark:\n  shuffle_partitions: 64\n")
+    write(root / "base" / "00.yaml",
+          "identity:\n  person_sources: [contacts]\n  profile_attributes: [email_norm]\n"
+          "spark:\n  shuffle_partitions: 64\n")
     write(root / "local" / "00.yaml", "spark:\n  master: local[2]\n  shuffle_partitions: 4\n")
     return root
 
@@ -33,12 +34,14 @@ def test_unknown_key_names_file_and_key(conf):
     write(conf / "local" / "10.yaml", "spark:\n  shuffle_partitons: 3\n")
     with pytest.raises(ConfigError) as err:
         load_config(conf, "local")
-    assert f"{conf / 'local' / '10.yaml'}: key 'spark.shuffle_partitons': Extra inputs are not permitted" in str(err.value)
+    expected = f"{conf / 'local' / '10.yaml'}: key 'spark.shuffle_partitons': Extra inputs are not permitted"
+    assert expected in str(err.value)
 
 
 def test_wrong_type_names_file_and_key(conf):
     write(conf / "local" / "10.yaml", "spark:\n  shuffle_partitions: many\n")
-    with pytest.raises(ConfigError, match=r"10\.yaml: key 'spark\.shuffle_partitions': Input should be a valid integer"):
+    expected = r"10\.yaml: key 'spark\.shuffle_partitions': Input should be a valid integer"
+    with pytest.raises(ConfigError, match=expected):
         load_config(conf, "local")
 
 

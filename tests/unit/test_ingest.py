@@ -37,7 +37,8 @@ def bronze_rows(ctx, entity="contacts"):
 
 
 def test_detect_separator_picks_the_most_frequent_candidate():
-    assert [detect_separator(h) for h in ("a;b;c", "a,b", "a\tb\tc", "a|b|c", "single")] == [";", ",", "\t", "|", ","]
+    headers = ("a;b;c", "a,b", "a\tb\tc", "a|b|c", "single")
+    assert [detect_separator(h) for h in headers] == [";", ",", "\t", "|", ","]
 
 
 def test_numbered_lines_follow_file_order(spark, tmp_path):
@@ -61,7 +62,8 @@ def test_csv_rows_accepted_and_quarantined_with_reasons(spark, ctx, tmp_path):
     path = write_bytes(tmp_path / "landing" / "contacts.csv", content)
     outcome = ingest_file(spark, ctx, "crm_contacts", CONTACTS, file_info(path))
 
-    assert (outcome.status, outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined) == ("ingested", 8, 2, 6)
+    counts = (outcome.status, outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined)
+    assert counts == ("ingested", 8, 2, 6)
     expected_bronze = spark.createDataFrame(
         [("C1", "ana@x.es", date(1990, 1, 2), 7, Decimal("10.50"), True, 2, '{"nickname":"Anita"}'),
          ("C6", "fay;quoted", None, 12, None, True, 7, "{}")],
@@ -79,7 +81,8 @@ def test_csv_rows_accepted_and_quarantined_with_reasons(spark, ctx, tmp_path):
     ], "_row long, reason string, detail string, raw string")
     assert_df_equality(quarantine, expected_quarantine, ignore_nullable=True)
     log_row = ctx.store.read(INGESTION_LOG).collect()[0]
-    assert (log_row.rows_read, log_row.rows_accepted, log_row.rows_quarantined, log_row.rescued_columns) == (8, 2, 6, "nickname")
+    logged = (log_row.rows_read, log_row.rows_accepted, log_row.rows_quarantined, log_row.rescued_columns)
+    assert logged == (8, 2, 6, "nickname")
 
 
 def test_same_file_twice_changes_nothing(spark, ctx, tmp_path):
@@ -130,9 +133,9 @@ CUSTOMERS = SourceSettings(entity="customers", system="shop", format="json", pat
 
 def test_json_lines_and_json_array(spark, ctx, tmp_path):
     lines = write_bytes(tmp_path / "landing" / "a.jsonl", (
-        '{"customer_id": "E1", "spend": 12.5, "updated_at": "2026-01-02T03:04:05Z", "vip": true}\n'
-        '{"customer_id": "E2", "spend": "lots"}\n'
-        '{"customer_id": "E3"\n').encode())
+        b'{"customer_id": "E1", "spend": 12.5, "updated_at": "2026-01-02T03:04:05Z", "vip": true}\n'
+        b'{"customer_id": "E2", "spend": "lots"}\n'
+        b'{"customer_id": "E3"\n'))
     outcome = ingest_file(spark, ctx, "shop", CUSTOMERS, file_info(lines))
     assert (outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined) == (3, 1, 2)
     array = write_bytes(tmp_path / "landing" / "b.json",

@@ -25,7 +25,8 @@ def test_basic_scores_with_refund_timezone_and_ties(spark):
     ], ORDERS_SCHEMA)
     registry = spark.createDataFrame([("crm", "C1", "P1"), ("shop", "E1", "P1"), ("crm", "C2", "P2"),
                                       ("crm", "C3", "P3")], "system string, source_key string, person_id string")
-    stores = spark.createDataFrame([("S1", "Madrid"), ("S2", "Bilbao"), ("W1", "Online")], "store_id string, name string")
+    stores = spark.createDataFrame([("S1", "Madrid"), ("S2", "Bilbao"), ("W1", "Online")],
+                                   "store_id string, name string")
     facts = order_facts(orders, registry, stores, "Europe/Madrid", AS_OF)
     assert sorted(r.order_id for r in facts.collect()) == ["o1", "o2", "o3", "o5", "o6"]
     persons = spark.createDataFrame([("P1",), ("P2",), ("P3",)], "person_id string")

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import importlib
+import runpy
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from cdp_spark.cli import main
+from cdp_spark.jobs_main import JOBS, parse_args
+from tests.conftest import REPO_ROOT
+
+
+def test_every_job_file_is_a_thin_entry_point_to_a_pipeline():
+    files = sorted(p.stem for p in (REPO_ROOT / "jobs").glob("*.py"))
+    assert files == sorted(JOBS)
+    for job in JOBS:
+        module = importlib.import_module(f"cdp_spark.pipelines.{job}")
+        assert callable(module.run)
+        text = (REPO_ROOT / "jobs" / f"{job}.py").read_text()
+        assert f'main("{job}")' in text
+        runpy.run_path(str(REPO_ROOT / "jobs" / f"{job}.py"), run_name="not_main")  # imports cleanly
+
+
+def test_job_arguments():
+    args = parse_args("score", ["--conf", "c", "--env", "local", "--as-of", "2026-06-30", "--set", "a.b=1"])
+    assert (args.conf, args.env, str(args.as_of), args.overrides) == ("c", "local", "2026-06-30", ["a.b=1"])
+
+
+def test_cli_config_error_exits_non_zero_with_file_and_key():
+    result = CliRunner().invoke(main, ["--conf", str(REPO_ROOT / "conf"), "--set", "spark.nope=1", "show-config"])
+    assert result.exit_code == 1
+    assert "CLI override 'spark.nope=1': key 'spark.nope': Extra inputs are not permitted" in result.output
+
+
+def test_cli_bad_date_is_rejected():
+    result = CliRunner().invoke(main, ["--as-of", "30/06/2026", "run"])
+    assert result.exit_code == 2 and "'30/06/2026' is not a date (YYYY-MM-DD)" in result.output
+
+
+def test_cli_stage_failure_is_clear(spark, tmp_path: Path):
+    result = CliRunner().invoke(main, ["--conf", str(REPO_ROOT / "conf"), "--data-dir", str(tmp_path), "resolve"])
+    assert result.exit_code == 1
+    assert "ERROR: silver.contacts does not exist; run the ingest and normalise stages first" in result.output
+
+
+@pytest.mark.parametrize("env", ["local", "cluster"])
+def test_show_config_prints_no_secret_values(env, monkeypatch):
+    monkeypatch.setenv("CDP_WAREHOUSE_PASSWORD", "hunter2-secret")
+    result = CliRunner().invoke(main, ["--conf", str(REPO_ROOT / "conf"), "--env", env, "show-config"])
+    assert result.exit_code == 0, result.output
+    assert '"password_env": "CDP_WAREHOUSE_PASSWORD"' in result.output and "hunter2" not in result.output
