@@ -70,3 +70,18 @@ def test_missing_credentials_name_the_variables(monkeypatch):
     with pytest.raises(JdbcError, match=r"environment variables \['CDP_WAREHOUSE_PASSWORD'\] are not set"):
         target_from_env("jdbc:postgresql://127.0.0.1/x", "org.postgresql.Driver", "CDP_WAREHOUSE_USER",
                         "CDP_WAREHOUSE_PASSWORD")
+
+
+def test_demo_loyalty_table_loads_over_jdbc(spark, postgres, monkeypatch, tmp_path):
+    from cdp_spark.demo.generator import generate
+    from cdp_spark.demo.load_jdbc import load
+
+    counts = generate(tmp_path / "landing", customers=80, seed=2)
+    monkeypatch.setenv("SRC_USER", postgres.user)
+    monkeypatch.setenv("SRC_PW", postgres.password)
+    target = target_from_env(postgres.jdbc_url, "org.postgresql.Driver", "SRC_USER", "SRC_PW")
+    execute_in_transaction(spark, target, ["CREATE SCHEMA IF NOT EXISTS shop"])
+    loaded = load(spark, str(tmp_path / "landing" / "loyalty" / "loyalty_members.csv"), target, "shop.loyalty_members")
+    assert loaded == counts["loyalty_members"]
+    assert postgres.psql("SELECT count(*), count(DISTINCT loyalty_id), min(loyalty_id) FROM shop.loyalty_members") == (
+        f"{loaded}|{loaded}|L00000001")
