@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import asdict
 from datetime import date
 from typing import Any
 
@@ -112,4 +111,6 @@ def show_config(obj: dict[str, Any]) -> None:
         sys.exit(1)
 
 
-__all__ = ["asdict", "main"]
+
+if __name__ == "__main__":
+    main()

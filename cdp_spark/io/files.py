@@ -20,6 +20,12 @@ from pyspark.sql import functions as F
 UTF8_BOM = codecs.BOM_UTF8
 CANDIDATE_SEPARATORS = [",", ";", "\t", "|"]
 SNIFF_BYTES = 64 * 1024
+BINARY_SIGNATURES = [
+    (b"PK\x03\x04", "workbook", "file is a ZIP archive (an .xlsx workbook?); export one sheet as CSV (UTF-8)"),
+    (b"\xd0\xcf\x11\xe0", "workbook", "file is an OLE document (an .xls workbook?); export one sheet as CSV (UTF-8)"),
+    (codecs.BOM_UTF16_LE, "invalid_encoding", "file is UTF-16 encoded; save it as UTF-8 (with or without BOM)"),
+    (codecs.BOM_UTF16_BE, "invalid_encoding", "file is UTF-16 encoded; save it as UTF-8 (with or without BOM)"),
+]
 
 
 class FileRejected(ValueError):
@@ -70,6 +76,11 @@ def _first_line(path: str) -> tuple[bytes, bool]:
         sample = handle.read(SNIFF_BYTES)
     if not sample.strip():
         raise FileRejected(path, "empty_file", "file is empty (no header line)")
+    for magic, code, message in BINARY_SIGNATURES:
+        if sample.startswith(magic):
+            raise FileRejected(path, code, message)
+    if b"\x00" in sample:
+        raise FileRejected(path, "binary_file", "file holds NUL bytes: it is binary, not CSV or JSON text")
     has_bom = sample.startswith(UTF8_BOM)
     if has_bom:
         sample = sample[len(UTF8_BOM):]

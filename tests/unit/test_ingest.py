@@ -99,6 +99,9 @@ def test_same_file_twice_changes_nothing(spark, ctx, tmp_path):
     (b"", "empty_file", "file is empty"),
     (b"email;name\na@x.es;Ana\n", "no_source_key", "header has no source key column ['contact_id']"),
     (b"\xe9mail,contact_id\n", "invalid_encoding", "header line is not valid UTF-8"),
+    (b"PK\x03\x04\x14\x00\x06\x00", "workbook", "an .xlsx workbook?); export one sheet as CSV"),
+    ("contact_id,email\n".encode("utf-16"), "invalid_encoding", "file is UTF-16 encoded"),
+    (b"contact_id\x00\x01\x02\n", "binary_file", "file holds NUL bytes"),
 ])
 def test_file_level_rejections_name_the_file(spark, ctx, tmp_path, content, code, message):
     path = write_bytes(tmp_path / "landing" / "bad.csv", content)

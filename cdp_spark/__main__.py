@@ -1,0 +1,3 @@
+from cdp_spark.cli import main
+
+main()

@@ -1,0 +1,123 @@
+"""Object storage (S3 and S3-compatible endpoints) through boto3.
+
+Discovery lists the objects under a ``s3://bucket/prefix/*.csv`` pattern; staging downloads an object
+to local disk (to a temporary name, then renamed, so a crash never leaves a half file under the final
+name). Retries are botocore's *standard* mode, bounded by ``max_attempts``; after them the error names
+the endpoint, the bucket/key and what the service answered. Credentials come from the usual AWS chain
+(environment, profile, instance role), never from cdp-spark's config.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+GLOB_CHARS = re.compile(r"[*?\[]")
+
+
+class ObjectStoreError(RuntimeError):
+    """Listing or reading objects failed after the configured retries; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    bucket: str
+    key: str
+    etag: str
+    size: int
+    last_modified: datetime
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.bucket}/{self.key}"
+
+
+def is_object_url(path: str) -> bool:
+    return path.startswith(("s3://", "s3a://"))
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``s3://bucket/a/b*.csv`` -> (``bucket``, ``a/b*.csv``)."""
+    match = re.match(r"^s3a?://([^/]+)/?(.*)$", url)
+    if not match:
+        raise ObjectStoreError(f"'{url}' is not an s3://bucket/key URL")
+    return match.group(1), match.group(2)
+
+
+class ObjectStore:
+    def __init__(self, endpoint_url: str | None = None, region: str = "us-east-1", max_attempts: int = 5,
+                 connect_timeout: float = 5.0, read_timeout: float = 30.0) -> None:
+        import boto3
+        from botocore.config import Config
+
+        self.endpoint = endpoint_url or "AWS S3"
+        self.max_attempts = max_attempts
+        self.client = boto3.client(
+            "s3", endpoint_url=endpoint_url, region_name=region,
+            config=Config(retries={"max_attempts": max_attempts, "mode": "standard"},
+                          connect_timeout=connect_timeout, read_timeout=read_timeout))
+
+    def _fail(self, action: str, exc: Exception) -> ObjectStoreError:
+        from botocore.exceptions import ClientError, EndpointConnectionError
+
+        if isinstance(exc, EndpointConnectionError):
+            return ObjectStoreError(f"cannot reach the S3 endpoint {self.endpoint} ({action}) after "
+                                    f"{self.max_attempts} attempts: {exc}")
+        if isinstance(exc, ClientError):
+            error = exc.response.get("Error", {})
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            attempts = exc.response.get("ResponseMetadata", {}).get("RetryAttempts", 0) + 1
+            return ObjectStoreError(f"S3 {action} at {self.endpoint} failed after {attempts} attempt(s): "
+                                    f"HTTP {status} {error.get('Code', '')} {error.get('Message', '')}".rstrip())
+        return ObjectStoreError(f"S3 {action} at {self.endpoint} failed: {type(exc).__name__}: {exc}")
+
+    def list(self, url_pattern: str) -> list[ObjectRef]:
+        """Objects whose key matches the pattern's glob, sorted by key."""
+        bucket, key_glob = split_url(url_pattern)
+        glob_at = GLOB_CHARS.search(key_glob)
+        prefix = key_glob[: glob_at.start()] if glob_at else key_glob
+        refs = []
+        try:
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+                for item in page.get("Contents", []):
+                    key = item["Key"]
+                    if key.endswith("/") or not fnmatch.fnmatchcase(key, key_glob or "*"):
+                        continue
+                    refs.append(ObjectRef(bucket, key, str(item["ETag"]).strip('"'), int(item["Size"]),
+                                          item["LastModified"]))
+        except Exception as exc:
+            raise self._fail(f"listing s3://{bucket}/{prefix}", exc) from None
+        return sorted(refs, key=lambda r: r.key)
+
+    def head(self, bucket: str, key: str) -> dict[str, Any]:
+        try:
+            return dict(self.client.head_object(Bucket=bucket, Key=key))
+        except Exception as exc:
+            raise self._fail(f"reading s3://{bucket}/{key}", exc) from None
+
+    def stage(self, ref: ObjectRef, staging_dir: str) -> str:
+        """Downloads the object version ``ref`` names to ``staging_dir``; returns the local path. Fails if the
+        object changed since it was listed (its ETag differs)."""
+        digest = hashlib.sha256(f"{ref.bucket}/{ref.key}@{ref.etag}".encode()).hexdigest()[:16]
+        final = Path(staging_dir) / ref.bucket / f"{digest}-{Path(ref.key).name}"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        partial = final.with_name(final.name + ".part")
+        try:
+            body = self.client.get_object(Bucket=ref.bucket, Key=ref.key, IfMatch=f'"{ref.etag}"')["Body"]
+            with partial.open("wb") as handle:
+                for chunk in iter(lambda: body.read(1 << 20), b""):
+                    handle.write(chunk)
+        except Exception as exc:
+            partial.unlink(missing_ok=True)
+            raise self._fail(f"reading {ref.uri}", exc) from None
+        if partial.stat().st_size != ref.size:
+            partial.unlink(missing_ok=True)
+            raise ObjectStoreError(f"{ref.uri}: downloaded {partial.stat().st_size} bytes, listed {ref.size}")
+        os.replace(partial, final)
+        return str(final)
