@@ -133,6 +133,17 @@ class WarehouseSettings(Model):
 class PathSettings(Model):
     data_dir: str = "data"
     landing_dir: str = "{data_dir}/landing"
+    staging_dir: str = Field("{data_dir}/staging", description="where objects are downloaded before reading")
+
+
+class ObjectStoreSettings(Model):
+    """S3 or an S3-compatible endpoint. Credentials come from the AWS chain (env, profile, role), never here."""
+
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    max_attempts: int = Field(5, ge=1, le=20)
+    connect_timeout_s: float = Field(5.0, gt=0)
+    read_timeout_s: float = Field(30.0, gt=0)
 
 
 class CdpConfig(Model):
@@ -142,6 +153,7 @@ class CdpConfig(Model):
     spark: SparkSettings = SparkSettings()
     storage: StorageSettings = StorageSettings()
     sources: dict[str, SourceSettings] = Field(default_factory=dict)
+    object_store: ObjectStoreSettings = ObjectStoreSettings()
     identity: IdentitySettings
     scores: ScoreSettings = ScoreSettings()
     quality: QualitySettings = QualitySettings()
@@ -160,6 +172,10 @@ class CdpConfig(Model):
     @property
     def landing_dir(self) -> str:
         return self.resolve(self.paths.landing_dir)
+
+    @property
+    def staging_dir(self) -> str:
+        return self.resolve(self.paths.staging_dir)
 
     def fingerprint(self) -> str:
         """A stable hash of the effective config, stored in run manifests."""

@@ -68,3 +68,29 @@ def cfg_factory(tmp_path: Path):
         return load_config(REPO_ROOT / "conf", env, overrides, data_dir=str(data_dir or tmp_path / "data"))
 
     return build
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 with fake credentials in the environment."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.integration.s3 import free_port
+
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        os.environ.setdefault(key, value)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture()
+def fault_proxy(s3_server):
+    from tests.integration.s3 import FaultProxy
+
+    proxy = FaultProxy(int(s3_server.rsplit(":", 1)[1])).start()
+    yield proxy
+    proxy.stop()

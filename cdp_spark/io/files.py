@@ -39,10 +39,15 @@ class FileRejected(ValueError):
 
 @dataclass(frozen=True)
 class FileInfo:
-    path: str
+    path: str  # where it is read from
     size: int
     modified_ms: int
     sha256: str
+    origin: str = ""  # where it came from (s3://... for staged objects); lineage uses it
+
+    @property
+    def lineage(self) -> str:
+        return self.origin or self.path
 
 
 @dataclass(frozen=True)
@@ -61,14 +66,14 @@ def discover(landing_dir: str, pattern: str) -> list[str]:
     return sorted(p for p in glob.glob(full) if os.path.isfile(p))
 
 
-def file_info(path: str) -> FileInfo:
+def file_info(path: str, origin: str = "") -> FileInfo:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     stat = os.stat(path)
     return FileInfo(path=str(Path(path).absolute()), size=stat.st_size, modified_ms=int(stat.st_mtime * 1000),
-                    sha256=digest.hexdigest())
+                    sha256=digest.hexdigest(), origin=origin)
 
 
 def _first_line(path: str) -> tuple[bytes, bool]:

@@ -60,7 +60,7 @@ class ObjectStore:
         self.max_attempts = max_attempts
         self.client = boto3.client(
             "s3", endpoint_url=endpoint_url, region_name=region,
-            config=Config(retries={"max_attempts": max_attempts, "mode": "standard"},
+            config=Config(retries={"total_max_attempts": max_attempts, "mode": "standard"},
                           connect_timeout=connect_timeout, read_timeout=read_timeout))
 
     def _fail(self, action: str, exc: Exception) -> ObjectStoreError:

@@ -13,6 +13,7 @@ that crashed between two of those writes completes the missing ones on the next 
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -33,11 +34,21 @@ from cdp_spark.io.files import (
     read_json_array,
     read_json_header,
 )
+from cdp_spark.io.object_store import ObjectRef, ObjectStore, is_object_url
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
 
 log = logging.getLogger("cdp.ingest")
 
 INGESTION_LOG = "meta.ingestion_log"
+OBJECT_MANIFEST = "meta.object_manifest"
+MANIFEST_SCHEMA = T.StructType([
+    T.StructField("bucket", T.StringType()), T.StructField("key", T.StringType()),
+    T.StructField("etag", T.StringType()), T.StructField("size_bytes", T.LongType()),
+    T.StructField("last_modified", T.TimestampType()), T.StructField("source", T.StringType()),
+    T.StructField("sha256", T.StringType()), T.StructField("status", T.StringType()),
+    T.StructField("bronze_version", T.LongType()), T.StructField("run_id", T.StringType()),
+    T.StructField("ingested_at", T.TimestampType()),
+])
 LOG_SCHEMA = T.StructType([
     T.StructField("run_id", T.StringType()),
     T.StructField("source", T.StringType()),
@@ -105,14 +116,16 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
     bronze, quarantine = f"bronze.{source.entity}", f"quarantine.{source.entity}"
     txn = Txn(f"ingest/{name}/{info.sha256}", 1)
     if ctx.store.exists(INGESTION_LOG) and (ctx.store.txn_version(INGESTION_LOG, txn.app_id) or 0) >= 1:
-        return FileOutcome(name, info.path, "skipped", message="already ingested (same content)")
+        return FileOutcome(name, info.lineage, "skipped", message="already ingested (same content)")
     now = datetime.now(UTC)
     try:
         checked, rescued = checked_rows(spark, source, info.path)
     except FileRejected as exc:
-        log.error("rejected %s", exc)
-        _log_row(spark, ctx, txn, name, source, info, "rejected", 0, 0, 0, [], str(exc), now)
-        return FileOutcome(name, info.path, "rejected", message=str(exc))
+        log.error("rejected %s", str(exc).replace(info.path, info.lineage))
+        _log_row(spark, ctx, txn, name, source, info, "rejected", 0, 0, 0, [], str(exc).replace(info.path,
+                 info.lineage), now)
+        message = str(exc).replace(info.path, info.lineage)
+        return FileOutcome(name, info.lineage, "rejected", message=message)
     checked = checked.persist()
     try:
         totals = checked.agg(F.count(F.lit(1)).alias("read"),
@@ -121,11 +134,11 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
         accepted = int(totals["accepted"] or 0) if totals else 0
         accepted_rows = checked.where(F.size("_reasons") == 0).select(
             *[F.col(f"`{c}`") for c in source.columns],
-            F.lit(name).alias("_source"), F.lit(info.path).alias("_file"), F.col("_row"),
+            F.lit(name).alias("_source"), F.lit(info.lineage).alias("_file"), F.col("_row"),
             F.lit(now).cast("timestamp").alias("_ingested_at"), row_hash(list(source.columns)).alias("_row_hash"),
             F.col("_rescued"))
         quarantined_rows = checked.where(F.size("_reasons") > 0).select(
-            F.lit(name).alias("_source"), F.lit(info.path).alias("_file"), F.col("_row"),
+            F.lit(name).alias("_source"), F.lit(info.lineage).alias("_file"), F.col("_row"),
             F.array_join("_reasons", ",").alias("reason"), F.col("_detail").alias("detail"),
             F.col("value").alias("raw"), F.lit(now).cast("timestamp").alias("_ingested_at"))
         bronze_result = ctx.store.write(bronze, accepted_rows, txn=txn, evolve_schema=True)
@@ -134,23 +147,74 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
         ctx.wrote(quarantine, quarantine_result.version)
         quarantined = read - accepted
         if bronze_result.rows_written and bronze_result.rows_written != accepted:
-            raise StageError(f"{info.path}: wrote {bronze_result.rows_written} rows to {bronze}, expected {accepted}")
+            raise StageError(f"{info.lineage}: wrote {bronze_result.rows_written} rows to {bronze}, "
+                             f"expected {accepted}")
     finally:
         checked.unpersist()
     message = f"rescued columns {rescued} kept in _rescued" if rescued else ""
     if rescued:
-        log.warning("%s: schema drift, columns %s are not in the %s contract", info.path, rescued, name)
+        log.warning("%s: schema drift, columns %s are not in the %s contract", info.lineage, rescued, name)
     _log_row(spark, ctx, txn, name, source, info, "ingested", read, accepted, quarantined, rescued, message, now)
-    return FileOutcome(name, info.path, "ingested", read, accepted, quarantined, message)
+    return FileOutcome(name, info.lineage, "ingested", read, accepted, quarantined, message)
 
 
 def _log_row(spark: SparkSession, ctx: RunContext, txn: Txn, name: str, source: SourceSettings, info: FileInfo,
              status: str, read: int, accepted: int, quarantined: int, rescued: list[str], message: str,
              now: datetime) -> None:
-    row = (ctx.run_id, name, source.entity, info.path, info.sha256, info.size, status, read, accepted, quarantined,
+    row = (ctx.run_id, name, source.entity, info.lineage, info.sha256, info.size, status, read, accepted, quarantined,
            ",".join(rescued) or None, message, now.replace(tzinfo=None))
     result = ctx.store.write(INGESTION_LOG, spark.createDataFrame([row], LOG_SCHEMA), txn=txn)
     ctx.wrote(INGESTION_LOG, result.version)
+
+
+def ingest_objects(spark: SparkSession, cfg: CdpConfig, ctx: RunContext, name: str,
+                   source: SourceSettings) -> list[FileOutcome]:
+    """Ingests the objects under ``source.path`` (``s3://bucket/prefix/*.csv``) not yet in the manifest.
+
+    Rule for re-uploads: an object is identified by (bucket, key, ETag). The same ETag is never read
+    again. New content under the same key is a new ETag: it is ingested as a new file (bronze keeps both,
+    with ``_file`` naming the object; silver keeps the latest row per source key). A re-upload of content
+    already ingested is recorded in the manifest as ``duplicate_content`` and adds no rows.
+    """
+    settings = cfg.object_store
+    store = ObjectStore(settings.endpoint_url, settings.region, settings.max_attempts,
+                        settings.connect_timeout_s, settings.read_timeout_s)
+    refs = store.list(source.path)
+    if not refs:
+        log.warning("source %s: no objects match %s", name, source.path)
+    seen = manifest_entries(ctx)
+    outcomes = []
+    for ref in refs:
+        if (ref.bucket, ref.key, ref.etag) in seen:
+            outcomes.append(FileOutcome(name, ref.uri, "skipped", message="already in the object manifest"))
+            continue
+        local = store.stage(ref, cfg.staging_dir)
+        try:
+            info = file_info(local, origin=ref.uri)
+            outcome = ingest_file(spark, ctx, name, source, info)
+        finally:
+            os.remove(local)
+        status = "duplicate_content" if outcome.status == "skipped" else outcome.status
+        record_object(spark, ctx, name, ref, info.sha256, status)
+        outcomes.append(outcome)
+    return outcomes
+
+
+def manifest_entries(ctx: RunContext) -> set[tuple[str, str, str]]:
+    if not ctx.store.exists(OBJECT_MANIFEST):
+        return set()
+    rows = ctx.store.read(OBJECT_MANIFEST).select("bucket", "key", "etag").distinct().collect()
+    return {(r.bucket, r.key, r.etag) for r in rows}
+
+
+def record_object(spark: SparkSession, ctx: RunContext, name: str, ref: ObjectRef, sha256: str,
+                  status: str) -> None:
+    bronze_version = ctx.outputs.get(f"bronze.{ctx.cfg.sources[name].entity}")
+    row = (ref.bucket, ref.key, ref.etag, ref.size, ref.last_modified.replace(tzinfo=None), name, sha256,
+           status, bronze_version, ctx.run_id, datetime.now(UTC).replace(tzinfo=None))
+    token = Txn(f"manifest/{ref.bucket}/{ref.key}/{ref.etag}", 1)
+    result = ctx.store.write(OBJECT_MANIFEST, spark.createDataFrame([row], MANIFEST_SCHEMA), txn=token)
+    ctx.wrote(OBJECT_MANIFEST, result.version)
 
 
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> list[FileOutcome]:
@@ -159,6 +223,9 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> l
     ctx = ctx or make_context(spark, cfg)
     outcomes: list[FileOutcome] = []
     for name, source in cfg.sources.items():
+        if is_object_url(source.path):
+            outcomes += ingest_objects(spark, cfg, ctx, name, source)
+            continue
         paths = discover(cfg.landing_dir, source.path)
         if not paths:
             log.warning("source %s: no files match %s under %s", name, source.path, cfg.landing_dir)

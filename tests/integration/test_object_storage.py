@@ -1,0 +1,106 @@
+"""Ingestion from a real S3 endpoint on 127.0.0.1 (moto server): exactly once across runs, re-uploads,
+throttling (HTTP 503) with bounded retries, and the endpoint being down."""
+
+from __future__ import annotations
+
+import os
+from datetime import date
+
+import boto3
+import pytest
+from chispa import assert_df_equality
+
+from cdp_spark.config import ObjectStoreSettings
+from cdp_spark.io.object_store import ObjectStoreError
+from cdp_spark.pipelines import ingest, normalise
+from cdp_spark.pipelines.common import make_context
+from tests.integration.s3 import free_port
+
+pytestmark = pytest.mark.integration
+HEADER = "contact_id;first_name;last_name;email;phone;birth_date;postcode;city;country;opt_in;updated_at\n"
+
+
+def s3_config(cfg_factory, endpoint: str, bucket: str, max_attempts: int = 5):
+    cfg = cfg_factory()
+    crm = cfg.sources["crm_contacts"].model_copy(update={"path": f"s3://{bucket}/landing/crm/*.csv"})
+    return cfg.model_copy(update={
+        "sources": {"crm_contacts": crm},
+        "object_store": ObjectStoreSettings(endpoint_url=endpoint, max_attempts=max_attempts, connect_timeout_s=1,
+                                            read_timeout_s=5)})
+
+
+@pytest.fixture()
+def bucket(s3_server, request):
+    name = f"cdp-{request.node.name.replace('_', '-')[:40].lower().strip('-')}"
+    client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
+    client.create_bucket(Bucket=name)
+    return client, name
+
+
+def put(client, bucket: str, key: str, body: str) -> None:
+    client.put_object(Bucket=bucket, Key=key, Body=("\ufeff" + body).encode("utf-8"))
+
+
+def test_objects_ingested_exactly_once_and_reuploads_follow_the_rule(spark, s3_server, bucket, cfg_factory):
+    client, name = bucket
+    put(client, name, "landing/crm/a.csv", HEADER + "C1;Ana;Ruiz;ana@x.es;;;;;ES;true;2026-01-01T00:00:00Z\n"
+                                                    "C2;Bo;Gil;bo@x.es;;;;;ES;false;2026-01-01T00:00:00Z\n")
+    put(client, name, "landing/other/ignored.csv", HEADER)
+    cfg = s3_config(cfg_factory, s3_server, name)
+    first = ingest.run(spark, cfg, make_context(spark, cfg, date(2026, 6, 30)))
+    assert [(o.file, o.status, o.rows_accepted) for o in first] == [(f"s3://{name}/landing/crm/a.csv", "ingested", 2)]
+    second = ingest.run(spark, cfg, make_context(spark, cfg, date(2026, 6, 30)))
+    assert [(o.status, o.message) for o in second] == [("skipped", "already in the object manifest")]
+
+    # new content under the same key: a new ETag, ingested as a new file; silver keeps the latest per key
+    put(client, name, "landing/crm/a.csv", HEADER + "C1;Ana;Ruiz;ana.new@x.es;;;;;ES;true;2026-02-01T00:00:00Z\n")
+    # content already ingested, under another key: recorded, no rows added
+    put(client, name, "landing/crm/copy.csv", HEADER + "C1;Ana;Ruiz;ana@x.es;;;;;ES;true;2026-01-01T00:00:00Z\n"
+                                                       "C2;Bo;Gil;bo@x.es;;;;;ES;false;2026-01-01T00:00:00Z\n")
+    ctx = make_context(spark, cfg, date(2026, 6, 30))
+    third = ingest.run(spark, cfg, ctx)
+    assert [(o.file.rsplit("/", 1)[1], o.status) for o in third] == [("a.csv", "ingested"), ("copy.csv", "skipped")]
+    store = ctx.store
+    bronze = store.read("bronze.contacts").select("contact_id", "email", "_file").orderBy("email")
+    uri = f"s3://{name}/landing/crm/a.csv"
+    expected = spark.createDataFrame([("C1", "ana.new@x.es", uri), ("C1", "ana@x.es", uri), ("C2", "bo@x.es", uri)],
+                                     "contact_id string, email string, _file string")
+    assert_df_equality(bronze, expected, ignore_nullable=True)
+    manifest = sorted((r.key, r.status) for r in store.read("meta.object_manifest").collect())
+    assert manifest == [("landing/crm/a.csv", "ingested"), ("landing/crm/a.csv", "ingested"),
+                        ("landing/crm/copy.csv", "duplicate_content")]
+    normalise.run(spark, cfg, make_context(spark, cfg, date(2026, 6, 30)))
+    silver = sorted((r.contact_id, r.email_norm) for r in store.read("silver.contacts").collect())
+    assert silver == [("C1", "ana.new@x.es"), ("C2", "bo@x.es")]
+    assert [f for _, _, files in os.walk(cfg.staging_dir) for f in files] == []  # staged copies removed
+
+
+def test_throttling_is_retried_within_bounds(spark, fault_proxy, bucket, cfg_factory):
+    client, name = bucket
+    put(client, name, "landing/crm/a.csv", HEADER + "C1;Ana;Ruiz;ana@x.es;;;;;ES;true;2026-01-01T00:00:00Z\n")
+    cfg = s3_config(cfg_factory, fault_proxy.url, name, max_attempts=4)
+    fault_proxy.fail_next = 3  # three 503s, the fourth attempt succeeds
+    outcomes = ingest.run(spark, cfg, make_context(spark, cfg, date(2026, 6, 30)))
+    assert [(o.status, o.rows_accepted) for o in outcomes] == [("ingested", 1)]
+    assert fault_proxy.failed == 3
+
+
+def test_throttling_beyond_the_bound_fails_clearly_and_writes_nothing(spark, fault_proxy, bucket, cfg_factory):
+    client, name = bucket
+    put(client, name, "landing/crm/a.csv", HEADER + "C1;Ana;Ruiz;ana@x.es;;;;;ES;true;2026-01-01T00:00:00Z\n")
+    cfg = s3_config(cfg_factory, fault_proxy.url, name, max_attempts=3)
+    fault_proxy.fail_next = 1000
+    ctx = make_context(spark, cfg, date(2026, 6, 30))
+    with pytest.raises(ObjectStoreError) as err:
+        ingest.run(spark, cfg, ctx)
+    assert f"S3 listing s3://{name}/landing/crm/ at {fault_proxy.url} failed after 3 attempt(s): HTTP 503 SlowDown" in (
+        str(err.value))
+    assert fault_proxy.requests == 3
+    assert not ctx.store.exists("bronze.contacts") and not ctx.store.exists("meta.ingestion_log")
+
+
+def test_endpoint_down_is_a_clear_error(spark, cfg_factory):
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    cfg = s3_config(cfg_factory, endpoint, "any-bucket", max_attempts=2)
+    with pytest.raises(ObjectStoreError, match=rf"cannot reach the S3 endpoint {endpoint} .* after 2 attempts"):
+        ingest.run(spark, cfg, make_context(spark, cfg, date(2026, 6, 30)))
