@@ -57,7 +57,7 @@ def _run(obj: dict[str, Any], stages: list[str] | None) -> None:
     try:
         cfg = _config(obj)
         spark = build_session(cfg.spark)
-        ctx = make_context(spark, cfg, obj["as_of"])
+        ctx = make_context(spark, cfg, obj["as_of"], full_refresh=obj.get("full_refresh", False))
         summary = pipeline.run(spark, cfg, ctx, stages)
     except USER_ERRORS as exc:
         click.echo(f"ERROR: {exc}", err=True)
@@ -92,8 +92,16 @@ def _stage_command(name: str, help_text: str) -> None:
         _run(obj, [name])
 
 
-for _name, _help in [("ingest", "Ingest landing files into bronze and quarantine tables."),
-                     ("normalise", "Build silver tables from bronze."),
+@main.command()
+@click.option("--full-refresh", is_flag=True, help="JDBC sources: ignore the stored watermarks, read everything")
+@click.pass_obj
+def ingest(obj: dict[str, Any], full_refresh: bool) -> None:
+    """Ingest landing files, objects and JDBC tables into bronze and quarantine tables."""
+    obj["full_refresh"] = full_refresh
+    _run(obj, ["ingest"])
+
+
+for _name, _help in [("normalise", "Build silver tables from bronze."),
                      ("resolve", "Resolve persons: identity edges, registry, profile."),
                      ("score", "Compute person scores as of --as-of."),
                      ("validate", "Validate gold tables and publish the versions that pass."),

@@ -78,6 +78,37 @@ class SourceSettings(Model):
         return self
 
 
+class JdbcSourceSettings(Model):
+    """A table read over JDBC: partitioned, incremental by a watermark column with an overlap window."""
+
+    entity: str
+    system: str
+    url: str = Field(description="JDBC URL without credentials")
+    driver: str = "org.postgresql.Driver"
+    table: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+    user_env: str
+    password_env: str
+    source_key: list[str] = Field(min_length=1)
+    columns: dict[str, str] = Field(min_length=1)
+    watermark_column: str | None = None
+    overlap_seconds: int = Field(3600, ge=0)
+    partition_column: str | None = Field(None, description="numeric, date or timestamp column to split reads")
+    num_partitions: int = Field(4, ge=1)
+    fetch_size: int = Field(10_000, ge=1)
+
+    @model_validator(mode="after")
+    def _columns_known(self) -> JdbcSourceSettings:
+        named = [*self.source_key, *(c for c in (self.watermark_column, self.partition_column) if c)]
+        missing = [c for c in named if c not in self.columns]
+        if missing:
+            raise ValueError(f"columns {missing} are not declared in 'columns'")
+        if any(t not in SPARK_TYPES and not t.startswith("decimal(") for t in self.columns.values()):
+            raise ValueError(f"column types must be among {SPARK_TYPES} or decimal(p,s)")
+        if any(ch in self.url for ch in ("password=", "user=")):
+            raise ValueError("url must not carry credentials; use user_env/password_env")
+        return self
+
+
 class SurvivorshipRule(Model):
     rule: Literal["most_recent", "source_priority", "most_frequent", "most_complete"] = "most_recent"
     source_priority: list[str] = Field(default_factory=list)
@@ -153,6 +184,7 @@ class CdpConfig(Model):
     spark: SparkSettings = SparkSettings()
     storage: StorageSettings = StorageSettings()
     sources: dict[str, SourceSettings] = Field(default_factory=dict)
+    jdbc_sources: dict[str, JdbcSourceSettings] = Field(default_factory=dict)
     object_store: ObjectStoreSettings = ObjectStoreSettings()
     identity: IdentitySettings
     scores: ScoreSettings = ScoreSettings()
@@ -176,6 +208,10 @@ class CdpConfig(Model):
     @property
     def staging_dir(self) -> str:
         return self.resolve(self.paths.staging_dir)
+
+    def all_sources(self) -> dict[str, SourceSettings | JdbcSourceSettings]:
+        """File/object sources and JDBC sources by name (both carry entity, system, key and columns)."""
+        return {**self.sources, **self.jdbc_sources}
 
     def fingerprint(self) -> str:
         """A stable hash of the effective config, stored in run manifests."""

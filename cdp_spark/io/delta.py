@@ -71,9 +71,10 @@ class TableStore(Protocol):
     def read(self, table: str, version: int | None = None, timestamp: datetime | None = None) -> DataFrame: ...
     def create(self, table: str, schema: StructType) -> WriteResult: ...
     def write(self, table: str, df: DataFrame, mode: WriteMode = "append", txn: Txn | None = None,
-              evolve_schema: bool = False) -> WriteResult: ...
+              evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult: ...
     def merge(self, table: str, df: DataFrame, keys: list[str], txn: Txn | None = None,
-              evolve_schema: bool = False) -> WriteResult: ...
+              evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult: ...
+    def latest_metadata(self, table: str, key: str) -> str | None: ...
     def history(self, table: str) -> list[dict[str, Any]]: ...
     def vacuum(self, table: str, retention_hours: int = 168) -> list[str]: ...
     def txn_version(self, table: str, app_id: str) -> int | None: ...
@@ -172,9 +173,9 @@ class RsDeltaStore:
         from deltalake.transaction import AddAction
 
         staging = f"{table_path}/.staging-{uuid.uuid4().hex}"
-        df.write.mode("overwrite").option("compression", "snappy").parquet(staging)
         adds, rows = [], 0
         try:
+            df.write.mode("overwrite").option("compression", "snappy").parquet(staging)
             for part in sorted(Path(staging).glob("part-*.parquet")):
                 meta = pq.read_metadata(part)
                 if meta.num_rows == 0:
@@ -217,7 +218,7 @@ class RsDeltaStore:
         return WriteResult(table, 0)
 
     def write(self, table: str, df: DataFrame, mode: WriteMode = "append", txn: Txn | None = None,
-              evolve_schema: bool = False) -> WriteResult:
+              evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult:
         from deltalake import Schema
         from deltalake.transaction import create_table_with_add_actions
 
@@ -230,7 +231,8 @@ class RsDeltaStore:
             schema = _nullable(df.schema)
             adds, rows = self._stage_files(df.select(*[F.col(f"`{c}`") for c in df.columns]), table_path)
             create_table_with_add_actions(table_path, Schema.from_arrow(_arrow_schema(schema)), adds,
-                                          mode="error", commit_properties=self._commit_properties(txn, "CREATE"))
+                                          mode="error",
+                                          commit_properties=self._commit_properties(txn, "CREATE", metadata))
             return WriteResult(table, 0, rows_written=rows)
         dt = self._open(table)
         current = StructType.fromJson(json.loads(dt.schema().to_json()))
@@ -244,7 +246,7 @@ class RsDeltaStore:
                 dt = self._open(table)
         adds, rows = self._stage_files(aligned, table_path)
         dt.create_write_transaction(adds, mode=mode, schema=_arrow_schema(schema),
-                                    commit_properties=self._commit_properties(txn, mode.upper()))
+                                    commit_properties=self._commit_properties(txn, mode.upper(), metadata))
         return WriteResult(table, self._open(table).version(), rows_written=rows)
 
     def _add_columns(self, dt: Any, schema: StructType, new_columns: list[str]) -> None:
@@ -256,7 +258,7 @@ class RsDeltaStore:
         log.warning("%s: schema evolved, added columns %s", dt.table_uri, new_columns)
 
     def merge(self, table: str, df: DataFrame, keys: list[str], txn: Txn | None = None,
-              evolve_schema: bool = False) -> WriteResult:
+              evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult:
         """Upsert on ``keys``: source rows replace target rows with the same key, others are inserted.
 
         Copy-on-write at file level: only the files holding a matched key are rewritten, and the
@@ -271,7 +273,7 @@ class RsDeltaStore:
         if missing:
             raise TableError(f"{table}: merge keys {missing} are not columns of the source")
         if not self.exists(table):
-            return self.write(table, df, "append", txn)
+            return self.write(table, df, "append", txn, metadata=metadata)
         dups = df.groupBy(*keys).count().where("count > 1").limit(1).collect()
         if dups:
             raise TableError(f"{table}: merge source has duplicate keys {keys}, e.g. "
@@ -300,8 +302,18 @@ class RsDeltaStore:
         dt.create_write_transaction([*removes, *adds], mode="append", schema=_arrow_schema(_nullable(source.schema)),
                                     commit_properties=self._commit_properties(
                                         txn, "MERGE", {"cdp.merge_keys": ",".join(keys),
-                                                       "cdp.files_rewritten": str(len(touched))}))
+                                                       "cdp.files_rewritten": str(len(touched)),
+                                                       **(metadata or {})}))
         return WriteResult(table, self._open(table).version(), rows_written=rows)
+
+    def latest_metadata(self, table: str, key: str) -> str | None:
+        """The value of ``key`` in the newest commit that set it (e.g. a JDBC watermark)."""
+        if not self.exists(table):
+            return None
+        for entry in sorted(self.history(table), key=lambda h: int(h["version"]), reverse=True):
+            if key in entry:
+                return str(entry[key])
+        return None
 
     def vacuum(self, table: str, retention_hours: int = 168) -> list[str]:
         dt = self._open(table)
@@ -378,9 +390,11 @@ class SparkDeltaStore:
         return WriteResult(table, 0)
 
     def write(self, table: str, df: DataFrame, mode: WriteMode = "append", txn: Txn | None = None,
-              evolve_schema: bool = False) -> WriteResult:
+              evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult:
         before = self.version(table)
         writer = df.write.format("delta").mode(mode)
+        if metadata:
+            writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
         if txn:
             writer = writer.option("txnAppId", txn.app_id).option("txnVersion", txn.version)
         if mode == "overwrite":
@@ -392,11 +406,13 @@ class SparkDeltaStore:
         return WriteResult(table, int(after or 0), skipped=before is not None and before == after)
 
     def merge(self, table: str, df: DataFrame, keys: list[str], txn: Txn | None = None,
-              evolve_schema: bool = False) -> WriteResult:
+              evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult:
         if not self.exists(table):
-            return self.write(table, df, "append", txn)
+            return self.write(table, df, "append", txn, metadata=metadata)
         before = self.version(table)
         conf = self.spark.conf
+        if metadata:
+            conf.set("spark.databricks.delta.commitInfo.userMetadata", json.dumps(metadata, sort_keys=True))
         if txn:
             conf.set("spark.databricks.delta.write.txnAppId", txn.app_id)
             conf.set("spark.databricks.delta.write.txnVersion", str(txn.version))
@@ -408,10 +424,22 @@ class SparkDeltaStore:
              .whenMatchedUpdateAll().whenNotMatchedInsertAll().execute())
         finally:
             for key in ("spark.databricks.delta.write.txnAppId", "spark.databricks.delta.write.txnVersion",
-                        "spark.databricks.delta.schema.autoMerge.enabled"):
+                        "spark.databricks.delta.schema.autoMerge.enabled",
+                        "spark.databricks.delta.commitInfo.userMetadata"):
                 conf.unset(key)
         after = self.version(table)
         return WriteResult(table, int(after or 0), skipped=before == after)
+
+    def latest_metadata(self, table: str, key: str) -> str | None:
+        if not self.exists(table):
+            return None
+        for entry in sorted(self.history(table), key=lambda h: int(h["version"]), reverse=True):
+            user = entry.get("userMetadata")
+            if user:
+                found = json.loads(user).get(key)
+                if found is not None:
+                    return str(found)
+        return None
 
     def vacuum(self, table: str, retention_hours: int = 168) -> list[str]:
         self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", str(retention_hours >= 168))

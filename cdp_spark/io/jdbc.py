@@ -11,6 +11,7 @@ import contextlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 
@@ -56,7 +57,7 @@ def write(spark: SparkSession, df: DataFrame, target: JdbcTarget, table: str, ba
          .option("batchsize", batch_size).option("isolationLevel", "READ_COMMITTED")
          .options(**target.properties()).mode("overwrite").save())
     except Exception as exc:
-        raise JdbcError(target.scrub(f"writing {table} at {target.url} failed: {_first_line(exc)}")) from None
+        raise JdbcError(target.scrub(f"writing {table} at {target.url} failed: {first_line(exc)}")) from None
 
 
 def read(spark: SparkSession, target: JdbcTarget, query: str) -> DataFrame:
@@ -65,7 +66,7 @@ def read(spark: SparkSession, target: JdbcTarget, query: str) -> DataFrame:
         return (spark.read.format("jdbc").option("url", target.url).option("query", query)
                 .options(**target.properties()).load())
     except Exception as exc:
-        raise JdbcError(target.scrub(f"reading from {target.url} failed: {_first_line(exc)}")) from None
+        raise JdbcError(target.scrub(f"reading from {target.url} failed: {first_line(exc)}")) from None
 
 
 def execute_in_transaction(spark: SparkSession, target: JdbcTarget, statements: Sequence[str]) -> None:
@@ -94,15 +95,56 @@ def execute_in_transaction(spark: SparkSession, target: JdbcTarget, statements: 
             with contextlib.suppress(Exception):
                 connection.rollback()
         raise JdbcError(target.scrub(f"transaction at {target.url} failed and was rolled back: "
-                                     f"{_first_line(exc)}")) from None
+                                     f"{first_line(exc)}")) from None
     finally:
         if connection is not None:
             connection.close()
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """A one-line reason: the error's own first line plus, for JVM errors, the root cause's message
+    (e.g. "Connection to 127.0.0.1:5432 refused")."""
     text = str(exc).strip()
-    for line in text.splitlines():
-        if "Exception" in line or "ERROR" in line:
-            return line.strip()[:500]
-    return text.splitlines()[0][:500] if text else type(exc).__name__
+    head = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    root = _java_root_cause(exc)
+    return (f"{head[:300]} (cause: {root[:300]})" if root and root not in head else head[:500])
+
+
+def _java_root_cause(exc: BaseException) -> str | None:
+    java = getattr(exc, "java_exception", None) or getattr(exc, "_origin", None)
+    if java is None:
+        return None
+    try:
+        while java.getCause() is not None and java.getCause() != java:
+            java = java.getCause()
+        return str(java.getMessage() or java.getClass().getName()).splitlines()[0]
+    except Exception:
+        return None
+
+
+def quote_ident(name: str) -> str:
+    return ".".join(f'"{part}"' for part in name.split("."))
+
+
+def partitioned_read(spark: SparkSession, target: JdbcTarget, query: str, partition_column: str | None,
+                     lower: Any, upper: Any, num_partitions: int, fetch_size: int) -> DataFrame:
+    """Reads ``query`` split into ``num_partitions`` ranges of ``partition_column`` between the bounds
+    taken at run time (one partition when there is no partition column or no rows)."""
+    _driver_loaded(spark, target)
+    reader = (spark.read.format("jdbc").option("url", target.url).option("dbtable", f"({query}) AS cdp_src")
+              .option("fetchsize", fetch_size).options(**target.properties()))
+    if partition_column and lower is not None and upper is not None and lower != upper:
+        reader = (reader.option("partitionColumn", partition_column).option("lowerBound", str(lower))
+                  .option("upperBound", str(upper)).option("numPartitions", num_partitions))
+    return reader.load()
+
+
+def fetch_one(spark: SparkSession, target: JdbcTarget, query: str) -> dict[str, Any]:
+    """The single row ``query`` returns, as a dict (e.g. bounds and the new watermark)."""
+    try:
+        row = read(spark, target, query).collect()
+    except JdbcError:
+        raise
+    except Exception as exc:
+        raise JdbcError(target.scrub(f"reading from {target.url} failed: {first_line(exc)}")) from None
+    return row[0].asDict() if row else {}

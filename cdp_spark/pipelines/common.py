@@ -52,6 +52,7 @@ class RunContext:
     inputs: dict[str, int | None] = field(default_factory=dict)
     outputs: dict[str, int] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
+    full_refresh: bool = False
 
     def read(self, table: str):
         """Reads a table and records its version as an input of this run."""
@@ -63,12 +64,14 @@ class RunContext:
 
     def for_stage(self) -> RunContext:
         """A context for the next stage of the same run: same run id and as-of, fresh lineage."""
-        return RunContext(cfg=self.cfg, store=self.store, as_of=self.as_of, run_id=self.run_id)
+        return RunContext(cfg=self.cfg, store=self.store, as_of=self.as_of, run_id=self.run_id,
+                          full_refresh=self.full_refresh)
 
 
-def make_context(spark: SparkSession, cfg: CdpConfig, as_of: date | None = None) -> RunContext:
+def make_context(spark: SparkSession, cfg: CdpConfig, as_of: date | None = None,
+                 full_refresh: bool = False) -> RunContext:
     store = open_store(spark, cfg.lake_root, cfg.storage.engine)
-    return RunContext(cfg=cfg, store=store, as_of=as_of or datetime.now(UTC).date())
+    return RunContext(cfg=cfg, store=store, as_of=as_of or datetime.now(UTC).date(), full_refresh=full_refresh)
 
 
 def record_manifest(spark: SparkSession, ctx: RunContext, job: str, status: str, message: str = "") -> None:

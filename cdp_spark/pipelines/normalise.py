@@ -11,7 +11,7 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cdp_spark.config import CdpConfig, SourceSettings
+from cdp_spark.config import CdpConfig, JdbcSourceSettings, SourceSettings
 from cdp_spark.identity.normalise import latest_per_key, normalise_person
 from cdp_spark.io.delta import Txn
 from cdp_spark.pipelines.common import RunContext, make_context, record_manifest
@@ -19,7 +19,8 @@ from cdp_spark.pipelines.common import RunContext, make_context, record_manifest
 log = logging.getLogger("cdp.normalise")
 
 
-def to_silver(bronze: DataFrame, source: SourceSettings, person_entity: bool, country_code: str) -> DataFrame:
+def to_silver(bronze: DataFrame, source: SourceSettings | JdbcSourceSettings, person_entity: bool,
+              country_code: str) -> DataFrame:
     """bronze columns -> contract columns (+ normalised person columns) + ``_system``, ``_source``,
     ``_ingested_at``, ``_row_hash``; the latest row per source key wins."""
     recency = [F.col("updated_at").desc_nulls_last()] if "updated_at" in source.columns else []
@@ -33,7 +34,8 @@ def to_silver(bronze: DataFrame, source: SourceSettings, person_entity: bool, co
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:
     ctx = ctx or make_context(spark, cfg)
     merged: dict[str, int] = {}
-    for _, source in cfg.sources.items():
+    by_entity = {s.entity: s for s in reversed(list(cfg.all_sources().values()))}  # first source's contract
+    for source in by_entity.values():
         bronze_name, silver_name = f"bronze.{source.entity}", f"silver.{source.entity}"
         if not ctx.store.exists(bronze_name):
             log.warning("%s does not exist yet; nothing to normalise", bronze_name)

@@ -39,9 +39,11 @@ def person_records(ctx: RunContext, cfg: CdpConfig) -> DataFrame:
     updated_at). record_id = ``<system>:<source key>``."""
     wanted = list(dict.fromkeys([*cfg.identity.match_keys, *cfg.identity.profile_attributes]))
     frames = []
-    for source in cfg.sources.values():
-        if source.entity not in cfg.identity.person_sources:
+    seen: set[str] = set()
+    for source in cfg.all_sources().values():
+        if source.entity not in cfg.identity.person_sources or source.entity in seen:
             continue
+        seen.add(source.entity)
         table = f"silver.{source.entity}"
         if not ctx.store.exists(table):
             raise StageError(f"{table} does not exist; run the ingest and normalise stages first")

@@ -165,3 +165,24 @@ def test_rs_engine_refuses_remote_paths(spark):
         pytest.skip("Delta jars present")
     with pytest.raises(TableError, match="local filesystem"):
         open_store(spark, "s3://bucket/lake", "rs")
+
+
+def test_commit_metadata_travels_with_the_data(spark, store):
+    store.write("bronze.people", frame(spark, [(1, "ana", None)]), metadata={"cdp.watermark.db": "2026-01-01"})
+    store.merge("bronze.people", frame(spark, [(2, "bo", None)]), keys=["id"],
+                metadata={"cdp.watermark.db": "2026-02-01"})
+    store.write("bronze.people", frame(spark, [(3, "cy", None)]))
+    assert store.latest_metadata("bronze.people", "cdp.watermark.db") == "2026-02-01"
+    assert store.latest_metadata("bronze.people", "cdp.other") is None
+
+
+def test_failed_write_leaves_no_commit_and_no_staging(spark, store):
+    from pyspark.sql import functions as F
+
+    store.write("bronze.people", frame(spark, [(1, "ana", None)]))
+    failing = frame(spark, [(2, "bo", None)]).withColumn(
+        "name", F.when(F.col("id") == 2, F.raise_error("source went away")).otherwise(F.col("name")))
+    with pytest.raises(Exception, match="source went away"):
+        store.write("bronze.people", failing)
+    assert store.version("bronze.people") == 0
+    assert not [p for p in Path(store.path("bronze.people")).iterdir() if p.name.startswith(".staging-")]
