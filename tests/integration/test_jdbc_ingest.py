@@ -28,7 +28,8 @@ def members(postgres, monkeypatch, request):
     table = f"src.members_{request.node.name[:20].lower().replace('[', '_').replace(']', '')}"
     postgres.psql(f"CREATE SCHEMA IF NOT EXISTS src; DROP TABLE IF EXISTS {table}; "
                   f"CREATE TABLE {table} (loyalty_id text, email text, loyalty_points bigint, updated_at timestamp);"
-                  f"INSERT INTO {table} VALUES ('L1','a@x.es',10,'2026-01-01 10:00'), ('L2','b@x.es',20,'2026-01-02 10:00'),"
+                  f"INSERT INTO {table} VALUES ('L1','a@x.es',10,'2026-01-01 10:00'),"
+                  f"('L2','b@x.es',20,'2026-01-02 10:00'),"
                   f"('L3','c@x.es',30,'2026-01-03 10:00'), ('L4','d@x.es',40,'2026-01-04 10:00'),"
                   f"(NULL,'nokey@x.es',1,'2026-01-04 11:00')")
     return table
@@ -82,7 +83,8 @@ def test_incremental_by_watermark_with_overlap_and_merge(spark, postgres, member
 def test_database_down_at_start_writes_nothing(spark, postgres, members, cfg_factory, caplog):
     cfg = jdbc_cfg(cfg_factory, f"jdbc:postgresql://127.0.0.1:{free_port()}/warehouse", members)
     ctx = make_context(spark, cfg, date(2026, 6, 30))
-    with pytest.raises(jdbc.JdbcError, match=r"Couldn.t connect to the database .*\(cause: Connection refused\)") as err:
+    refused = r"Couldn.t connect to the database .*\(cause: Connection refused\)"
+    with pytest.raises(jdbc.JdbcError, match=refused) as err:
         ingest.run(spark, cfg, ctx)
     assert postgres.password not in str(err.value) + caplog.text
     assert not ctx.store.exists("bronze.loyalty")
@@ -102,7 +104,7 @@ def test_connection_lost_mid_read_commits_nothing(spark, postgres, members, cfg_
     def run_ingest() -> None:
         try:
             ingest.run(spark, cfg, ctx)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+        except BaseException as exc:  # handed to the test thread
             errors.append(exc)
 
     worker = threading.Thread(target=run_ingest)
