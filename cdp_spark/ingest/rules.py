@@ -1,7 +1,7 @@
 """Row-level file rules as pure DataFrame transforms (Spark built-ins only).
 
 In:  numbered lines ``_row``, ``value`` (raw text of one record).
-Out: typed contract columns + ``_reasons`` (array of reason codes, empty when the row is accepted),
+Out: typed contract columns + ``_reasons`` (comma-separated reason codes, "" when the row is accepted),
      ``_detail`` (which columns failed), ``_rescued`` (JSON of columns not in the contract), ``value``.
 
 Reason codes: ``invalid_encoding``, ``wrong_column_count``, ``malformed_json``, ``missing_source_key``,
@@ -71,56 +71,52 @@ def _typed(column: str, type_name: str) -> Column:
 
 def apply_contract(parsed: DataFrame, contract: SourceSettings, present: Sequence[str]) -> DataFrame:
     """Casts every contract column to its type (missing optional columns become null) and collects the
-    row's reasons. ``present`` are the contract columns the file actually has."""
-    typed_cols, bad_value_checks = [], []
+    row's reasons as a comma-separated string (empty when the row is accepted). ``present`` are the
+    contract columns the file actually has. Plain built-ins only, so the projection stays code-generated."""
+    typed_cols, bad_columns = [], []
     for column, type_name in contract.columns.items():
         if column in present:
-            typed = _typed(column, type_name)
             raw = F.col(f"`{column}`")
-            bad_value_checks.append(F.when(raw.isNotNull() & (F.trim(raw) != "") & typed.isNull(),
-                                           F.lit(column)))
+            typed = _typed(column, type_name)
+            bad_columns.append(F.when(raw.isNotNull() & (F.trim(raw) != "") & typed.isNull(), F.lit(column)))
         else:
             typed = F.lit(None).cast(spark_type(type_name))
         typed_cols.append(typed.alias(column))
-    invalid_columns = F.filter(F.array(*bad_value_checks), lambda c: c.isNotNull()) if bad_value_checks else (
-        F.array().cast("array<string>"))
+    invalid = F.concat_ws(", ", *bad_columns) if bad_columns else F.lit("")
     key_missing = F.lit(False)
     for key in contract.source_key:
-        raw = F.col(f"`{key}`") if key in present else F.lit(None)
+        raw = F.col(f"`{key}`") if key in present else F.lit(None).cast("string")
         key_missing = key_missing | raw.isNull() | (F.trim(raw) == "")
     has_rescued = "_rescued" in parsed.columns
     with_checks = parsed.select(
         "_row", "value", *typed_cols,
         (F.col("_rescued") if has_rescued else F.lit(None).cast("string")).alias("_rescued"),
-        F.col("_parse_error"), invalid_columns.alias("_invalid_columns"), key_missing.alias("_key_missing"),
-        F.col("value").contains(REPLACEMENT_CHAR).alias("_bad_encoding"))
-    reasons = F.filter(F.array(
-        F.when(F.col("_bad_encoding"), F.lit("invalid_encoding")),
+        F.col("_parse_error"), invalid.alias("_invalid_columns"), key_missing.alias("_key_missing"))
+    parse_ok = F.col("_parse_error").isNull()
+    reasons = F.concat_ws(
+        ",",
+        F.when(F.col("value").contains(REPLACEMENT_CHAR), F.lit("invalid_encoding")),
         F.col("_parse_error"),
-        F.when(F.col("_parse_error").isNull() & F.col("_key_missing"), F.lit("missing_source_key")),
-        F.when(F.col("_parse_error").isNull() & (F.size("_invalid_columns") > 0), F.lit("invalid_value")),
-    ), lambda r: r.isNotNull())
-    detail = F.when(F.size("_invalid_columns") > 0,
-                    F.concat(F.lit("columns: "), F.array_join("_invalid_columns", ", ")))
+        F.when(parse_ok & F.col("_key_missing"), F.lit("missing_source_key")),
+        F.when(parse_ok & (F.col("_invalid_columns") != ""), F.lit("invalid_value")))
+    detail = F.when(F.col("_invalid_columns") != "", F.concat(F.lit("columns: "), F.col("_invalid_columns")))
     return with_checks.select("_row", "value", *contract.columns, "_rescued", reasons.alias("_reasons"),
                               detail.alias("_detail"))
 
 
 def flag_duplicate_keys(checked: DataFrame, source_key: Sequence[str]) -> DataFrame:
     """Among otherwise valid rows, the first line of each source key wins; later lines get
-    ``duplicate_source_key`` with the winning line in ``_detail``."""
+    ``duplicate_source_key`` with the winning line in ``_detail``. One window, one pass."""
     by_key = Window.partitionBy(*[F.col(f"`{k}`") for k in source_key])
-    valid = checked.where(F.size("_reasons") == 0)
-    invalid = checked.where(F.size("_reasons") > 0)
-    first_row = F.min("_row").over(by_key)
-    flagged = (valid.withColumn("_first_row", first_row)
-               .withColumn("_reasons", F.when(F.col("_row") != F.col("_first_row"),
-                                              F.array(F.lit("duplicate_source_key"))).otherwise(F.col("_reasons")))
-               .withColumn("_detail", F.when(F.col("_row") != F.col("_first_row"),
-                                             F.concat(F.lit("first seen at line "), F.col("_first_row").cast("string")))
-                           .otherwise(F.col("_detail")))
-               .drop("_first_row"))
-    return flagged.unionByName(invalid)
+    valid = F.col("_reasons") == ""
+    first_valid = F.min(F.when(valid, F.col("_row"))).over(by_key)
+    flagged = checked.withColumn("_first_row", first_valid)
+    duplicate = valid & (F.col("_row") != F.col("_first_row"))
+    return flagged.select(
+        *[F.col(f"`{c}`") for c in checked.columns if c not in ("_reasons", "_detail")],
+        F.when(duplicate, F.lit("duplicate_source_key")).otherwise(F.col("_reasons")).alias("_reasons"),
+        F.when(duplicate, F.concat(F.lit("first seen at line "), F.col("_first_row").cast("string")))
+        .otherwise(F.col("_detail")).alias("_detail"))
 
 
 def row_hash(columns: Sequence[str]) -> Column:

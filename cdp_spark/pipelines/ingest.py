@@ -131,17 +131,17 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
     checked = checked.persist()
     try:
         totals = checked.agg(F.count(F.lit(1)).alias("read"),
-                             F.sum(F.when(F.size("_reasons") == 0, 1).otherwise(0)).alias("accepted")).first()
+                             F.sum(F.when(F.col("_reasons") == "", 1).otherwise(0)).alias("accepted")).first()
         read = int(totals["read"] or 0) if totals else 0
         accepted = int(totals["accepted"] or 0) if totals else 0
-        accepted_rows = checked.where(F.size("_reasons") == 0).select(
+        accepted_rows = checked.where(F.col("_reasons") == "").select(
             *[F.col(f"`{c}`") for c in source.columns],
             F.lit(name).alias("_source"), F.lit(info.lineage).alias("_file"), F.col("_row"),
             F.lit(now).cast("timestamp").alias("_ingested_at"), row_hash(list(source.columns)).alias("_row_hash"),
             F.col("_rescued"))
-        quarantined_rows = checked.where(F.size("_reasons") > 0).select(
+        quarantined_rows = checked.where(F.col("_reasons") != "").select(
             F.lit(name).alias("_source"), F.lit(info.lineage).alias("_file"), F.col("_row"),
-            F.array_join("_reasons", ",").alias("reason"), F.col("_detail").alias("detail"),
+            F.col("_reasons").alias("reason"), F.col("_detail").alias("detail"),
             F.col("value").alias("raw"), F.lit(now).cast("timestamp").alias("_ingested_at"))
         bronze_result = ctx.store.write(bronze, accepted_rows, txn=txn, evolve_schema=True)
         ctx.wrote(bronze, bronze_result.version)
