@@ -10,12 +10,13 @@ CONF ?= conf
 ENV ?= local
 AS_OF ?= 2026-06-30
 
-.PHONY: help venv install install-test system-deps check-java demo-data run test lint typecheck clean
+.PHONY: help venv install install-test system-deps check-java demo-data run test lint typecheck clean bench bench-ingest
 
 help:
 	@echo "make run     install, generate demo data, run the whole pipeline locally, print a summary"
 	@echo "make test    install test needs (PostgreSQL + JDBC driver from Debian if missing), run pytest"
 	@echo "make lint    ruff + mypy"
+	@echo "make bench   benchmarks (figures in benchmarks/results/)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +55,14 @@ test: install-test
 lint: install-test
 	$(BIN)/ruff check cdp_spark jobs tests scripts
 	$(BIN)/mypy
+
+# Benchmarks print their figures and write them to benchmarks/results/*.json.
+BENCH_ORDERS ?= 5000000
+BENCH_CONTACTS ?= 1000000
+bench-ingest: install
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python scripts/bench_ingest.py --orders $(BENCH_ORDERS) --contacts $(BENCH_CONTACTS)
+
+bench: bench-ingest
 
 clean:
 	rm -rf $(DATA) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache spark-warehouse

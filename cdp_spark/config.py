@@ -175,6 +175,9 @@ class ObjectStoreSettings(Model):
     max_attempts: int = Field(5, ge=1, le=20)
     connect_timeout_s: float = Field(5.0, gt=0)
     read_timeout_s: float = Field(30.0, gt=0)
+    read_mode: Literal["auto", "direct", "stage"] = Field(
+        "auto", description="direct: Spark reads s3a:// itself; stage: boto3 downloads first; auto: direct "
+                            "when the session has the S3A filesystem")
 
 
 class CdpConfig(Model):

@@ -92,8 +92,16 @@ def delta_spark_available(spark: SparkSession) -> bool:
         return False
 
 
+S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+
+
+def s3a_available(spark: SparkSession) -> bool:
+    """True when the session can read ``s3a://`` paths itself (hadoop-aws on the classpath)."""
+    return jdbc_driver_loadable(spark, S3A_FILESYSTEM)
+
+
 def jdbc_driver_loadable(spark: SparkSession, driver_class: str) -> bool:
-    """True when the JDBC driver class is on the session's classpath."""
+    """True when the class (a JDBC driver, a filesystem) is on the session's classpath."""
     try:
         jvm = spark.sparkContext._jvm
         assert jvm is not None

@@ -27,11 +27,11 @@ import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cdp_spark.config import SparkSettings, load_config  # noqa: E402
-from cdp_spark.io.files import file_info  # noqa: E402
-from cdp_spark.pipelines.common import make_context  # noqa: E402
-from cdp_spark.pipelines.ingest import ingest_file  # noqa: E402
-from cdp_spark.session import build_session  # noqa: E402
+from cdp_spark.config import SparkSettings, load_config
+from cdp_spark.io.files import file_info
+from cdp_spark.pipelines.common import make_context
+from cdp_spark.pipelines.ingest import ingest_file
+from cdp_spark.session import build_session
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -76,9 +76,10 @@ def file_info(path: str, origin: str = "") -> FileInfo:
                     sha256=digest.hexdigest(), origin=origin)
 
 
-def _first_line(path: str) -> tuple[bytes, bool]:
-    with open(path, "rb") as handle:
-        sample = handle.read(SNIFF_BYTES)
+def _first_line(path: str, sample: bytes | None = None) -> tuple[bytes, bool]:
+    if sample is None:
+        with open(path, "rb") as handle:
+            sample = handle.read(SNIFF_BYTES)
     if not sample.strip():
         raise FileRejected(path, "empty_file", "file is empty (no header line)")
     for magic, code, message in BINARY_SIGNATURES:
@@ -100,8 +101,9 @@ def detect_separator(header_line: str) -> str:
     return best if counts[best] > 0 else ","
 
 
-def read_csv_header(path: str, separator: str | None) -> Header:
-    raw, has_bom = _first_line(path)
+def read_csv_header(path: str, separator: str | None, sample: bytes | None = None) -> Header:
+    """The header of a CSV file; ``sample`` (its first bytes) when the file is not on local disk."""
+    raw, has_bom = _first_line(path, sample)
     try:
         line = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -120,8 +122,8 @@ def read_csv_header(path: str, separator: str | None) -> Header:
     return Header(columns=columns, separator=sep, has_bom=has_bom)
 
 
-def read_json_header(path: str) -> Header:
-    raw, has_bom = _first_line(path)
+def read_json_header(path: str, sample: bytes | None = None) -> Header:
+    raw, has_bom = _first_line(path, sample)
     stripped = raw.lstrip()
     return Header(columns=[], separator=None, has_bom=has_bom, json_array=stripped.startswith(b"["))
 

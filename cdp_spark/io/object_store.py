@@ -101,6 +101,15 @@ class ObjectStore:
         except Exception as exc:
             raise self._fail(f"reading s3://{bucket}/{key}", exc) from None
 
+    def read_head(self, ref: ObjectRef, length: int) -> bytes:
+        """The first ``length`` bytes of the object version ``ref`` names (a ranged GET)."""
+        try:
+            response = self.client.get_object(Bucket=ref.bucket, Key=ref.key, IfMatch=f'"{ref.etag}"',
+                                              Range=f"bytes=0-{max(length, 1) - 1}")
+            return bytes(response["Body"].read())
+        except Exception as exc:
+            raise self._fail(f"reading {ref.uri}", exc) from None
+
     def stage(self, ref: ObjectRef, staging_dir: str) -> str:
         """Downloads the object version ``ref`` names to ``staging_dir``; returns the local path. Fails if the
         object changed since it was listed (its ETag differs)."""

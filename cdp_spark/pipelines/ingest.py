@@ -27,6 +27,7 @@ from cdp_spark.ingest.rules import apply_contract, flag_duplicate_keys, parse_cs
 from cdp_spark.io import jdbc
 from cdp_spark.io.delta import Txn
 from cdp_spark.io.files import (
+    SNIFF_BYTES,
     FileInfo,
     FileRejected,
     discover,
@@ -36,7 +37,7 @@ from cdp_spark.io.files import (
     read_json_array,
     read_json_header,
 )
-from cdp_spark.io.object_store import ObjectRef, ObjectStore, is_object_url
+from cdp_spark.io.object_store import ObjectRef, ObjectStore, ObjectStoreError, is_object_url
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
 
 log = logging.getLogger("cdp.ingest")
@@ -79,11 +80,12 @@ class FileOutcome:
     message: str = ""
 
 
-def checked_rows(spark: SparkSession, source: SourceSettings, path: str) -> tuple[DataFrame, list[str]]:
+def checked_rows(spark: SparkSession, source: SourceSettings, path: str,
+                 sample: bytes | None = None) -> tuple[DataFrame, list[str]]:
     """The file's records with typed contract columns and ``_reasons``; also the rescued (unknown) columns.
     Raises :class:`FileRejected` for file-level problems."""
     if source.format == "csv":
-        header = read_csv_header(path, source.separator)
+        header = read_csv_header(path, source.separator, sample)
         columns = header.columns
         missing_keys = [k for k in source.source_key if k not in columns]
         if missing_keys:
@@ -96,7 +98,7 @@ def checked_rows(spark: SparkSession, source: SourceSettings, path: str) -> tupl
         if rescued:
             parsed = parsed.withColumn("_rescued", F.to_json(F.struct(*[F.col(f"`{c}`") for c in rescued])))
     else:
-        header = read_json_header(path)
+        header = read_json_header(path, sample)
         lines = read_json_array(spark, path) if header.json_array else numbered_lines(spark, path)
         parsed = parse_json(lines, list(source.columns))
         keys = parsed.where(F.col("_rescued").isNotNull()).select(
@@ -114,14 +116,14 @@ def checked_rows(spark: SparkSession, source: SourceSettings, path: str) -> tupl
 
 
 def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceSettings,
-                info: FileInfo) -> FileOutcome:
+                info: FileInfo, sample: bytes | None = None) -> FileOutcome:
     bronze, quarantine = f"bronze.{source.entity}", f"quarantine.{source.entity}"
     txn = Txn(f"ingest/{name}/{info.sha256}", 1)
     if ctx.store.exists(INGESTION_LOG) and (ctx.store.txn_version(INGESTION_LOG, txn.app_id) or 0) >= 1:
         return FileOutcome(name, info.lineage, "skipped", message="already ingested (same content)")
     now = datetime.now(UTC)
     try:
-        checked, rescued = checked_rows(spark, source, info.path)
+        checked, rescued = checked_rows(spark, source, info.path, sample)
     except FileRejected as exc:
         log.error("rejected %s", str(exc).replace(info.path, info.lineage))
         _log_row(spark, ctx, txn, name, source, info, "rejected", 0, 0, 0, [], str(exc).replace(info.path,
@@ -170,9 +172,17 @@ def _log_row(spark: SparkSession, ctx: RunContext, txn: Txn, name: str,
     ctx.wrote(INGESTION_LOG, result.version)
 
 
+def source_location(landing_dir: str, path: str) -> str:
+    """A source's path as configured when absolute or a URL, else under the landing directory (which may be
+    an ``s3://`` prefix)."""
+    if is_object_url(path) or os.path.isabs(path):
+        return path
+    return f"{landing_dir.rstrip('/')}/{path}" if is_object_url(landing_dir) else os.path.join(landing_dir, path)
+
+
 def ingest_objects(spark: SparkSession, cfg: CdpConfig, ctx: RunContext, name: str,
-                   source: SourceSettings) -> list[FileOutcome]:
-    """Ingests the objects under ``source.path`` (``s3://bucket/prefix/*.csv``) not yet in the manifest.
+                   source: SourceSettings, location: str) -> list[FileOutcome]:
+    """Ingests the objects matching ``location`` (``s3://bucket/prefix/*.csv``) not yet in the manifest.
 
     Rule for re-uploads: an object is identified by (bucket, key, ETag). The same ETag is never read
     again. New content under the same key is a new ETag: it is ingested as a new file (bronze keeps both,
@@ -182,25 +192,45 @@ def ingest_objects(spark: SparkSession, cfg: CdpConfig, ctx: RunContext, name: s
     settings = cfg.object_store
     store = ObjectStore(settings.endpoint_url, settings.region, settings.max_attempts,
                         settings.connect_timeout_s, settings.read_timeout_s)
-    refs = store.list(source.path)
+    refs = store.list(location)
     if not refs:
-        log.warning("source %s: no objects match %s", name, source.path)
+        log.warning("source %s: no objects match %s", name, location)
+    direct = read_directly(spark, settings.read_mode)
     seen = manifest_entries(ctx)
     outcomes = []
     for ref in refs:
         if (ref.bucket, ref.key, ref.etag) in seen:
             outcomes.append(FileOutcome(name, ref.uri, "skipped", message="already in the object manifest"))
             continue
-        local = store.stage(ref, cfg.staging_dir)
-        try:
-            info = file_info(local, origin=ref.uri)
-            outcome = ingest_file(spark, ctx, name, source, info)
-        finally:
-            os.remove(local)
+        if direct:  # Spark reads s3a:// itself; the header comes from a ranged GET, the token from the ETag
+            info = FileInfo(path=f"s3a://{ref.bucket}/{ref.key}", size=ref.size,
+                            modified_ms=int(ref.last_modified.timestamp() * 1000), sha256=f"etag-{ref.etag}",
+                            origin=ref.uri)
+            outcome = ingest_file(spark, ctx, name, source, info, sample=store.read_head(ref, SNIFF_BYTES))
+        else:
+            local = store.stage(ref, cfg.staging_dir)
+            try:
+                info = file_info(local, origin=ref.uri)
+                outcome = ingest_file(spark, ctx, name, source, info)
+            finally:
+                os.remove(local)
         status = "duplicate_content" if outcome.status == "skipped" else outcome.status
         record_object(spark, ctx, name, ref, info.sha256, status)
         outcomes.append(outcome)
     return outcomes
+
+
+def read_directly(spark: SparkSession, read_mode: str) -> bool:
+    """Whether Spark reads objects itself (``s3a://``) or boto3 stages them on local disk first."""
+    from cdp_spark.session import s3a_available
+
+    if read_mode == "stage":
+        return False
+    available = s3a_available(spark)
+    if read_mode == "direct" and not available:
+        raise ObjectStoreError("object_store.read_mode is 'direct' but this Spark session has no S3A filesystem "
+                               "(hadoop-aws); use read_mode 'stage' or 'auto'")
+    return available
 
 
 def manifest_entries(ctx: RunContext) -> set[tuple[str, str, str]]:
@@ -303,8 +333,9 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> l
     ctx = ctx or make_context(spark, cfg)
     outcomes: list[FileOutcome] = []
     for name, source in cfg.sources.items():
-        if is_object_url(source.path):
-            outcomes += ingest_objects(spark, cfg, ctx, name, source)
+        location = source_location(cfg.landing_dir, source.path)
+        if is_object_url(location):
+            outcomes += ingest_objects(spark, cfg, ctx, name, source, location)
             continue
         paths = discover(cfg.landing_dir, source.path)
         if not paths:

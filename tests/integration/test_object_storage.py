@@ -99,8 +99,41 @@ def test_throttling_beyond_the_bound_fails_clearly_and_writes_nothing(spark, fau
     assert not ctx.store.exists("bronze.contacts") and not ctx.store.exists("meta.ingestion_log")
 
 
+def test_relative_source_paths_resolve_under_an_s3_landing_dir(spark, s3_server, bucket, cfg_factory):
+    client, name = bucket
+    put(client, name, "cdp/landing/crm/a.csv", HEADER + "C1;Ana;Ruiz;ana@x.es;;;;;ES;true;2026-01-01T00:00:00Z\n")
+    cfg = cfg_factory(f"paths.landing_dir=s3://{name}/cdp/landing", f"object_store.endpoint_url={s3_server}")
+    cfg = cfg.model_copy(update={"sources": {"crm_contacts": cfg.sources["crm_contacts"]}})  # path: crm/*.csv
+    [outcome] = ingest.run(spark, cfg, make_context(spark, cfg, date(2026, 6, 30)))
+    assert (outcome.file, outcome.rows_accepted) == (f"s3://{name}/cdp/landing/crm/a.csv", 1)
+
+
 def test_endpoint_down_is_a_clear_error(spark, cfg_factory):
     endpoint = f"http://127.0.0.1:{free_port()}"
     cfg = s3_config(cfg_factory, endpoint, "any-bucket", max_attempts=2)
     with pytest.raises(ObjectStoreError, match=rf"cannot reach the S3 endpoint {endpoint} .* after 2 attempts"):
         ingest.run(spark, cfg, make_context(spark, cfg, date(2026, 6, 30)))
+
+
+def test_read_mode_direct_needs_s3a_and_auto_stages_here(spark, s3_server, bucket, cfg_factory):
+    from cdp_spark.pipelines.ingest import read_directly
+    from cdp_spark.session import s3a_available
+
+    assert s3a_available(spark) is False  # hadoop-aws cannot be downloaded here
+    assert read_directly(spark, "auto") is False and read_directly(spark, "stage") is False
+    with pytest.raises(ObjectStoreError, match="read_mode is 'direct' but this Spark session has no S3A"):
+        read_directly(spark, "direct")
+
+
+def test_ranged_header_read_feeds_the_header_check(s3_server, bucket):
+    from cdp_spark.io.files import read_csv_header
+    from cdp_spark.io.object_store import ObjectStore
+
+    client, name = bucket
+    put(client, name, "landing/crm/a.csv", HEADER + "C1;Ana;Ruiz;ana@x.es;;;;;ES;true;2026-01-01T00:00:00Z\n" * 500)
+    store = ObjectStore(s3_server)
+    [ref] = store.list(f"s3://{name}/landing/crm/*.csv")
+    head = store.read_head(ref, 256)
+    assert len(head) == 256 and head.startswith(b"\xef\xbb\xbfcontact_id;")
+    header = read_csv_header(ref.uri, None, head)
+    assert (header.separator, header.columns[:2], header.has_bom) == (";", ["contact_id", "first_name"], True)
