@@ -109,6 +109,81 @@ class JdbcSourceSettings(Model):
         return self
 
 
+class EmailRule(Model):
+    """How a mail provider treats addresses: Gmail ignores dots and +tags in the local part."""
+
+    strip_dots: bool = False
+    strip_plus_tag: bool = True
+    canonical_domain: str | None = None
+
+
+class ValueTransform(Model):
+    """Config-driven value transforms applied to silver person records (Klaviyo's data transformation).
+
+    format:      ``column`` to ``upper`` | ``lower`` | ``title`` | ``trim``
+    standardise: ``column`` values replaced through ``values`` (matched case-insensitively)
+    merge:       ``columns`` joined by ``separator`` into ``into``
+    """
+
+    op: Literal["format", "standardise", "merge"]
+    column: str | None = None
+    style: Literal["upper", "lower", "title", "trim"] | None = None
+    values: dict[str, str] = Field(default_factory=dict)
+    columns: list[str] = Field(default_factory=list)
+    separator: str = " "
+    into: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> ValueTransform:
+        if self.op == "format" and (not self.column or not self.style):
+            raise ValueError("format needs 'column' and 'style'")
+        if self.op == "standardise" and (not self.column or not self.values):
+            raise ValueError("standardise needs 'column' and 'values'")
+        if self.op == "merge" and (len(self.columns) < 2 or not self.into):
+            raise ValueError("merge needs at least two 'columns' and 'into'")
+        return self
+
+
+class ComparisonSettings(Model):
+    """One field compared between two records. Kinds and their levels (best last):
+    name: different / JW >= low / JW >= high / same nickname / exact;  email: different / same local part
+    or edit distance <= 1 / exact;  phone: different / same last 7 digits / exact;  date: different /
+    2 of 3 parts or day-month swapped / exact;  postcode: different / same first 2 characters / exact;
+    exact: different / exact.  A null on either side is its own level and weighs nothing."""
+
+    field: str
+    kind: Literal["name", "email", "phone", "date", "postcode", "exact"]
+    term_frequency: bool = False
+    canonical: str | None = Field(None, description="name kind: column whose equality is the nickname level")
+
+
+class SnmPass(Model):
+    """One Sorted Neighbourhood pass: sort by ``key`` (a SQL expression over the record's columns),
+    pair each record with the next ``window - 1``, inside partitions of the key's first ``prefix_length``
+    characters."""
+
+    name: str
+    key: str
+    window: int = Field(5, ge=2, le=50)
+    prefix_length: int = Field(1, ge=0)
+
+
+class MatchingSettings(Model):
+    blocking_keys: list[str] = Field(default_factory=lambda: ["email_norm", "phone_e164"])
+    snm_passes: list[SnmPass] = Field(default_factory=list)
+    comparisons: list[ComparisonSettings] = Field(min_length=1)
+    jaro_winkler_high: float = Field(0.92, gt=0, le=1)
+    jaro_winkler_low: float = Field(0.85, gt=0, le=1)
+    match_probability: float = Field(0.99, gt=0, lt=1, description="accept pairs at or above this probability")
+    force_match: list[str] = Field(default_factory=list, description="SQL over l.* and r.*: always a match")
+    force_nonmatch: list[str] = Field(default_factory=list, description="SQL over l.* and r.*: never a match")
+    u_sample_pairs: int = Field(200_000, ge=1000)
+    em_iterations: int = Field(30, ge=1)
+    max_cluster_size: int = Field(50, ge=2, description="larger clusters are split back to forced edges")
+    max_key_group: int = Field(50, ge=2, description="a key value shared by more records is a junk identifier")
+    seed: int = 42
+
+
 class SurvivorshipRule(Model):
     rule: Literal["most_recent", "source_priority", "most_frequent", "most_complete"] = "most_recent"
     source_priority: list[str] = Field(default_factory=list)
@@ -120,6 +195,11 @@ class IdentitySettings(Model):
     person_sources: list[str] = Field(min_length=1, description="silver entities that describe persons")
     match_keys: list[str] = Field(default_factory=lambda: ["email_norm", "phone_e164"])
     default_country_code: str = "34"
+    default_region: str = Field("ES", description="phone numbers without a country prefix are read as here")
+    email_rules: dict[str, EmailRule] = Field(default_factory=dict, description="per mail domain")
+    nicknames: dict[str, str] = Field(default_factory=dict, description="nickname -> canonical given name")
+    transforms: list[ValueTransform] = Field(default_factory=list)
+    matching: MatchingSettings | None = None
     max_cluster_iterations: int = Field(40, ge=1)
     checkpoint_every: int = Field(5, ge=1)
     profile_attributes: list[str] = Field(min_length=1)

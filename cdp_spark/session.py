@@ -8,6 +8,8 @@ once per job and passed in everywhere; nothing here keeps a global.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -57,6 +59,8 @@ def session_conf(settings: SparkSettings) -> tuple[str | None, dict[str, str]]:
     is_local = bool(settings.master) and str(settings.master).startswith("local")
     if is_local:
         conf.update(LOCAL_CONF)
+        # Python workers run the driver's interpreter (the venv with pandas, phonenumbers, rapidfuzz).
+        conf["spark.pyspark.python"] = os.environ.get("PYSPARK_PYTHON", sys.executable)
         if settings.driver_memory:
             conf["spark.driver.memory"] = settings.driver_memory
     conf["spark.sql.shuffle.partitions"] = str(settings.shuffle_partitions)
@@ -73,6 +77,9 @@ def build_session(settings: SparkSettings, app_name: str | None = None) -> Spark
     master, conf = session_conf(settings)
     if master:
         builder = builder.master(master)
+    if "spark.pyspark.python" in conf:
+        # PySpark takes the workers' interpreter from this variable only, when the context starts.
+        os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

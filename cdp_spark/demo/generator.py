@@ -72,11 +72,18 @@ class Generator:
         self.reference = reference
 
     # ---- persons and their source records ---------------------------------------------------
+    def postcode_in(self, city_index: int) -> tuple[str, str]:
+        base, city = CITIES[city_index]
+        return f"{base[:2]}{self.rng.randint(1, 80):03d}", city
+
     def person(self, index: int) -> Person:
         rng = self.rng
-        given, surname = rng.choice(GIVEN), rng.choice(SURNAMES)
-        local = f"{strip_accents(given).lower()}.{strip_accents(surname).lower()}{rng.randint(1, 9999)}"
-        postcode, city = rng.choice(CITIES)
+        given = rng.choice(GIVEN)
+        first_surname = rng.choice(SURNAMES)
+        # most Spanish customers carry two surnames
+        surname = f"{first_surname} {rng.choice(SURNAMES)}" if rng.random() < 0.7 else first_surname
+        local = f"{strip_accents(given).lower()}.{strip_accents(first_surname).lower()}{rng.randint(1, 9999)}"
+        postcode, city = self.postcode_in(rng.randrange(len(CITIES)))
         return Person(
             pid=f"T{index:07d}", given=given, surname=surname, email=f"{local}@{rng.choice(DOMAINS)}",
             phone=f"6{rng.randint(0, 99_999_999):08d}",
@@ -128,7 +135,7 @@ class Generator:
 
     def address(self, person: Person) -> tuple[str, str]:
         if self.rng.random() < 0.08:  # moved
-            return self.rng.choice(CITIES)
+            return self.postcode_in(self.rng.randrange(len(CITIES)))
         return person.postcode, person.city
 
     def ts_before(self, days: int) -> datetime:

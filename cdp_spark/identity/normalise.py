@@ -1,18 +1,26 @@
-"""Normalisation transforms for silver tables (Spark built-ins only).
+"""Normalisation transforms for silver tables.
 
-``normalise_person(df, country_code)``
-    in:  first_name, last_name, email, phone (+ any other columns)
-    out: the same, names cleaned, plus ``email_norm``, ``phone_e164``, ``first_name_key``, ``last_name_key``
+``normalise_person(df, identity)``
+    in:  first_name, last_name, email, phone, postcode, city, country (any may be missing) + other columns
+    out: the same, names cleaned, plus ``email_norm`` (provider rules applied), ``phone_e164``
+         (libphonenumber, the record's country or the default region), ``first_name_key``,
+         ``last_name_key`` (lower case, no accents), ``given_name_canonical`` (nicknames resolved),
+         ``postcode_key``, ``city_key``; then the configured value transforms.
 ``latest_per_key(df, keys, order_by)``
     keeps the most recent row per source key.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from itertools import chain
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.types import StringType
+
+from cdp_spark.config import EmailRule, IdentitySettings, ValueTransform
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 ACCENTED = "áàâäãåéèêëíìîïóòôöõúùûüñçÁÀÂÄÃÅÉÈÊËÍÌÎÏÓÒÔÖÕÚÙÛÜÑÇ"
@@ -52,22 +60,110 @@ def name_key(name: Column) -> Column:
     return F.translate(F.lower(F.trim(name)), ACCENTED.lower() + ACCENTED, PLAIN.lower() + PLAIN)
 
 
-def normalise_person(df: DataFrame, country_code: str) -> DataFrame:
+def phone_e164_udf(default_region: str):
+    """A vectorised pandas UDF (phone, country) -> E.164 with libphonenumber; null when not a valid number.
+    The record's own ISO country is tried first, then ``default_region``."""
+    import phonenumbers
+
+    @F.pandas_udf(StringType())  # type: ignore[call-overload]
+    def to_e164(phones: pd.Series, countries: pd.Series) -> pd.Series:
+        cache: dict[tuple[str, str], str | None] = {}
+
+        def one(raw: object, country: object) -> str | None:
+            if not isinstance(raw, str) or not raw.strip():
+                return None
+            region = country.strip().upper() if isinstance(country, str) and len(country.strip()) == 2 else (
+                default_region)
+            key = (raw, region)
+            if key not in cache:
+                text = raw.strip()
+                if text.startswith("00"):
+                    text = "+" + text[2:]
+                try:
+                    number = phonenumbers.parse(text, region)
+                    cache[key] = (phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+                                  if phonenumbers.is_valid_number(number) else None)
+                except phonenumbers.NumberParseException:
+                    cache[key] = None
+            return cache[key]
+
+        return pd.Series([one(p, c) for p, c in zip(phones, countries, strict=True)], dtype=object)
+
+    return to_e164
+
+
+def apply_email_rules(email: Column, rules: Mapping[str, EmailRule]) -> Column:
+    """Provider rules on a normalised address: canonical domain, no +tag, no dots (e.g. Gmail)."""
+    if not rules:
+        return email
+    local, domain = F.split(email, "@").getItem(0), F.split(email, "@").getItem(1)
+    canonical = domain
+    for name, rule in rules.items():
+        if rule.canonical_domain:
+            canonical = F.when(domain == name, F.lit(rule.canonical_domain)).otherwise(canonical)
+    cleaned = local
+    for name, rule in rules.items():
+        applies = (domain == name) | (canonical == name)
+        if rule.strip_plus_tag:
+            cleaned = F.when(applies, F.regexp_replace(cleaned, r"\+.*$", "")).otherwise(cleaned)
+        if rule.strip_dots:
+            cleaned = F.when(applies, F.regexp_replace(cleaned, r"\.", "")).otherwise(cleaned)
+    return F.when(email.isNotNull(), F.concat(cleaned, F.lit("@"), canonical))
+
+
+def canonical_given_name(key: Column, nicknames: Mapping[str, str]) -> Column:
+    """The nickname table's canonical name for a name key (``pepe`` -> ``jose``), else the key."""
+    if not nicknames:
+        return key
+    table = F.create_map(*chain.from_iterable((F.lit(k), F.lit(v)) for k, v in nicknames.items()))
+    return F.coalesce(F.element_at(table, key), key)
+
+
+def apply_transforms(df: DataFrame, transforms: Sequence[ValueTransform]) -> DataFrame:
+    for t in transforms:
+        if t.op == "merge":
+            assert t.into is not None
+            parts = [F.when(F.trim(F.col(c)) != "", F.trim(F.col(c))) for c in t.columns if c in df.columns]
+            df = df.withColumn(t.into, F.concat_ws(t.separator, *parts)) if parts else df
+            continue
+        assert t.column is not None
+        if t.column not in df.columns:
+            continue
+        value = F.col(t.column)
+        if t.op == "format":
+            value = {"upper": F.upper, "lower": F.lower, "title": lambda c: F.initcap(F.lower(c)),
+                     "trim": F.trim}[t.style or "trim"](value)
+        else:
+            table = F.create_map(*chain.from_iterable((F.lit(k.lower()), F.lit(v)) for k, v in t.values.items()))
+            value = F.coalesce(F.element_at(table, F.lower(F.trim(value))), value)
+        df = df.withColumn(t.column, value)
+    return df
+
+
+def normalise_person(df: DataFrame, identity: IdentitySettings) -> DataFrame:
     out = df
     for column in ("first_name", "last_name"):
         if column in df.columns:
             out = out.withColumn(column, clean_name(F.col(column))).withColumn(
                 f"{column}_key", name_key(F.col(column)))
-    if "email" in df.columns:
-        out = out.withColumn("email_norm", email_norm(F.col("email")))
-    if "phone" in df.columns:
-        out = out.withColumn("phone_e164", phone_e164(F.col("phone"), country_code))
+    if "first_name" in df.columns:
+        out = out.withColumn("given_name_canonical",
+                             canonical_given_name(F.col("first_name_key"), identity.nicknames))
     if "country" in df.columns:
         out = out.withColumn("country", F.upper(F.trim(F.col("country"))))
+    if "email" in df.columns:
+        out = out.withColumn("email_norm", apply_email_rules(email_norm(F.col("email")), identity.email_rules))
+    if "phone" in df.columns:
+        country = F.col("country") if "country" in df.columns else F.lit(None).cast("string")
+        out = out.withColumn("phone_e164", phone_e164_udf(identity.default_region)(F.col("phone"), country))
     for column in ("postcode", "city"):
         if column in df.columns:
             out = out.withColumn(column, F.when(F.trim(F.col(column)) != "", F.trim(F.col(column))))
-    return out
+    if "postcode" in df.columns:
+        out = out.withColumn("postcode_key", F.upper(F.regexp_replace(F.col("postcode"), r"[\s-]", "")))
+    if "city" in df.columns:
+        out = out.withColumn("city_key", name_key(F.col("city")))
+    return apply_transforms(out, identity.transforms)
 
 
 def latest_per_key(df: DataFrame, keys: Sequence[str], order_by: Sequence[Column]) -> DataFrame:

@@ -11,7 +11,7 @@ import logging
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cdp_spark.config import CdpConfig, JdbcSourceSettings, SourceSettings
+from cdp_spark.config import CdpConfig, IdentitySettings, JdbcSourceSettings, SourceSettings
 from cdp_spark.identity.normalise import latest_per_key, normalise_person
 from cdp_spark.io.delta import Txn
 from cdp_spark.pipelines.common import RunContext, make_context, record_manifest
@@ -20,7 +20,7 @@ log = logging.getLogger("cdp.normalise")
 
 
 def to_silver(bronze: DataFrame, source: SourceSettings | JdbcSourceSettings, person_entity: bool,
-              country_code: str) -> DataFrame:
+              identity: IdentitySettings) -> DataFrame:
     """bronze columns -> contract columns (+ normalised person columns) + ``_system``, ``_source``,
     ``_ingested_at``, ``_row_hash``; the latest row per source key wins."""
     recency = [F.col("updated_at").desc_nulls_last()] if "updated_at" in source.columns else []
@@ -28,7 +28,7 @@ def to_silver(bronze: DataFrame, source: SourceSettings | JdbcSourceSettings, pe
     latest = latest_per_key(bronze, source.source_key, recency)
     selected = latest.select(*[F.col(f"`{c}`") for c in source.columns], F.lit(source.system).alias("_system"),
                              "_source", "_ingested_at", "_row_hash")
-    return normalise_person(selected, country_code) if person_entity else selected
+    return normalise_person(selected, identity) if person_entity else selected
 
 
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:
@@ -42,8 +42,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
             continue
         bronze = ctx.read(bronze_name)
         bronze_version = ctx.inputs[bronze_name] or 0
-        silver = to_silver(bronze, source, source.entity in cfg.identity.person_sources,
-                           cfg.identity.default_country_code)
+        silver = to_silver(bronze, source, source.entity in cfg.identity.person_sources, cfg.identity)
         result = ctx.store.merge(silver_name, silver, keys=source.source_key,
                                  txn=Txn(f"silver/{source.entity}", bronze_version + 1), evolve_schema=True)
         ctx.wrote(silver_name, result.version)

@@ -13,6 +13,7 @@ Tables written:
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import UTC, datetime
 
@@ -21,6 +22,7 @@ from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.identity.cluster import connected_components, exact_key_edges, junk_values
+from cdp_spark.identity.matching import match
 from cdp_spark.identity.registry import assign_person_ids, identity_events
 from cdp_spark.identity.survivorship import survive
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
@@ -31,14 +33,18 @@ REGISTRY = "gold.person_registry"
 PROFILE = "gold.person_profile"
 EDGES = "silver.identity_edges"
 EVENTS = "gold.identity_events"
+MODEL = "silver.identity_model"
 MAX_KEY_GROUP = 50
 
 
 def person_records(ctx: RunContext, cfg: CdpConfig) -> DataFrame:
     """Union of the silver person entities as (record_id, system, source_key, match keys, attributes,
     updated_at). record_id = ``<system>:<source key>``."""
-    wanted = list(dict.fromkeys([*cfg.identity.match_keys, *cfg.identity.profile_attributes]))
-    frames = []
+    matching = cfg.identity.matching
+    compared = [x for c in matching.comparisons for x in (c.field, c.canonical) if x] if matching else []
+    keys = matching.blocking_keys if matching else []
+    wanted = list(dict.fromkeys([*cfg.identity.match_keys, *keys, *compared, *cfg.identity.profile_attributes]))
+    silvers = []
     seen: set[str] = set()
     for source in cfg.all_sources().values():
         if source.entity not in cfg.identity.person_sources or source.entity in seen:
@@ -47,13 +53,20 @@ def person_records(ctx: RunContext, cfg: CdpConfig) -> DataFrame:
         table = f"silver.{source.entity}"
         if not ctx.store.exists(table):
             raise StageError(f"{table} does not exist; run the ingest and normalise stages first")
-        silver = ctx.read(table)
+        silvers.append((source, ctx.read(table)))
+    column_types: dict[str, str] = {}
+    for _, silver in silvers:
+        for name, type_name in silver.dtypes:
+            column_types.setdefault(name, type_name)
+    frames = []
+    for source, silver in silvers:
         key = F.concat_ws("|", *[F.col(k).cast("string") for k in source.source_key])
-        types = dict(silver.dtypes)
+        types = {**column_types, **dict(silver.dtypes)}
         frames.append(silver.select(
             F.concat(F.col("_system"), F.lit(":"), key).alias("record_id"), F.col("_system").alias("system"),
             key.alias("source_key"),
-            *[(F.col(c) if c in types else F.lit(None)).cast(types.get(c, "string")).alias(c) for c in wanted],
+            *[(F.col(c) if c in silver.columns else F.lit(None)).cast(types.get(c, "string")).alias(c)
+              for c in wanted],
             (F.col("updated_at") if "updated_at" in types else F.col("_ingested_at")).alias("updated_at")))
     if not frames:
         raise StageError(f"no configured source has an entity in identity.person_sources "
@@ -64,17 +77,53 @@ def person_records(ctx: RunContext, cfg: CdpConfig) -> DataFrame:
     return records
 
 
-def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:
+def guard_giant_clusters(spark: SparkSession, records: DataFrame, edges: DataFrame, components: DataFrame,
+                         cfg: CdpConfig) -> tuple[DataFrame, list[tuple[str, int]]]:
+    """Components larger than ``max_cluster_size`` are re-formed from their strongest evidence only
+    (forced matches and key-sharing pairs); the oversized clusters are reported."""
+    limit = cfg.identity.matching.max_cluster_size if cfg.identity.matching else MAX_KEY_GROUP
+    sizes = components.groupBy("component").count()
+    giants = [(r["component"], int(r["count"])) for r in sizes.where(F.col("count") > limit).collect()]
+    if not giants:
+        return components, []
+    giant_ids = components.join(F.broadcast(sizes.where(F.col("count") > limit).select("component")), "component")
+    inside = giant_ids.select(F.col("record_id").alias("record_a"))
+    strong = (F.col("forced") == "match") | F.exists("sources", lambda s: s.startswith("key:"))
+    kept = (edges.join(inside, "record_a", "left_anti").unionByName(
+        edges.join(inside, "record_a", "left_semi").where(strong)))
+    for component, size in giants:
+        log.warning("giant cluster of %d records (anchor %s…) split back to its key and forced edges", size,
+                    component[:12])
+    return connected_components(spark, records.select("record_id"), kept, cfg.identity.max_cluster_iterations,
+                                cfg.identity.checkpoint_every), giants
+
+
+def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, object]:
     ctx = ctx or make_context(spark, cfg)
     records = person_records(ctx, cfg).persist()
-    keys = cfg.identity.match_keys
-    junk = junk_values(records, keys, MAX_KEY_GROUP).collect()
+    matching = cfg.identity.matching
+    keys = matching.blocking_keys if matching else cfg.identity.match_keys
+    max_group = matching.max_key_group if matching else MAX_KEY_GROUP
+    junk = junk_values(records, keys, max_group).collect()
     for row in junk:
         log.warning("junk identifier ignored: %s value (sha256 %s…) shared by %d records", row["rule"],
                     row["key_hash"][:12], row["records"])
-    edges = exact_key_edges(records, keys, MAX_KEY_GROUP).withColumn("run_id", F.lit(ctx.run_id)).persist()
+    match_counts: dict[str, object] = {}
+    if matching:
+        result = match(records, matching)
+        edges = result.edges.withColumn("run_id", F.lit(ctx.run_id))
+        model_row = spark.createDataFrame([(ctx.run_id, result.model.to_json(), json.dumps(result.counts))],
+                                          "run_id string, model string, counts string")
+        ctx.wrote(MODEL, ctx.store.write(MODEL, model_row).version)
+        match_counts = result.counts
+    else:
+        edges = (exact_key_edges(records, keys, max_group).withColumn("run_id", F.lit(ctx.run_id))
+                 .withColumn("sources", F.array(F.concat(F.lit("key:"), F.col("rule")))).drop("rule")
+                 .withColumn("forced", F.lit("match")))
+    edges = edges.persist()
     components = connected_components(spark, records.select("record_id"), edges,
                                       cfg.identity.max_cluster_iterations, cfg.identity.checkpoint_every)
+    components, giants = guard_giant_clusters(spark, records, edges, components, cfg)
     previous = ctx.read(REGISTRY).select("record_id", "person_id") if ctx.store.exists(REGISTRY) else None
     salt = str((ctx.inputs.get(REGISTRY) or -1) + 1)
     assigned = assign_person_ids(components, previous, salt).persist()
@@ -88,10 +137,11 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                       cfg.identity.survivorship)
     for table, frame, mode in ((EDGES, edges, "overwrite"), (REGISTRY, registry, "overwrite"),
                                (EVENTS, events, "append"), (PROFILE, profile, "overwrite")):
-        result = ctx.store.write(table, frame, mode=mode)  # type: ignore[arg-type]
-        ctx.wrote(table, result.version)
+        written = ctx.store.write(table, frame, mode=mode)  # type: ignore[arg-type]
+        ctx.wrote(table, written.version)
     counts = {"records": records.count(), "persons": assigned.select("person_id").distinct().count(),
-              "edges": edges.count(), "junk_identifiers": len(junk)}
+              "edges": edges.count(), "junk_identifiers": len(junk), "giant_clusters": len(giants),
+              **match_counts}
     for frame in (records, edges, assigned):
         frame.unpersist()
     ctx.counts["resolve"] = counts

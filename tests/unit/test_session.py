@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import os
+import sys
+
 from cdp_spark.config import SparkSettings, load_config
 from cdp_spark.session import delta_spark_available, jdbc_driver_loadable, session_conf
 from tests.conftest import REPO_ROOT
@@ -11,6 +14,7 @@ def test_local_mode_is_tuned_for_two_cores():
     assert (conf["spark.sql.shuffle.partitions"], conf["spark.ui.enabled"], conf["spark.default.parallelism"],
             conf["spark.driver.memory"]) == ("4", "false", "2", "4g")
     assert conf["spark.sql.parquet.outputTimestampType"] == "TIMESTAMP_MICROS"
+    assert conf["spark.pyspark.python"] == os.environ.get("PYSPARK_PYTHON", sys.executable)
 
 
 def test_cluster_never_sets_master_or_local_tuning():

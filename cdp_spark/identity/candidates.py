@@ -1,0 +1,67 @@
+"""Candidate pairs: deterministic keys plus a multi-pass Sorted Neighbourhood Method (DESIGN §4).
+
+``key_pairs(records, keys, max_group)``
+    in:  record_id + key columns;  out: (record_a, record_b, source) with record_a < record_b, linking
+    every record of a key value to the value's smallest record_id (k-1 pairs per value, not k²); values
+    shared by more than ``max_group`` records are junk identifiers and give no pairs.
+``snm_pairs(records, passes)``
+    Per pass: key = the pass's SQL expression; records are sorted by (key, record_id) inside partitions of
+    the key's first ``prefix_length`` characters, and each record is paired with the next ``window - 1``
+    records (Spark ``lead`` over the window), so no partition takes the whole table.
+``candidate_pairs`` is their union, each pair once, with the passes that proposed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from cdp_spark.config import SnmPass
+
+
+def _ordered(a: str, b: str) -> list[Column]:
+    return [F.least(F.col(a), F.col(b)).alias("record_a"), F.greatest(F.col(a), F.col(b)).alias("record_b")]
+
+
+def key_pairs(records: DataFrame, keys: Sequence[str], max_group: int) -> DataFrame:
+    exploded = records.select(
+        "record_id",
+        F.explode(F.array(*[F.struct(F.lit(k).alias("key"), F.col(k).cast("string").alias("value"))
+                            for k in keys])).alias("k")).select("record_id", "k.key", "k.value")
+    window = Window.partitionBy("key", "value")
+    grouped = (exploded.where(F.col("value").isNotNull())
+               .withColumn("anchor", F.min("record_id").over(window))
+               .withColumn("group_size", F.count("*").over(window))
+               .where((F.col("group_size") <= max_group) & (F.col("record_id") != F.col("anchor"))))
+    return grouped.select(*_ordered("anchor", "record_id"), F.concat(F.lit("key:"), F.col("key")).alias("source"))
+
+
+def snm_pairs(records: DataFrame, passes: Sequence[SnmPass]) -> DataFrame | None:
+    frames = []
+    for snm in passes:
+        keyed = records.select("record_id", F.expr(snm.key).cast("string").alias("sort_key")).where(
+            F.col("sort_key").isNotNull() & (F.col("sort_key") != ""))
+        block = F.substring("sort_key", 1, snm.prefix_length) if snm.prefix_length > 0 else F.lit("")
+        window = Window.partitionBy(block).orderBy("sort_key", "record_id")
+        neighbours = [F.lead("record_id", offset).over(window).alias(f"n{offset}") for offset in range(1, snm.window)]
+        with_next = keyed.select("record_id", *neighbours)
+        pairs = (with_next.select("record_id", F.explode(F.array(*[F.col(f"n{o}") for o in range(1, snm.window)]))
+                                  .alias("other")).where(F.col("other").isNotNull()))
+        frames.append(pairs.select(*_ordered("record_id", "other"), F.lit(f"snm:{snm.name}").alias("source")))
+    if not frames:
+        return None
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    return union
+
+
+def candidate_pairs(records: DataFrame, keys: Sequence[str], passes: Sequence[SnmPass], max_group: int) -> DataFrame:
+    """(record_a, record_b, sources): every candidate pair once, with the keys/passes that proposed it."""
+    pairs = key_pairs(records, keys, max_group)
+    snm = snm_pairs(records, passes)
+    if snm is not None:
+        pairs = pairs.unionByName(snm)
+    return pairs.groupBy("record_a", "record_b").agg(F.array_sort(F.collect_set("source")).alias("sources"))

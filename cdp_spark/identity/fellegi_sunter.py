@@ -1,0 +1,211 @@
+"""Fellegi-Sunter match weights (DESIGN §4).
+
+* ``u`` (probability of each level among non-matches) from random record pairs, which are almost all
+  non-matches: ``estimate_u``.
+* ``m`` (probability of each level among matches) by expectation-maximisation with ``u`` fixed, in
+  training sessions (``train_sessions``): one per deterministic key, on the pairs agreeing on that key,
+  leaving that key's own field out (Splink's approach; EM on all candidates at once drifts to "everything
+  matches" because blocked candidates do not look like random pairs). Then the prior ``lambda`` is fitted
+  on all candidates with m and u fixed. Pairs are aggregated to (pattern, count) first, so EM runs on the
+  driver over a few hundred rows, exactly.
+* A pair's weight is ``log2(lambda / (1 - lambda)) + sum over fields of log2(m / u)`` for its levels
+  (null levels add nothing); exact agreement on a term-frequency field adds ``log2(u_exact / tf(value))``
+  so a common surname weighs less than a rare one. Probability = 1 / (1 + 2^-weight).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from itertools import chain
+
+import numpy as np
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from cdp_spark.identity.compare import LEVELS, NULL_LEVEL
+
+EPSILON = 1e-6
+TF_CLAMP = 5.0
+
+
+@dataclass
+class FsModel:
+    """Per field: levels' m and u; the prior probability that a candidate pair matches."""
+
+    fields: list[str]
+    kinds: dict[str, str]
+    m: dict[str, list[float]]
+    u: dict[str, list[float]]
+    prior: float
+    iterations: int = 0
+    tf_fields: list[str] = field(default_factory=list)
+
+    def weight(self, name: str, level: int) -> float:
+        return math.log2(self.m[name][level] / self.u[name][level])
+
+    def to_json(self) -> str:
+        return json.dumps({"fields": self.fields, "kinds": self.kinds, "m": self.m, "u": self.u,
+                           "prior": self.prior, "iterations": self.iterations, "tf_fields": self.tf_fields})
+
+    @classmethod
+    def from_json(cls, text: str) -> FsModel:
+        return cls(**json.loads(text))
+
+
+def level_distribution(compared: DataFrame, fields: Sequence[str],
+                       kinds: Mapping[str, str]) -> dict[str, list[float]]:
+    """Share of each level per field among non-null comparisons, smoothed (+1) so no level is 0."""
+    counts = compared.select(F.explode(F.array(*[
+        F.struct(F.lit(f).alias("f"), F.col(f"lvl_{f}").alias("level")) for f in fields])).alias("x")
+    ).where(F.col("x.level") != NULL_LEVEL).groupBy("x.f", "x.level").count().collect()
+    found: dict[tuple[str, int], int] = {(r["f"], int(r["level"])): int(r["count"]) for r in counts}
+    out = {}
+    for name in fields:
+        n_levels = len(LEVELS[kinds[name]])
+        raw = np.array([found.get((name, level), 0) for level in range(n_levels)], dtype=float) + 1.0
+        out[name] = list(raw / raw.sum())
+    return out
+
+
+def random_pairs(records: DataFrame, n_pairs: int, seed: int) -> DataFrame:
+    """About ``n_pairs`` (record_a, record_b) pairs of distinct records drawn at random."""
+    from pyspark.sql import Window
+
+    total = records.count()
+    fraction = min(1.0, 1.2 * n_pairs / max(total, 1))
+    ids = records.select("record_id")
+
+    def numbered(salt: int) -> DataFrame:
+        sample = ids.sample(fraction=fraction, seed=seed + salt)
+        return sample.withColumn("i", F.row_number().over(Window.orderBy(F.rand(seed + salt))))
+
+    left = numbered(1).withColumnRenamed("record_id", "record_a")
+    right = numbered(2).withColumnRenamed("record_id", "record_b")
+    return left.join(right, "i").where(F.col("record_a") != F.col("record_b")).select("record_a", "record_b")
+
+
+def pattern_counts(compared: DataFrame, fields: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    rows = compared.groupBy(*[f"lvl_{f}" for f in fields]).count().collect()
+    patterns = np.array([[int(r[f"lvl_{f}"]) for f in fields] for r in rows], dtype=int).reshape(-1, len(fields))
+    counts = np.array([int(r["count"]) for r in rows], dtype=float)
+    return patterns, counts
+
+
+def expectation_maximisation(patterns: np.ndarray, counts: np.ndarray, u: Mapping[str, Sequence[float]],
+                             fields: Sequence[str], kinds: Mapping[str, str], iterations: int = 30,
+                             prior: float = 0.2, m_start: Mapping[str, Sequence[float]] | None = None,
+                             update_m: bool = True, tolerance: float = 1e-8,
+                             ) -> tuple[dict[str, list[float]], float, int]:
+    """m per field and the prior, with u fixed (``update_m=False`` fits the prior only).
+    ``patterns`` holds one column per field in ``fields``. Returns (m, prior, iterations run)."""
+    m: dict[str, np.ndarray] = {}
+    for name in fields:
+        if m_start and name in m_start:
+            m[name] = np.asarray(m_start[name], dtype=float)
+        else:
+            start = np.linspace(0.05, 1.0, len(LEVELS[kinds[name]])) ** 3  # agreement likely among matches
+            m[name] = start / start.sum()
+    u_arr = {name: np.asarray(u[name], dtype=float) for name in fields}
+    done = 0
+    for done in range(1, iterations + 1):  # noqa: B007 - the count is returned
+        log_m = np.zeros(len(counts))
+        log_u = np.zeros(len(counts))
+        for j, name in enumerate(fields):
+            levels = patterns[:, j]
+            seen = levels != NULL_LEVEL
+            log_m[seen] += np.log(m[name][levels[seen]])
+            log_u[seen] += np.log(u_arr[name][levels[seen]])
+        match = prior * np.exp(log_m)
+        posterior = match / (match + (1 - prior) * np.exp(log_u))
+        weights = posterior * counts
+        new_prior = float(np.clip(weights.sum() / counts.sum(), EPSILON, 1 - EPSILON))
+        change = abs(new_prior - prior)
+        prior = new_prior
+        if update_m:
+            for j, name in enumerate(fields):
+                levels = patterns[:, j]
+                seen = levels != NULL_LEVEL
+                # one pseudo-pair per level keeps every m > 0, so no single disagreement is infinitely damning
+                totals = np.bincount(levels[seen], weights=weights[seen], minlength=len(m[name])) + 1.0
+                new_m = totals / totals.sum()
+                change = max(change, float(np.abs(new_m - m[name]).max()))
+                m[name] = new_m
+        if change < tolerance:
+            break
+    return {name: list(map(float, m[name])) for name in fields}, prior, done
+
+
+def train_sessions(compared: DataFrame, u: Mapping[str, Sequence[float]], fields: Sequence[str],
+                   kinds: Mapping[str, str], session_fields: Sequence[str], iterations: int,
+                   ) -> tuple[dict[str, list[float]], float, int]:
+    """Splink-style training. For each session field (a deterministic key such as the e-mail), EM runs on
+    the pairs that agree exactly on it, estimating m for every *other* field (the session's own field
+    agrees by construction and says nothing there). m is averaged over the sessions; then the prior is
+    fitted on all pairs with m and u fixed. Returns (m, prior, total iterations)."""
+    estimates: dict[str, list[np.ndarray]] = {name: [] for name in fields}
+    total_iterations = 0
+    for key in session_fields:
+        exact = len(LEVELS[kinds[key]]) - 1
+        others = [f for f in fields if f != key]
+        patterns, counts = pattern_counts(compared.where(F.col(f"lvl_{key}") == exact), others)
+        if counts.sum() == 0:
+            continue
+        m, _, used = expectation_maximisation(patterns, counts, u, others, kinds, iterations, prior=0.9)
+        total_iterations += used
+        for name in others:
+            estimates[name].append(np.asarray(m[name]))
+    m_final: dict[str, list[float]] = {}
+    for name in fields:
+        if estimates[name]:
+            mean = np.mean(estimates[name], axis=0)
+        else:
+            start = np.linspace(0.05, 1.0, len(LEVELS[kinds[name]])) ** 3
+            mean = start / start.sum()
+        m_final[name] = list(map(float, mean / mean.sum()))
+    patterns, counts = pattern_counts(compared, fields)
+    _, prior, used = expectation_maximisation(patterns, counts, u, fields, kinds, iterations, prior=0.1,
+                                              m_start=m_final, update_m=False)
+    return m_final, prior, total_iterations + used
+
+
+def _lookup(values: Sequence[float], level: Column) -> Column:
+    table = F.create_map(*chain.from_iterable((F.lit(i), F.lit(float(v))) for i, v in enumerate(values)))
+    return F.coalesce(F.element_at(table, level), F.lit(0.0))
+
+
+def term_frequencies(records: DataFrame, tf_fields: Sequence[str]) -> dict[str, DataFrame]:
+    """Per term-frequency field: (value, tf) with tf = share of records holding the value."""
+    total = records.count()
+    return {name: records.where(F.col(name).isNotNull()).groupBy(F.col(name).alias("tf_value"))
+            .agg((F.count("*") / F.lit(total)).alias(f"tf_{name}")) for name in tf_fields}
+
+
+def score(compared: DataFrame, model: FsModel, tf_tables: Mapping[str, DataFrame] | None = None) -> DataFrame:
+    """Adds ``field_weights`` (map field -> weight), ``match_weight`` and ``match_probability``."""
+    scored = compared
+    contributions = []
+    for name in model.fields:
+        weights = [math.log2(mi / ui) for mi, ui in zip(model.m[name], model.u[name], strict=True)]
+        level = F.col(f"lvl_{name}")
+        contribution = F.when(level == NULL_LEVEL, F.lit(0.0)).otherwise(_lookup(weights, level))
+        if tf_tables and name in tf_tables:
+            exact = len(LEVELS[model.kinds[name]]) - 1
+            scored = scored.join(F.broadcast(tf_tables[name]), F.col(f"l.{name}") == F.col("tf_value"), "left"
+                                 ).drop("tf_value")
+            adjustment = F.greatest(F.lit(-TF_CLAMP), F.least(F.lit(TF_CLAMP), F.log2(
+                F.lit(model.u[name][exact]) / F.col(f"tf_{name}"))))
+            contribution = contribution + F.when((level == exact) & F.col(f"tf_{name}").isNotNull(), adjustment
+                                                 ).otherwise(F.lit(0.0))
+        contributions.append((name, contribution))
+    scored = scored.withColumn("field_weights", F.create_map(*chain.from_iterable(
+        (F.lit(name), F.round(c, 4)) for name, c in contributions)))
+    prior_weight = math.log2(model.prior / (1 - model.prior))
+    total = F.lit(prior_weight)
+    for _, contribution in contributions:
+        total = total + contribution
+    scored = scored.withColumn("match_weight", total)
+    probability = F.lit(1.0) / (F.lit(1.0) + F.pow(F.lit(2.0), -F.col("match_weight")))
+    return scored.withColumn("match_probability", probability).drop(*[f"tf_{n}" for n in (tf_tables or {})])

@@ -1,0 +1,110 @@
+"""Entity-resolution benchmark on the generator's labelled data.
+
+    python scripts/bench_er.py --records 10000,100000,1000000
+
+For each size: generates persons so that there are about that many source records, ingests and
+normalises them, then times the resolve stage (candidates, comparisons, Fellegi-Sunter, clustering,
+stable ids, survivorship) and measures against the ground truth: pairwise and cluster precision, recall
+and F1, pair completeness of the candidate generation, records/s, and the JVM's peak memory. Figures go
+to ``benchmarks/results/er.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import tempfile
+import time
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import click
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pyspark.sql import functions as F
+
+from cdp_spark.config import SparkSettings, load_config
+from cdp_spark.demo.generator import generate
+from cdp_spark.identity.candidates import candidate_pairs
+from cdp_spark.identity.evaluate import evaluate
+from cdp_spark.pipelines import ingest, normalise, resolve
+from cdp_spark.pipelines.common import make_context
+from cdp_spark.session import build_session
+
+ROOT = Path(__file__).resolve().parents[1]
+RECORDS_PER_PERSON = 1.82  # what the generator produces on average
+
+
+def jvm_peak_rss_mb(spark) -> float:  # type: ignore[no-untyped-def]
+    pid = spark.sparkContext._jvm.ProcessHandle.current().pid()
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def run_size(spark, records: int, work: Path) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    data = work / f"er-{records}"
+    persons = max(10, int(records / RECORDS_PER_PERSON))
+    generate(data / "landing", customers=persons, seed=records)
+    cfg = load_config(ROOT / "conf", "local", data_dir=str(data))
+    cfg = cfg.model_copy(update={"sources": {k: v for k, v in cfg.sources.items()
+                                             if v.entity in cfg.identity.person_sources}})
+    ctx = make_context(spark, cfg, date(2026, 6, 30))
+    t0 = time.monotonic()
+    ingest.run(spark, cfg, ctx.for_stage())
+    normalise.run(spark, cfg, ctx.for_stage())
+    prepared = time.monotonic() - t0
+    t1 = time.monotonic()
+    counts = resolve.run(spark, cfg, ctx.for_stage())
+    seconds = time.monotonic() - t1
+    store = ctx.store
+    registry = store.read("gold.person_registry").select("record_id", "person_id")
+    truth = (spark.read.option("header", True).csv(str(data / "ground_truth" / "person_records.csv"))
+             .select(F.concat_ws(":", "source", "source_key").alias("record_id"), "true_person"))
+    matching = cfg.identity.matching
+    assert matching is not None
+    candidates = candidate_pairs(resolve.person_records(ctx.for_stage(), cfg), matching.blocking_keys,
+                                 matching.snm_passes, matching.max_key_group)
+    quality = evaluate(registry, truth, candidates)
+    n_records = int(counts["records"])  # type: ignore[call-overload]
+    result = {"records": n_records, "true_persons": persons, "persons": counts["persons"],
+              "resolve_seconds": round(seconds, 1), "records_per_s": round(n_records / seconds),
+              "ingest_normalise_seconds": round(prepared, 1), **quality,
+              **{k: counts[k] for k in ("candidate_pairs", "accepted_pairs", "junk_identifiers", "giant_clusters")
+                 if k in counts}}
+    print(json.dumps(result))
+    shutil.rmtree(data, ignore_errors=True)
+    return result
+
+
+@click.command()
+@click.option("--records", default="10000,100000,1000000", show_default=True, help="comma-separated sizes")
+@click.option("--out", default=str(ROOT / "benchmarks" / "results" / "er.json"), show_default=True)
+def main(records: str, out: str) -> None:
+    work = Path(tempfile.mkdtemp(prefix="cdp-bench-er-"))
+    spark = build_session(SparkSettings(master="local[2]", shuffle_partitions=8, driver_memory="10g"))
+    spark.sparkContext.setCheckpointDir(str(work / "checkpoints"))
+    results = [run_size(spark, int(size), work) for size in records.split(",")]
+    report = {"benchmark": "entity_resolution", "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
+              "machine": {"cores": 2, "spark_master": "local[2]"}, "results": results,
+              "jvm_peak_rss_mb": jvm_peak_rss_mb(spark),
+              "targets_at_100k": {"pairwise_f1": ">= 0.99", "pairwise_precision": ">= 0.995",
+                                  "records_per_s": ">= 3000"}}
+    if len(results) > 1:
+        first, last = results[0], results[-1]
+        n_ratio = last["records"] / first["records"]  # type: ignore[operator]
+        report["growth"] = {"records_ratio": round(n_ratio, 1),
+                            "time_ratio": round(last["resolve_seconds"] / first["resolve_seconds"], 1),  # type: ignore[operator]
+                            "candidate_ratio": round(last["candidate_pairs"] / max(first["candidate_pairs"], 1), 1)}  # type: ignore[operator]
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"written {out}")
+    spark.stop()
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
