@@ -109,6 +109,26 @@ for _name, _help in [("normalise", "Build silver tables from bronze."),
     _stage_command(_name, _help)
 
 
+@main.command()
+@click.argument("person_id")
+@click.pass_obj
+def explain(obj: dict[str, Any], person_id: str) -> None:
+    """Show why the records of PERSON_ID are one person: records, links with field evidence, events."""
+    from cdp_spark.identity.explain import UnknownPerson, render
+    from cdp_spark.identity.explain import explain as explain_person
+    from cdp_spark.pipelines.common import make_context
+    from cdp_spark.session import build_session
+
+    try:
+        cfg = _config(obj)
+        ctx = make_context(build_session(cfg.spark, "cdp-explain"), cfg)
+        kinds = {c.field: str(c.kind) for c in cfg.identity.matching.comparisons} if cfg.identity.matching else {}
+        click.echo(render(explain_person(ctx.store, person_id), kinds))
+    except (*USER_ERRORS, UnknownPerson) as exc:
+        click.echo(f"ERROR: {exc}", err=True)
+        sys.exit(1)
+
+
 @main.command("show-config")
 @click.pass_obj
 def show_config(obj: dict[str, Any]) -> None:

@@ -97,9 +97,10 @@ def pattern_counts(compared: DataFrame, fields: Sequence[str]) -> tuple[np.ndarr
 def expectation_maximisation(patterns: np.ndarray, counts: np.ndarray, u: Mapping[str, Sequence[float]],
                              fields: Sequence[str], kinds: Mapping[str, str], iterations: int = 30,
                              prior: float = 0.2, m_start: Mapping[str, Sequence[float]] | None = None,
-                             update_m: bool = True, tolerance: float = 1e-8,
+                             update_m: bool = True, tolerance: float = 1e-8, pseudo_count: float = 1.0,
                              ) -> tuple[dict[str, list[float]], float, int]:
-    """m per field and the prior, with u fixed (``update_m=False`` fits the prior only).
+    """m per field and the prior, with u fixed (``update_m=False`` fits the prior only). ``pseudo_count``
+    pairs per level keep every m above zero (0 gives the plain maximum-likelihood estimate).
     ``patterns`` holds one column per field in ``fields``. Returns (m, prior, iterations run)."""
     m: dict[str, np.ndarray] = {}
     for name in fields:
@@ -129,7 +130,8 @@ def expectation_maximisation(patterns: np.ndarray, counts: np.ndarray, u: Mappin
                 levels = patterns[:, j]
                 seen = levels != NULL_LEVEL
                 # one pseudo-pair per level keeps every m > 0, so no single disagreement is infinitely damning
-                totals = np.bincount(levels[seen], weights=weights[seen], minlength=len(m[name])) + 1.0
+                totals = np.bincount(levels[seen], weights=weights[seen], minlength=len(m[name])) + pseudo_count
+                totals = np.maximum(totals, EPSILON)
                 new_m = totals / totals.sum()
                 change = max(change, float(np.abs(new_m - m[name]).max()))
                 m[name] = new_m

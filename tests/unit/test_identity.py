@@ -5,7 +5,7 @@ from datetime import datetime
 
 from chispa import assert_df_equality
 
-from cdp_spark.config import SurvivorshipRule
+from cdp_spark.config import EmailRule, IdentitySettings, SurvivorshipRule, ValueTransform
 from cdp_spark.identity.cluster import connected_components, exact_key_edges, junk_values
 from cdp_spark.identity.normalise import normalise_person
 from cdp_spark.identity.registry import assign_person_ids, identity_events
@@ -13,25 +13,37 @@ from cdp_spark.identity.survivorship import survive
 
 
 def test_normalise_person_email_phone_names(spark):
+    identity = IdentitySettings(
+        person_sources=["contacts"], profile_attributes=["email_norm"], default_region="ES",
+        email_rules={"gmail.com": EmailRule(strip_dots=True), "googlemail.com": EmailRule(
+            strip_dots=True, canonical_domain="gmail.com")},
+        nicknames={"pepe": "jose"},
+        transforms=[ValueTransform(op="standardise", column="country", values={"españa": "ES"}),
+                    ValueTransform(op="format", column="city", style="upper")])
     raw = spark.createDataFrame([
-        ("1", "  josé ", "GARCÍA  lópez", " Jose.Garcia@Mail.COM ", "+34 612 34 56 78", " es "),
-        ("2", "ANA", "ruiz", "not-an-email", "0034612345678", "ES"),
-        ("3", "", None, None, "(612) 345678", None),
-        ("4", "Bob", "Smith", "bob@x.co.uk", "34612345678", "GB"),
-        ("5", "Liz", "Doe", "liz@x.fr", "12", "FR"),
-        ("6", "Eve", "Roe", "eve@x.fr", "+33 6 12 34 56 78", "FR"),
-    ], "id string, first_name string, last_name string, email string, phone string, country string")
-    out = normalise_person(raw, "34").select("id", "first_name", "last_name", "first_name_key", "last_name_key",
-                                             "email_norm", "phone_e164", "country").orderBy("id")
+        ("1", "  josé ", "GARCÍA  lópez", " Jose.Garcia+promo@GoogleMail.COM ", "+34 612 34 56 78", " españa ",
+         "28 013", "Madrid"),
+        ("2", "Pepe", "ruiz", "not-an-email", "0034612345678", "ES", None, None),
+        ("3", "", None, None, "(612) 345678", None, "", "  "),
+        ("4", "Bob", "Smith", "bob+x@x.co.uk", "020 7946 0958", "GB", "SW1A 1AA", "london"),
+        ("5", "Liz", "Doe", "liz@x.fr", "12", "FR", None, None),
+        ("6", "Eve", "Roe", "e.ve@gmail.com", "+33 6 12 34 56 78", "FR", None, None),
+    ], "id string, first_name string, last_name string, email string, phone string, country string, "
+       "postcode string, city string")
+    out = normalise_person(raw, identity).select(
+        "id", "first_name", "last_name", "first_name_key", "given_name_canonical", "last_name_key", "email_norm",
+        "phone_e164", "country", "postcode_key", "city").orderBy("id")
     expected = spark.createDataFrame([
-        ("1", "José", "García López", "jose", "garcia lopez", "jose.garcia@mail.com", "+34612345678", "ES"),
-        ("2", "Ana", "Ruiz", "ana", "ruiz", None, "+34612345678", "ES"),
-        ("3", None, None, None, None, None, "+34612345678", None),
-        ("4", "Bob", "Smith", "bob", "smith", "bob@x.co.uk", "+34612345678", "GB"),
-        ("5", "Liz", "Doe", "liz", "doe", "liz@x.fr", None, "FR"),
-        ("6", "Eve", "Roe", "eve", "roe", "eve@x.fr", "+33612345678", "FR"),
-    ], "id string, first_name string, last_name string, first_name_key string, last_name_key string, "
-       "email_norm string, phone_e164 string, country string")
+        ("1", "José", "García López", "jose", "jose", "garcia lopez", "josegarcia@gmail.com",
+         "+34612345678", "ES", "28013", "MADRID"),
+        ("2", "Pepe", "Ruiz", "pepe", "jose", "ruiz", None, "+34612345678", "ES", None, None),
+        ("3", None, None, None, None, None, None, "+34612345678", None, None, None),
+        ("4", "Bob", "Smith", "bob", "bob", "smith", "bob+x@x.co.uk", "+442079460958", "GB", "SW1A1AA", "LONDON"),
+        ("5", "Liz", "Doe", "liz", "liz", "doe", "liz@x.fr", None, "FR", None, None),
+        ("6", "Eve", "Roe", "eve", "eve", "roe", "eve@gmail.com", "+33612345678", "FR", None, None),
+    ], "id string, first_name string, last_name string, first_name_key string, given_name_canonical string, "
+       "last_name_key string, email_norm string, phone_e164 string, country string, postcode_key string, "
+       "city string")
     assert_df_equality(out, expected, ignore_nullable=True)
 
 

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import math
+from datetime import date
+
+import numpy as np
+import pytest
+from chispa import assert_df_equality
+
+from cdp_spark.config import ComparisonSettings, MatchingSettings, SnmPass
+from cdp_spark.identity.candidates import candidate_pairs, key_pairs, snm_pairs
+from cdp_spark.identity.compare import attach_records, compare
+from cdp_spark.identity.fellegi_sunter import FsModel, expectation_maximisation, score
+
+KINDS = {"a": "exact", "b": "exact"}
+
+
+def test_em_recovers_hand_computed_parameters():
+    # Two fields, u = [0.9, 0.1] each; truth: prior 0.2, m = [0.1, 0.9]. Expected counts of 1000 pairs:
+    # (1,1): 1000*(0.2*0.81 + 0.8*0.01) = 170; (1,0) = (0,1): 1000*(0.2*0.09 + 0.8*0.09) = 90;
+    # (0,0): 1000*(0.2*0.01 + 0.8*0.81) = 650. With exact expected counts the MLE is the truth.
+    patterns = np.array([[1, 1], [1, 0], [0, 1], [0, 0]])
+    counts = np.array([170.0, 90.0, 90.0, 650.0])
+    u = {"a": [0.9, 0.1], "b": [0.9, 0.1]}
+    m, prior, iterations = expectation_maximisation(patterns, counts, u, ["a", "b"], KINDS, iterations=5000,
+                                                    prior=0.5, tolerance=1e-14, pseudo_count=0.0)
+    assert prior == pytest.approx(0.2, abs=2e-3)
+    assert m["a"] == pytest.approx([0.1, 0.9], abs=5e-3) and m["b"] == pytest.approx([0.1, 0.9], abs=5e-3)
+    assert iterations > 1
+
+
+def test_em_fits_only_the_prior_when_m_is_fixed():
+    patterns = np.array([[1, 1], [1, 0], [0, 1], [0, 0]])
+    counts = np.array([170.0, 90.0, 90.0, 650.0])
+    u = {"a": [0.9, 0.1], "b": [0.9, 0.1]}
+    m, prior, _ = expectation_maximisation(patterns, counts, u, ["a", "b"], KINDS, iterations=500, prior=0.5,
+                                           m_start={"a": [0.1, 0.9], "b": [0.1, 0.9]}, update_m=False,
+                                           tolerance=1e-12)
+    assert m == {"a": [0.1, 0.9], "b": [0.1, 0.9]} and prior == pytest.approx(0.2, abs=1e-6)
+
+
+SETTINGS = MatchingSettings(comparisons=[
+    ComparisonSettings(field="first", kind="name", canonical="canon", term_frequency=True),
+    ComparisonSettings(field="email", kind="email"), ComparisonSettings(field="phone", kind="phone"),
+    ComparisonSettings(field="born", kind="date"), ComparisonSettings(field="postcode", kind="postcode"),
+    ComparisonSettings(field="city", kind="exact")])
+RECORD_SCHEMA = ("record_id string, first string, canon string, email string, phone string, born date, "
+                 "postcode string, city string")
+
+
+def test_comparison_levels_for_every_kind(spark):
+    records = spark.createDataFrame([
+        ("a1", "jose", "jose", "jo@x.es", "+34611222333", date(1990, 3, 4), "28013", "madrid"),
+        ("a2", "jose", "jose", "jo@x.es", "+34611222333", date(1990, 3, 4), "28013", "madrid"),     # exact all
+        ("b1", "pepe", "jose", "jo@y.es", "+34601222333", date(1990, 4, 3), "28099", "getafe"),    # near
+        ("c1", "josep", "josep", "jo1@x.es", "+34611000000", date(1990, 3, 9), "08001", "madrid"),  # jw high
+        ("d1", "josefa", "josefa", "zz@q.es", "+33611222000", date(1991, 5, 9), "46001", None),    # jw low
+        ("e1", "maria", "maria", None, None, None, None, None),
+    ], RECORD_SCHEMA)
+    pairs = spark.createDataFrame([("a1", x) for x in ("a2", "b1", "c1", "d1", "e1")], "record_a string, record_b string")
+    levels = compare(attach_records(pairs, records), SETTINGS.comparisons, SETTINGS).select(
+        "record_b", *[f"lvl_{c.field}" for c in SETTINGS.comparisons]).orderBy("record_b")
+    expected = spark.createDataFrame([
+        ("a2", 4, 2, 2, 2, 2, 1),
+        ("b1", 3, 1, 1, 1, 1, 0),     # nickname; same local part; last 7 digits; day-month swapped; same area
+        ("c1", 2, 1, 0, 1, 0, 1),     # JW(jose, josep) = 0.96; edit distance 1; 2 of 3 date parts
+        ("d1", 2, 0, 0, 0, 0, -1),    # JW(jose, josefa) = 0.933: high band; the rest differs, city null
+        ("e1", 0, -1, -1, -1, -1, -1),
+    ], "record_b string, lvl_first int, lvl_email int, lvl_phone int, lvl_born int, lvl_postcode int, lvl_city int")
+    assert_df_equality(levels, expected, ignore_nullable=True)
+
+
+def test_jaro_winkler_bands(spark):
+    records = spark.createDataFrame([("x", "martha", "martha"), ("y", "marhta", "marhta"), ("z", "dwayne", "dwayne"),
+                                     ("w", "duane", "duane")], "record_id string, first string, canon string")
+    settings = MatchingSettings(comparisons=[ComparisonSettings(field="first", kind="name")])
+    pairs = spark.createDataFrame([("x", "y"), ("z", "w"), ("x", "z")], "record_a string, record_b string")
+    got = {(r.record_a, r.record_b): r.lvl_first for r in compare(attach_records(pairs, records),
+                                                                   settings.comparisons, settings).collect()}
+    # JW(martha, marhta) = 0.961 (high); JW(dwayne, duane) = 0.84 (< 0.85: different); martha/dwayne: different
+    assert got == {("x", "y"): 2, ("z", "w"): 0, ("x", "z"): 0}
+
+
+def test_snm_windows_give_exact_pairs(spark):
+    records = spark.createDataFrame([("r1", "smith"), ("r2", "smyth"), ("r3", "smithe"), ("r4", "jones"),
+                                     ("r5", "jonas"), ("r6", None)], "record_id string, surname string")
+    passes = [SnmPass(name="surname", key="surname", window=3, prefix_length=1)]
+    pairs = snm_pairs(records, passes)
+    assert pairs is not None
+    # partition "s": smith(r1), smithe(r3), smyth(r2) sorted; partition "j": jonas(r5), jones(r4)
+    expected = spark.createDataFrame([("r1", "r2", "snm:surname"), ("r1", "r3", "snm:surname"),
+                                      ("r2", "r3", "snm:surname"), ("r4", "r5", "snm:surname")],
+                                     "record_a string, record_b string, source string")
+    assert_df_equality(pairs.orderBy("record_a", "record_b"), expected, ignore_nullable=True)
+
+
+def test_candidates_union_keys_and_passes_once(spark):
+    records = spark.createDataFrame([("r1", "a@x", "smith"), ("r2", "a@x", "smyth"), ("r3", None, "smithe")],
+                                    "record_id string, email string, surname string")
+    got = candidate_pairs(records, ["email"], [SnmPass(name="s", key="surname", window=2, prefix_length=0)], 10)
+    assert sorted((r.record_a, r.record_b, tuple(r.sources)) for r in got.collect()) == [
+        ("r1", "r2", ("key:email",)), ("r1", "r3", ("snm:s",)), ("r2", "r3", ("snm:s",))]
+    assert sorted((r.record_a, r.record_b) for r in key_pairs(records, ["email"], 1).collect()) == []
+
+
+def test_score_adds_prior_field_weights_and_term_frequency(spark):
+    model = FsModel(fields=["first", "city"], kinds={"first": "exact", "city": "exact"},
+                    m={"first": [0.2, 0.8], "city": [0.4, 0.6]}, u={"first": [0.95, 0.05], "city": [0.8, 0.2]},
+                    prior=0.1, tf_fields=["first"])
+    compared = spark.createDataFrame([("a", "b", 1, 1, "ana"), ("a", "c", 0, -1, "ana")],
+                                     "record_a string, record_b string, lvl_first int, lvl_city int, v string"
+                                     ).selectExpr("*", "named_struct('first', v) AS l")
+    tf = {"first": spark.createDataFrame([("ana", 0.025)], "tf_value string, tf_first double")}
+    got = {r.record_b: r for r in score(compared, model, tf).collect()}
+    prior = math.log2(0.1 / 0.9)
+    exact_first = math.log2(0.8 / 0.05) + math.log2(0.05 / 0.025)  # a rarer name than average weighs more
+    assert got["b"].match_weight == pytest.approx(prior + exact_first + math.log2(0.6 / 0.2))
+    assert got["c"].match_weight == pytest.approx(prior + math.log2(0.2 / 0.95))  # null city adds nothing
+    assert got["b"].match_probability == pytest.approx(1 / (1 + 2 ** -got["b"].match_weight))
+    assert got["c"].field_weights == {"first": round(math.log2(0.2 / 0.95), 4), "city": 0.0}
