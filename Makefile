@@ -10,7 +10,7 @@ CONF ?= conf
 ENV ?= local
 AS_OF ?= 2026-06-30
 
-.PHONY: help venv install install-test system-deps check-java demo-data run test lint typecheck clean bench bench-ingest
+.PHONY: help venv install install-test system-deps check-java demo-data run test lint typecheck clean bench bench-ingest bench-er
 
 help:
 	@echo "make run     install, generate demo data, run the whole pipeline locally, print a summary"
@@ -62,7 +62,11 @@ BENCH_CONTACTS ?= 1000000
 bench-ingest: install
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python scripts/bench_ingest.py --orders $(BENCH_ORDERS) --contacts $(BENCH_CONTACTS)
 
-bench: bench-ingest
+ER_RECORDS ?= 10000,100000,1000000
+bench-er: install
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python scripts/bench_er.py --records $(ER_RECORDS)
+
+bench: bench-ingest bench-er
 
 clean:
 	rm -rf $(DATA) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache spark-warehouse

@@ -57,7 +57,8 @@ def test_comparison_levels_for_every_kind(spark):
         ("d1", "josefa", "josefa", "zz@q.es", "+33611222000", date(1991, 5, 9), "46001", None),    # jw low
         ("e1", "maria", "maria", None, None, None, None, None),
     ], RECORD_SCHEMA)
-    pairs = spark.createDataFrame([("a1", x) for x in ("a2", "b1", "c1", "d1", "e1")], "record_a string, record_b string")
+    pairs = spark.createDataFrame([("a1", x) for x in ("a2", "b1", "c1", "d1", "e1")],
+                                  "record_a string, record_b string")
     levels = compare(attach_records(pairs, records), SETTINGS.comparisons, SETTINGS).select(
         "record_b", *[f"lvl_{c.field}" for c in SETTINGS.comparisons]).orderBy("record_b")
     expected = spark.createDataFrame([
