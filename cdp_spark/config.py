@@ -175,6 +175,8 @@ class MatchingSettings(Model):
     jaro_winkler_high: float = Field(0.92, gt=0, le=1)
     jaro_winkler_low: float = Field(0.85, gt=0, le=1)
     match_probability: float = Field(0.99, gt=0, lt=1, description="accept pairs at or above this probability")
+    tf_max_boost: float = Field(1.0, ge=0, description="bits a rare value may add to an exact match's weight")
+    tf_max_penalty: float = Field(5.0, ge=0, description="bits a common value may take from it")
     force_match: list[str] = Field(default_factory=list, description="SQL over l.* and r.*: always a match")
     force_nonmatch: list[str] = Field(default_factory=list, description="SQL over l.* and r.*: never a match")
     u_sample_pairs: int = Field(200_000, ge=1000)

@@ -32,17 +32,10 @@ from cdp_spark.identity.evaluate import evaluate
 from cdp_spark.pipelines import ingest, normalise, resolve
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.session import build_session
+from scripts.bench_common import jvm_peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS_PER_PERSON = 1.82  # what the generator produces on average
-
-
-def jvm_peak_rss_mb(spark) -> float:  # type: ignore[no-untyped-def]
-    pid = spark.sparkContext._jvm.ProcessHandle.current().pid()
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
 
 
 def run_size(spark, records: int, work: Path) -> dict[str, object]:  # type: ignore[no-untyped-def]

@@ -32,6 +32,7 @@ from cdp_spark.io.files import file_info
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.pipelines.ingest import ingest_file
 from cdp_spark.session import build_session
+from scripts.bench_common import jvm_peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,14 +81,6 @@ def write_jsonl(table: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = table.to_pandas()
     frame.to_json(path, orient="records", lines=True, force_ascii=False)
-
-
-def jvm_peak_rss_mb(spark) -> float:  # type: ignore[no-untyped-def]
-    pid = spark.sparkContext._jvm.ProcessHandle.current().pid()
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    return float("nan")
 
 
 @click.command()

@@ -185,8 +185,10 @@ def term_frequencies(records: DataFrame, tf_fields: Sequence[str]) -> dict[str, 
             .agg((F.count("*") / F.lit(total)).alias(f"tf_{name}")) for name in tf_fields}
 
 
-def score(compared: DataFrame, model: FsModel, tf_tables: Mapping[str, DataFrame] | None = None) -> DataFrame:
-    """Adds ``field_weights`` (map field -> weight), ``match_weight`` and ``match_probability``."""
+def score(compared: DataFrame, model: FsModel, tf_tables: Mapping[str, DataFrame] | None = None,
+          tf_max_boost: float = TF_CLAMP, tf_max_penalty: float = TF_CLAMP) -> DataFrame:
+    """Adds ``field_weights`` (map field -> weight), ``match_weight`` and ``match_probability``.
+    The term-frequency adjustment is clamped to [-tf_max_penalty, +tf_max_boost] bits."""
     scored = compared
     contributions = []
     for name in model.fields:
@@ -197,7 +199,7 @@ def score(compared: DataFrame, model: FsModel, tf_tables: Mapping[str, DataFrame
             exact = len(LEVELS[model.kinds[name]]) - 1
             scored = scored.join(F.broadcast(tf_tables[name]), F.col(f"l.{name}") == F.col("tf_value"), "left"
                                  ).drop("tf_value")
-            adjustment = F.greatest(F.lit(-TF_CLAMP), F.least(F.lit(TF_CLAMP), F.log2(
+            adjustment = F.greatest(F.lit(-tf_max_penalty), F.least(F.lit(tf_max_boost), F.log2(
                 F.lit(model.u[name][exact]) / F.col(f"tf_{name}"))))
             contribution = contribution + F.when((level == exact) & F.col(f"tf_{name}").isNotNull(), adjustment
                                                  ).otherwise(F.lit(0.0))

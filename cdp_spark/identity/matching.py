@@ -64,7 +64,7 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
     compared = compare(attach_records(pairs, records), settings.comparisons, settings).persist()
     model = model or fit_model(records, compared, settings)
     tf = term_frequencies(records, model.tf_fields)
-    scored = score(compared, model, tf)
+    scored = score(compared, model, tf, settings.tf_max_boost, settings.tf_max_penalty)
     forced_match, forced_nonmatch = _any_rule(settings.force_match), _any_rule(settings.force_nonmatch)
     decided = (scored.withColumn("forced", F.when(forced_nonmatch, F.lit("nonmatch"))
                                  .when(forced_match, F.lit("match")))
