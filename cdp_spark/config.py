@@ -196,7 +196,6 @@ class IdentitySettings(Model):
 
     person_sources: list[str] = Field(min_length=1, description="silver entities that describe persons")
     match_keys: list[str] = Field(default_factory=lambda: ["email_norm", "phone_e164"])
-    default_country_code: str = "34"
     default_region: str = Field("ES", description="phone numbers without a country prefix are read as here")
     email_rules: dict[str, EmailRule] = Field(default_factory=dict, description="per mail domain")
     nicknames: dict[str, str] = Field(default_factory=dict, description="nickname -> canonical given name")

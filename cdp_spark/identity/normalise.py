@@ -33,22 +33,6 @@ def email_norm(email: Column) -> Column:
     return F.when(cleaned.rlike(EMAIL_PATTERN), cleaned)
 
 
-def phone_e164(phone: Column, country_code: str) -> Column:
-    """E.164 (``+<country><number>``) from common national and international formats; null if it cannot
-    be read. International prefixes ``+`` and ``00`` are kept; a bare national number gets the default
-    country code. (Issue 4 moves this to libphonenumber with per-region rules.)"""
-    raw = F.trim(phone)
-    digits = F.regexp_replace(raw, r"[^0-9]", "")
-    international = raw.startswith("+") | raw.startswith("00")
-    intl_digits = F.when(raw.startswith("00"), F.substring(digits, 3, 32)).otherwise(digits)
-    national = F.regexp_replace(digits, r"^0", "")
-    candidate = (F.when(international, F.concat(F.lit("+"), intl_digits))
-                 .when(digits.startswith(country_code) & (F.length(digits) == len(country_code) + 9),
-                       F.concat(F.lit("+"), digits))
-                 .otherwise(F.concat(F.lit(f"+{country_code}"), national)))
-    return F.when(candidate.rlike(r"^\+[1-9][0-9]{7,14}$"), candidate)
-
-
 def clean_name(name: Column) -> Column:
     """Trimmed, single-spaced, capitalised name (accents kept for display)."""
     squeezed = F.regexp_replace(F.trim(name), r"\s+", " ")
