@@ -201,6 +201,8 @@ class IdentitySettings(Model):
     nicknames: dict[str, str] = Field(default_factory=dict, description="nickname -> canonical given name")
     transforms: list[ValueTransform] = Field(default_factory=list)
     matching: MatchingSettings | None = None
+    incremental: bool = Field(True, description="once a registry and a model exist, compare only new and "
+                                                "changed records (with the stored model)")
     max_cluster_iterations: int = Field(40, ge=1)
     checkpoint_every: int = Field(5, ge=1)
     profile_attributes: list[str] = Field(min_length=1)

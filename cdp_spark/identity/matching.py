@@ -58,9 +58,17 @@ def fit_model(records: DataFrame, compared: DataFrame, settings: MatchingSetting
     return FsModel(fields, kinds, m, u, prior, iterations, tf_fields)
 
 
-def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None = None) -> MatchResult:
-    """Scores every candidate pair; fits the model on these records unless one is given."""
+def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None = None,
+          touching: DataFrame | None = None) -> MatchResult:
+    """Scores every candidate pair; fits the model on these records unless one is given. With
+    ``touching`` (record_id of new/changed records) only the pairs involving one of them are compared:
+    the incremental mode."""
     pairs = candidate_pairs(records, settings.blocking_keys, settings.snm_passes, settings.max_key_group)
+    if touching is not None:
+        ids = F.broadcast(touching.select("record_id").distinct())
+        pairs = (pairs.join(ids.withColumnRenamed("record_id", "record_a"), "record_a", "left_semi")
+                 .unionByName(pairs.join(ids.withColumnRenamed("record_id", "record_b"), "record_b", "left_semi"))
+                 .distinct())
     compared = compare(attach_records(pairs, records), settings.comparisons, settings).persist()
     model = model or fit_model(records, compared, settings)
     tf = term_frequencies(records, model.tf_fields)

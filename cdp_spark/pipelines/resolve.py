@@ -17,11 +17,12 @@ import json
 import logging
 from datetime import UTC, datetime
 
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.identity.cluster import connected_components, exact_key_edges, junk_values
+from cdp_spark.identity.fellegi_sunter import FsModel
 from cdp_spark.identity.matching import match
 from cdp_spark.identity.registry import assign_person_ids, identity_events
 from cdp_spark.identity.survivorship import survive
@@ -77,6 +78,25 @@ def person_records(ctx: RunContext, cfg: CdpConfig) -> DataFrame:
     return records
 
 
+def record_hash(records: DataFrame, cfg: CdpConfig) -> Column:
+    """Hash of the columns matching looks at: a record whose hash changed is compared again."""
+    matching = cfg.identity.matching
+    columns = sorted({*cfg.identity.match_keys, *(x for c in matching.comparisons for x in (c.field, c.canonical) if x),
+                      *matching.blocking_keys} if matching else set(cfg.identity.match_keys))
+    return F.sha2(F.concat_ws("\u241f", *[F.coalesce(F.col(c).cast("string"), F.lit("\u2400"))
+                                          for c in columns if c in records.columns]), 256)
+
+
+def latest_model(ctx: RunContext) -> FsModel | None:
+    """The most recently fitted matching model, if any."""
+    if not ctx.store.exists(MODEL):
+        return None
+    models = ctx.read(MODEL)
+    order = F.col("fitted_at").desc_nulls_last() if "fitted_at" in models.columns else F.col("run_id")
+    row = models.orderBy(order).first()
+    return FsModel.from_json(row["model"]) if row else None
+
+
 def guard_giant_clusters(spark: SparkSession, records: DataFrame, edges: DataFrame, components: DataFrame,
                          cfg: CdpConfig) -> tuple[DataFrame, list[tuple[str, int]]]:
     """Components larger than ``max_cluster_size`` are re-formed from their strongest evidence only
@@ -100,7 +120,7 @@ def guard_giant_clusters(spark: SparkSession, records: DataFrame, edges: DataFra
 
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, object]:
     ctx = ctx or make_context(spark, cfg)
-    records = person_records(ctx, cfg).persist()
+    records = person_records(ctx, cfg)
     matching = cfg.identity.matching
     keys = matching.blocking_keys if matching else cfg.identity.match_keys
     max_group = matching.max_key_group if matching else MAX_KEY_GROUP
@@ -109,13 +129,32 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         log.warning("junk identifier ignored: %s value (sha256 %s…) shared by %d records", row["rule"],
                     row["key_hash"][:12], row["records"])
     match_counts: dict[str, object] = {}
+    records = records.withColumn("record_hash", record_hash(records, cfg)).persist()
+    previous_registry = ctx.read(REGISTRY) if ctx.store.exists(REGISTRY) else None
     if matching:
-        result = match(records, matching)
-        edges = result.edges.withColumn("run_id", F.lit(ctx.run_id))
-        model_row = spark.createDataFrame([(ctx.run_id, result.model.to_json(), json.dumps(result.counts))],
-                                          "run_id string, model string, counts string")
-        ctx.wrote(MODEL, ctx.store.write(MODEL, model_row).version)
-        match_counts = result.counts
+        stored = latest_model(ctx) if cfg.identity.incremental else None
+        incremental = (stored is not None and previous_registry is not None and ctx.store.exists(EDGES)
+                       and "record_hash" in previous_registry.columns)
+        if incremental:
+            assert previous_registry is not None
+            known = previous_registry.select("record_id", "record_hash")
+            changed = records.join(known, ["record_id", "record_hash"], "left_anti").select("record_id")
+            gone = known.join(records, "record_id", "left_anti").select("record_id")
+            stale = changed.unionByName(gone)
+            result = match(records, matching, model=stored, touching=changed)
+            kept = (ctx.read(EDGES).join(stale.withColumnRenamed("record_id", "record_a"), "record_a", "left_anti")
+                    .join(stale.withColumnRenamed("record_id", "record_b"), "record_b", "left_anti"))
+            edges = kept.unionByName(result.edges.withColumn("run_id", F.lit(ctx.run_id)))
+            match_counts = {**result.counts, "mode": "incremental", "changed_records": changed.count(),
+                            "removed_records": gone.count()}
+        else:
+            result = match(records, matching)
+            edges = result.edges.withColumn("run_id", F.lit(ctx.run_id))
+            match_counts = {**result.counts, "mode": "full"}
+            model_row = spark.createDataFrame(
+                [(ctx.run_id, result.model.to_json(), json.dumps(result.counts), datetime.now(UTC))],
+                "run_id string, model string, counts string, fitted_at timestamp")
+            ctx.wrote(MODEL, ctx.store.write(MODEL, model_row, evolve_schema=True).version)
     else:
         edges = (exact_key_edges(records, keys, max_group).withColumn("run_id", F.lit(ctx.run_id))
                  .withColumn("sources", F.array(F.concat(F.lit("key:"), F.col("rule")))).drop("rule")
@@ -124,11 +163,12 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     components = connected_components(spark, records.select("record_id"), edges,
                                       cfg.identity.max_cluster_iterations, cfg.identity.checkpoint_every)
     components, giants = guard_giant_clusters(spark, records, edges, components, cfg)
-    previous = ctx.read(REGISTRY).select("record_id", "person_id") if ctx.store.exists(REGISTRY) else None
+    previous = previous_registry.select("record_id", "person_id") if previous_registry is not None else None
     salt = str((ctx.inputs.get(REGISTRY) or -1) + 1)
     assigned = assign_person_ids(components, previous, salt).persist()
-    registry = (records.select("record_id", "system", "source_key").join(assigned, "record_id")
-                .select("record_id", "system", "source_key", "person_id", F.lit(ctx.run_id).alias("run_id")))
+    registry = (records.select("record_id", "system", "source_key", "record_hash").join(assigned, "record_id")
+                .select("record_id", "system", "source_key", "person_id", "record_hash",
+                        F.lit(ctx.run_id).alias("run_id")))
     events = identity_events(assigned, previous).select(
         F.lit(ctx.run_id).alias("run_id"), "person_id", "event", "predecessors",
         F.lit(datetime.now(UTC)).cast("timestamp").alias("at"))
