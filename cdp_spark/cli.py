@@ -129,6 +129,20 @@ def explain(obj: dict[str, Any], person_id: str) -> None:
         sys.exit(1)
 
 
+@main.group()
+def scores() -> None:
+    """The score library."""
+
+
+@scores.command("list")
+def scores_list() -> None:
+    """Print every score with its column, type and definition."""
+    from cdp_spark.scores.library import SCORES
+
+    for score in SCORES:
+        click.echo(f"{score.column:<28} {score.type:<14} {score.name}\n{'':<43} {score.definition}")
+
+
 @main.command("show-config")
 @click.pass_obj
 def show_config(obj: dict[str, Any]) -> None:

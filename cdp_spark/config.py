@@ -210,8 +210,24 @@ class IdentitySettings(Model):
     survivorship: dict[str, SurvivorshipRule] = Field(default_factory=dict)
 
 
+class LifecycleSettings(Model):
+    """Pleasepoint hibernation states on days since the last order: active < inactive_after_days <=
+    inactive < hibernating_after_days <= hibernating <= lost_after_days < lost."""
+
+    inactive_after_days: int = Field(182, ge=1)
+    hibernating_after_days: int = Field(365, ge=1)
+    lost_after_days: int = Field(730, ge=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LifecycleSettings:
+        if not self.inactive_after_days < self.hibernating_after_days < self.lost_after_days:
+            raise ValueError("thresholds must grow: inactive_after_days < hibernating_after_days < lost_after_days")
+        return self
+
+
 class ScoreSettings(Model):
     business_timezone: str = "UTC"
+    lifecycle: LifecycleSettings = LifecycleSettings()
     orders_entity: str = "orders"
     order_customer_source: str = Field("customer_source", description="orders column naming the source")
     order_customer_key: str = Field("customer_key", description="orders column holding the source key")

@@ -14,7 +14,8 @@ from pyspark.sql import SparkSession
 from cdp_spark.config import CdpConfig
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
 from cdp_spark.pipelines.resolve import PROFILE, REGISTRY
-from cdp_spark.scores.orders import basic_scores, order_facts
+from cdp_spark.scores.library import score_library
+from cdp_spark.scores.orders import order_facts, order_items
 
 log = logging.getLogger("cdp.score")
 
@@ -24,13 +25,14 @@ SCORES = "gold.person_scores"
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:
     ctx = ctx or make_context(spark, cfg)
     orders_table = f"silver.{cfg.scores.orders_entity}"
-    for needed in (REGISTRY, PROFILE, orders_table, "silver.stores"):
+    for needed in (REGISTRY, PROFILE, orders_table, "silver.stores", "silver.order_items", "silver.products"):
         if not ctx.store.exists(needed):
             raise StageError(f"{needed} does not exist; run the earlier stages first")
     facts = order_facts(ctx.read(orders_table), ctx.read(REGISTRY), ctx.read("silver.stores"),
                         cfg.scores.business_timezone, ctx.as_of, cfg.scores.order_customer_source,
                         cfg.scores.order_customer_key)
-    scores = basic_scores(ctx.read(PROFILE), facts, ctx.as_of)
+    items = order_items(ctx.read("silver.order_items"), ctx.read("silver.products"))
+    scores = score_library(ctx.read(PROFILE), facts, items, ctx.as_of, cfg.scores.lifecycle)
     result = ctx.store.write(SCORES, scores, mode="overwrite")
     ctx.wrote(SCORES, result.version)
     counts = {"persons_scored": result.rows_written}

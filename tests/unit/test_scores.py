@@ -1,54 +1,83 @@
+"""The score library on a small literal dataset with hand-computed expected values (DESIGN §5)."""
+
 from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
 
 from chispa import assert_df_equality
+from click.testing import CliRunner
 
-from cdp_spark.scores.orders import basic_scores, order_facts
+from cdp_spark.config import LifecycleSettings
+from cdp_spark.scores.library import SCORES, score_library
+from cdp_spark.scores.orders import order_facts, order_items
 
 AS_OF = date(2026, 6, 30)
-ORDERS_SCHEMA = ("order_id string, customer_source string, customer_key string, store_id string, channel string, "
-                 "order_ts timestamp, gross_amount decimal(12,2), discount_amount decimal(12,2)")
+d = Decimal
+ORDERS = [  # order_id, source, key, store, channel, ts (UTC), gross, discount
+    ("o1", "crm", "C1", "S1", "store", datetime(2026, 6, 1, 10), d("100.00"), d("10.00")),
+    ("o2", "shop", "E1", "W1", "web", datetime(2026, 6, 11, 10), d("50.00"), d("0.00")),
+    ("o3", "shop", "E1", "W1", "web", datetime(2026, 6, 15, 10), d("-50.00"), d("0.00")),   # refund
+    ("o4", "crm", "C1", "S1", "store", datetime(2026, 6, 21, 10), d("60.00"), d("6.00")),
+    ("o5", "crm", "C1", "S1", "store", datetime(2026, 6, 30, 22, 30), d("70.00"), d("0.00")),  # 1 July, Madrid
+    ("o6", "crm", "C2", "S2", "store", datetime(2026, 1, 10, 9), d("20.00"), d("0.00")),
+    ("o7", "crm", "C2", "S2", "store", datetime(2026, 1, 20, 9), d("30.00"), d("0.00")),
+    ("o8", "crm", "C2", "S1", "store", datetime(2026, 1, 20, 15), d("10.00"), d("0.00")),  # same day as o7
+    ("o9", "crm", "C3", "S1", "store", datetime(2025, 1, 1, 10), d("40.00"), d("4.00")),
+    ("o10", "crm", "C5", "S2", "store", datetime(2024, 1, 1, 10), d("15.00"), d("0.00")),  # no lines
+]
+ITEMS = [("o1", "A", 2), ("o1", "B", 1), ("o2", "B", 1), ("o3", "B", 1), ("o4", "C", 3), ("o6", "A", 1),
+         ("o7", "A", 1), ("o8", "C", 1), ("o9", "B", 2)]
 
 
-def test_basic_scores_with_refund_timezone_and_ties(spark):
-    d = Decimal
-    orders = spark.createDataFrame([
-        ("o1", "crm", "C1", "S1", "store", datetime(2026, 6, 1, 10), d("100.00"), d("10.00")),
-        ("o2", "shop", "E1", "W1", "web", datetime(2026, 6, 20, 10), d("50.00"), d("0.00")),
-        ("o3", "shop", "E1", "W1", "web", datetime(2026, 6, 25, 10), d("-50.00"), d("0.00")),   # refund
-        ("o4", "crm", "C1", "S1", "store", datetime(2026, 6, 30, 22, 30), d("70.00"), d("0.00")),  # 1 July in Madrid
-        ("o5", "crm", "C2", "S2", "store", datetime(2026, 5, 1, 9), d("20.00"), d("0.00")),
-        ("o6", "crm", "C2", "S1", "store", datetime(2026, 5, 2, 9), d("30.00"), d("0.00")),
-        ("o7", "crm", "C9", "S1", "store", datetime(2026, 5, 2, 9), d("30.00"), d("0.00")),  # unknown record
-    ], ORDERS_SCHEMA)
+def test_score_library_hand_computed(spark):
+    orders = spark.createDataFrame(ORDERS, "order_id string, customer_source string, customer_key string, "
+                                           "store_id string, channel string, order_ts timestamp, "
+                                           "gross_amount decimal(12,2), discount_amount decimal(12,2)")
     registry = spark.createDataFrame([("crm", "C1", "P1"), ("shop", "E1", "P1"), ("crm", "C2", "P2"),
-                                      ("crm", "C3", "P3")], "system string, source_key string, person_id string")
+                                      ("crm", "C3", "P3"), ("crm", "C4", "P4"), ("crm", "C5", "P5")],
+                                     "system string, source_key string, person_id string")
     stores = spark.createDataFrame([("S1", "Madrid"), ("S2", "Bilbao"), ("W1", "Online")],
                                    "store_id string, name string")
+    products = spark.createDataFrame([("A", "Hogar"), ("B", "Plantas"), ("C", "Huerto ECO")],
+                                     "product_id string, category string")
+    items = order_items(spark.createDataFrame(ITEMS, "order_id string, product_id string, quantity int"), products)
     facts = order_facts(orders, registry, stores, "Europe/Madrid", AS_OF)
-    assert sorted(r.order_id for r in facts.collect()) == ["o1", "o2", "o3", "o5", "o6"]
-    persons = spark.createDataFrame([("P1",), ("P2",), ("P3",)], "person_id string")
-    scores = basic_scores(persons, facts, AS_OF).orderBy("person_id")
+    persons = registry.select("person_id").distinct()
+    got = score_library(persons, facts, items, AS_OF, LifecycleSettings()).orderBy("person_id")
+    assert got.columns == ["person_id", "as_of", *[s.column for s in SCORES]]
     expected = spark.createDataFrame([
-        ("P1", AS_OF, 2, d("140.00"), d("70.00"), 10, 29, "Online", True),   # tie 1-1: most recent (W1) wins
-        ("P2", AS_OF, 2, d("50.00"), d("25.00"), 59, 60, "Madrid", True),    # tie 1-1: S1 more recent
-        ("P3", AS_OF, 0, d("0.00"), None, None, None, None, False),
-    ], "person_id string, as_of date, orders_total_count long, orders_total_amount decimal(16,2), "
-       "orders_average_value decimal(16,2), days_since_last_order int, days_since_first_order int, "
-       "favourite_store string, active_customer boolean")
-    assert_df_equality(scores, expected, ignore_nullable=True)
+        # P1: o1, o2, o4 (o3 refund, o5 after as-of): gaps 10, 10 -> mu 10, sigma max(0, 2.5); t = 9: approaching
+        ("P1", AS_OF, "approaching", ["Hogar", "Huerto ECO", "Plantas"], ["Plantas", "Huerto ECO", "Hogar"], 3,
+         "Madrid", ["Madrid", "Online"], 2, "Madrid", "Madrid", True, True, False, True, True, True, True,
+         d("194.00"), d("64.67"), 3, 7, 2.33, 10.0, 2, 0.6667, 0.0667, 9, 29, "active"),
+        # P2: days 10 and 20 January (o7, o8 same day): mu 10, sigma 0.5 mu = 5; t = 161 >= 20: significantly late
+        ("P2", AS_OF, "significantly_late", ["Hogar", "Huerto ECO"], ["Hogar", "Huerto ECO"], 2, "Bilbao",
+         ["Bilbao", "Madrid"], 2, "Bilbao", "Madrid", True, True, False, True, False, True, True,
+         d("60.00"), d("20.00"), 3, 3, 1.0, 10.0, 0, 0.0, 0.0, 161, 171, "active"),
+        ("P3", AS_OF, "one_order", ["Plantas"], ["Plantas"], 1, "Madrid", ["Madrid"], 1, "Madrid", "Madrid",
+         False, False, True, False, False, False, True, d("36.00"), d("36.00"), 1, 2, 2.0, None, 1, 1.0, 0.1,
+         545, 545, "hibernating"),
+        ("P4", AS_OF, "no_order", [], [], 0, None, [], 0, None, None, False, False, False, False, False, False,
+         False, d("0.00"), None, 0, 0, None, None, 0, None, None, None, None, "no_order"),
+        ("P5", AS_OF, "one_order", [], [], 0, "Bilbao", ["Bilbao"], 1, "Bilbao", "Bilbao", False, False, True,
+         False, False, False, True, d("15.00"), d("15.00"), 1, 0, 0.0, None, 0, 0.0, 0.0, 911, 911, "lost"),
+    ], "person_id string, as_of date, purchase_timing_deviation string, all_ordered_categories array<string>, "
+       "top3_categories array<string>, distinct_categories_count int, favourite_store string, "
+       "all_stores array<string>, distinct_stores_count int, first_order_store string, last_order_store string, "
+       "multi_buyer boolean, multi_category boolean, new_customer boolean, regular_customer boolean, "
+       "omnichannel boolean, multi_store boolean, active_customer boolean, orders_total_amount decimal(16,2), "
+       "orders_average_value decimal(16,2), orders_total_count long, orders_total_items long, "
+       "orders_average_items double, orders_average_days_between double, discounted_orders_count long, "
+       "discounted_orders_rate double, average_discount_rate double, days_since_last_order int, "
+       "days_since_first_order int, hibernation_state string")
+    assert_df_equality(got, expected, ignore_nullable=True)
 
 
-def test_favourite_store_tie_on_count_and_time_falls_back_to_name(spark):
-    d = Decimal
-    orders = spark.createDataFrame([
-        ("o1", "crm", "C1", "S2", "store", datetime(2026, 6, 1, 10), d("10.00"), d("0.00")),
-        ("o2", "crm", "C1", "S1", "store", datetime(2026, 6, 1, 10), d("10.00"), d("0.00")),
-    ], ORDERS_SCHEMA)
-    registry = spark.createDataFrame([("crm", "C1", "P1")], "system string, source_key string, person_id string")
-    stores = spark.createDataFrame([("S1", "Zaragoza"), ("S2", "Almería")], "store_id string, name string")
-    facts = order_facts(orders, registry, stores, "UTC", AS_OF)
-    persons = spark.createDataFrame([("P1",)], "person_id string")
-    assert basic_scores(persons, facts, AS_OF).first().favourite_store == "Almería"
+def test_scores_list_prints_the_registry():
+    from cdp_spark.cli import main
+
+    result = CliRunner().invoke(main, ["scores", "list"])
+    assert result.exit_code == 0
+    assert all(score.column in result.output for score in SCORES)
+    assert "Segmentation - Multi-buyer" in result.output and "2 or more orders" in result.output
