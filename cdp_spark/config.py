@@ -225,9 +225,23 @@ class LifecycleSettings(Model):
         return self
 
 
+class RfmSegment(Model):
+    name: str
+    rule: str = Field(description="SQL over r, f and m (the 1..groups scores), e.g. 'r >= 4 AND f >= 4'")
+
+
+class RfmSettings(Model):
+    """RFM scores from stored quantile cut points: 5 groups (quintiles), or 3 for Klaviyo-style groups."""
+
+    groups: Literal[3, 5] = 5
+    segments: list[RfmSegment] = Field(min_length=1, description="ordered: the first rule that holds names the "
+                                                                 "segment")
+
+
 class ScoreSettings(Model):
     business_timezone: str = "UTC"
     lifecycle: LifecycleSettings = LifecycleSettings()
+    rfm: RfmSettings | None = None
     orders_entity: str = "orders"
     order_customer_source: str = Field("customer_source", description="orders column naming the source")
     order_customer_key: str = Field("customer_key", description="orders column holding the source key")

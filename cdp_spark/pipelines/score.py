@@ -16,10 +16,13 @@ from cdp_spark.pipelines.common import RunContext, StageError, make_context, rec
 from cdp_spark.pipelines.resolve import PROFILE, REGISTRY
 from cdp_spark.scores.library import score_library
 from cdp_spark.scores.orders import order_facts, order_items
+from cdp_spark.scores.rfm import cut_points, rfm
 
 log = logging.getLogger("cdp.score")
 
 SCORES = "gold.person_scores"
+RFM_CUTS = "gold.rfm_cut_points"
+CUTS_SCHEMA = "run_id string, as_of date, metric string, cut_points array<double>, groups int"
 
 
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:
@@ -33,6 +36,13 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                         cfg.scores.order_customer_key)
     items = order_items(ctx.read("silver.order_items"), ctx.read("silver.products"))
     scores = score_library(ctx.read(PROFILE), facts, items, ctx.as_of, cfg.scores.lifecycle)
+    if cfg.scores.rfm:
+        scores = scores.persist()
+        cuts = cut_points(scores, cfg.scores.rfm.groups)
+        stored = spark.createDataFrame([(ctx.run_id, ctx.as_of, metric, values, cfg.scores.rfm.groups)
+                                        for metric, values in cuts.items()], CUTS_SCHEMA)
+        ctx.wrote(RFM_CUTS, ctx.store.write(RFM_CUTS, stored).version)
+        scores = rfm(scores, cuts, cfg.scores.rfm.groups, cfg.scores.rfm.segments)
     result = ctx.store.write(SCORES, scores, mode="overwrite")
     ctx.wrote(SCORES, result.version)
     counts = {"persons_scored": result.rows_written}

@@ -69,6 +69,13 @@ SCORES: tuple[Score, ...] = (
           "mean over orders of discount / gross, 4 decimals", "double"),
     Score("days_since_last_order", "Days since last order", "as-of date - last order date", "int"),
     Score("days_since_first_order", "Days since first order", "as-of date - first order date", "int"),
+    Score("rfm_recency", "RFM - Recency score", "1..groups from the stored cut points of days since the last "
+          "order (fewer days score higher; equal values share a score)", "int"),
+    Score("rfm_frequency", "RFM - Frequency score", "1..groups from the cut points of the order count", "int"),
+    Score("rfm_monetary", "RFM - Monetary score", "1..groups from the cut points of the total amount", "int"),
+    Score("rfm_score", "RFM", "recency, frequency and monetary scores side by side, e.g. 545", "string"),
+    Score("rfm_segment", "RFM segment", "first rule of scores.rfm.segments that holds (Champions ... Lost)",
+          "string"),
     Score("hibernation_state", "Hibernation state (Pleasepoint)",
           "active < inactive_after <= inactive < hibernating_after <= hibernating <= lost_after < lost, on days "
           "since the last order (defaults 182 / 365 / 730); no_order without orders", "string"),

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from decimal import Decimal
+
+from chispa import assert_df_equality
+from pyspark.sql import functions as F
+
+from cdp_spark.config import load_config
+from cdp_spark.scores.rfm import _bucket, cut_points, rfm
+from tests.conftest import REPO_ROOT
+
+
+def test_rfm_scores_and_segments(spark):
+    # person i (1..10): days since last order 10 * (11 - i), i orders, 10 * i euros; P11 has no orders
+    rows = [(f"P{i:02d}", 10 * (11 - i), i, Decimal(10 * i)) for i in range(1, 11)] + [("P11", None, 0, Decimal(0))]
+    scores = spark.createDataFrame(rows, "person_id string, days_since_last_order int, orders_total_count long, "
+                                         "orders_total_amount decimal(16,2)")
+    cuts = cut_points(scores, 5)
+    assert cuts == {"recency": [20.0, 40.0, 60.0, 80.0], "frequency": [2.0, 4.0, 6.0, 8.0],
+                    "monetary": [20.0, 40.0, 60.0, 80.0]}
+    segments = load_config(REPO_ROOT / "conf", "local").scores.rfm.segments
+    got = rfm(scores, cuts, 5, segments).select("person_id", "rfm_recency", "rfm_frequency", "rfm_monetary",
+                                                "rfm_score", "rfm_segment").orderBy("person_id")
+    names = {1: "Lost", 2: "About to sleep", 3: "Need attention", 4: "Champions", 5: "Champions"}
+    expected = spark.createDataFrame(
+        [(f"P{i:02d}", (i + 1) // 2, (i + 1) // 2, (i + 1) // 2, str((i + 1) // 2) * 3, names[(i + 1) // 2])
+         for i in range(1, 11)] + [("P11", None, None, None, None, None)],
+        "person_id string, rfm_recency int, rfm_frequency int, rfm_monetary int, rfm_score string, "
+        "rfm_segment string")
+    assert_df_equality(got, expected, ignore_nullable=True)
+
+
+def test_equal_values_share_a_score_and_three_groups(spark):
+    frame = spark.createDataFrame([(v,) for v in (1.0, 2.0, 2.0, 2.0, 3.0, 9.0)], "v double")
+    buckets = [r.b for r in frame.select(_bucket(F.col("v"), [2.0, 3.0]).alias("b")).collect()]
+    assert buckets == [1, 1, 1, 1, 2, 3]
+    scores = spark.createDataFrame([(f"P{i}", 30 * i, i, Decimal(i)) for i in range(1, 7)],
+                                   "person_id string, days_since_last_order int, orders_total_count long, "
+                                   "orders_total_amount decimal(16,2)")
+    cuts = cut_points(scores, 3)
+    assert cuts["frequency"] == [2.0, 4.0]
