@@ -17,8 +17,10 @@ from cdp_spark.io.object_store import ObjectStoreError
 from cdp_spark.log import configure
 from cdp_spark.pipelines.common import StageError
 from cdp_spark.quality.gate import SuiteError
+from cdp_spark.scores.enrichment import EnrichmentError
 
-USER_ERRORS = (ConfigError, StageError, TableError, JdbcError, SuiteError, FileRejected, ObjectStoreError)
+USER_ERRORS = (ConfigError, StageError, TableError, JdbcError, SuiteError, FileRejected, ObjectStoreError,
+               EnrichmentError)
 
 
 def _parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:

@@ -206,6 +206,7 @@ class IdentitySettings(Model):
     max_cluster_iterations: int = Field(40, ge=1)
     checkpoint_every: int = Field(5, ge=1)
     profile_attributes: list[str] = Field(min_length=1)
+    computed_fields: list[ComputedField] = Field(default_factory=list, description="on gold.person_profile")
     survivorship_default: SurvivorshipRule = SurvivorshipRule()
     survivorship: dict[str, SurvivorshipRule] = Field(default_factory=dict)
 
@@ -238,8 +239,43 @@ class RfmSettings(Model):
                                                                  "segment")
 
 
+class CustomAggregate(Model):
+    """A per-person aggregate over another table, e.g. the sum of subscription amounts where the product is
+    'Marketing CRM'. Rows reach persons through the registry: (system, key) -> person_id, the system from
+    ``system_column`` or the fixed ``system``."""
+
+    name: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")
+    table: str
+    function: Literal["sum", "avg", "min", "max", "count", "last"]
+    column: str | None = None
+    order_by: str | None = Field(None, description="timestamp column choosing the last value")
+    filter: str | None = Field(None, description="SQL condition over the table's columns")
+    key_column: str
+    system_column: str | None = None
+    system: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> CustomAggregate:
+        if (self.system_column is None) == (self.system is None):
+            raise ValueError("set exactly one of system_column and system")
+        if self.function != "count" and not self.column:
+            raise ValueError(f"function {self.function} needs 'column'")
+        if self.function == "last" and not self.order_by:
+            raise ValueError("function last needs 'order_by'")
+        return self
+
+
+class ComputedField(Model):
+    """A column computed with SQL from the current table's own columns; ``{as_of}`` is the run's date."""
+
+    name: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")
+    sql: str
+
+
 class ScoreSettings(Model):
     business_timezone: str = "UTC"
+    custom_aggregates: list[CustomAggregate] = Field(default_factory=list)
+    computed_fields: list[ComputedField] = Field(default_factory=list, description="on gold.person_scores")
     lifecycle: LifecycleSettings = LifecycleSettings()
     rfm: RfmSettings | None = None
     orders_entity: str = "orders"

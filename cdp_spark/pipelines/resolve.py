@@ -27,6 +27,7 @@ from cdp_spark.identity.matching import match
 from cdp_spark.identity.registry import assign_person_ids, identity_events
 from cdp_spark.identity.survivorship import survive
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
+from cdp_spark.scores.enrichment import computed_fields
 
 log = logging.getLogger("cdp.resolve")
 
@@ -173,8 +174,9 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         F.lit(ctx.run_id).alias("run_id"), "person_id", "event", "predecessors",
         F.lit(datetime.now(UTC)).cast("timestamp").alias("at"))
     with_person = records.join(assigned.select("record_id", "person_id"), "record_id")
-    profile = survive(with_person, cfg.identity.profile_attributes, cfg.identity.survivorship_default,
-                      cfg.identity.survivorship)
+    profile = computed_fields(survive(with_person, cfg.identity.profile_attributes,
+                                      cfg.identity.survivorship_default, cfg.identity.survivorship),
+                              cfg.identity.computed_fields, PROFILE, ctx.as_of)
     for table, frame, mode in ((EDGES, edges, "overwrite"), (REGISTRY, registry, "overwrite"),
                                (EVENTS, events, "append"), (PROFILE, profile, "overwrite")):
         written = ctx.store.write(table, frame, mode=mode)  # type: ignore[arg-type]

@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 from cdp_spark.config import CdpConfig
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
 from cdp_spark.pipelines.resolve import PROFILE, REGISTRY
+from cdp_spark.scores.enrichment import computed_fields, custom_aggregate
 from cdp_spark.scores.library import score_library
 from cdp_spark.scores.orders import order_facts, order_items
 from cdp_spark.scores.rfm import cut_points, rfm
@@ -43,6 +44,12 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                                         for metric, values in cuts.items()], CUTS_SCHEMA)
         ctx.wrote(RFM_CUTS, ctx.store.write(RFM_CUTS, stored).version)
         scores = rfm(scores, cuts, cfg.scores.rfm.groups, cfg.scores.rfm.segments)
+    registry = ctx.read(REGISTRY)
+    for spec in cfg.scores.custom_aggregates:
+        if not ctx.store.exists(spec.table):
+            raise StageError(f"custom aggregate '{spec.name}' reads {spec.table}, which does not exist")
+        scores = scores.join(custom_aggregate(ctx.read(spec.table), registry, spec), "person_id", "left")
+    scores = computed_fields(scores, cfg.scores.computed_fields, SCORES, ctx.as_of)
     result = ctx.store.write(SCORES, scores, mode="overwrite")
     ctx.wrote(SCORES, result.version)
     counts = {"persons_scored": result.rows_written}
