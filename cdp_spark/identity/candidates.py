@@ -25,13 +25,23 @@ def _ordered(a: str, b: str) -> list[Column]:
     return [F.least(F.col(a), F.col(b)).alias("record_a"), F.greatest(F.col(a), F.col(b)).alias("record_b")]
 
 
+def key_values(records: DataFrame, keys: Sequence[str]) -> DataFrame:
+    """(record_id, key, value): one row per record and non-null key value."""
+    return (records.select("record_id", F.explode(F.array(*[
+        F.struct(F.lit(k).alias("key"), F.col(k).cast("string").alias("value")) for k in keys])).alias("k"))
+            .select("record_id", "k.key", "k.value").where(F.col("value").isNotNull()))
+
+
+def junk_values(records: DataFrame, keys: Sequence[str], max_group: int) -> DataFrame:
+    """(rule, key_hash, records): key values shared by more than ``max_group`` records, reported by hash."""
+    return (key_values(records, keys).groupBy("key", "value").agg(F.count("*").alias("records"))
+            .where(F.col("records") > max_group)
+            .select(F.col("key").alias("rule"), F.sha2("value", 256).alias("key_hash"), "records"))
+
+
 def key_pairs(records: DataFrame, keys: Sequence[str], max_group: int) -> DataFrame:
-    exploded = records.select(
-        "record_id",
-        F.explode(F.array(*[F.struct(F.lit(k).alias("key"), F.col(k).cast("string").alias("value"))
-                            for k in keys])).alias("k")).select("record_id", "k.key", "k.value")
     window = Window.partitionBy("key", "value")
-    grouped = (exploded.where(F.col("value").isNotNull())
+    grouped = (key_values(records, keys)
                .withColumn("anchor", F.min("record_id").over(window))
                .withColumn("group_size", F.count("*").over(window))
                .where((F.col("group_size") <= max_group) & (F.col("record_id") != F.col("anchor"))))

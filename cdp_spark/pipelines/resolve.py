@@ -21,7 +21,8 @@ from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.identity.cluster import connected_components, exact_key_edges, junk_values
+from cdp_spark.identity.candidates import candidate_pairs, junk_values
+from cdp_spark.identity.cluster import connected_components
 from cdp_spark.identity.fellegi_sunter import FsModel
 from cdp_spark.identity.matching import match
 from cdp_spark.identity.registry import assign_person_ids, identity_events
@@ -157,8 +158,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                 "run_id string, model string, counts string, fitted_at timestamp")
             ctx.wrote(MODEL, ctx.store.write(MODEL, model_row, evolve_schema=True).version)
     else:
-        edges = (exact_key_edges(records, keys, max_group).withColumn("run_id", F.lit(ctx.run_id))
-                 .withColumn("sources", F.array(F.concat(F.lit("key:"), F.col("rule")))).drop("rule")
+        edges = (candidate_pairs(records, keys, [], max_group).withColumn("run_id", F.lit(ctx.run_id))
                  .withColumn("forced", F.lit("match")))
     edges = edges.persist()
     components = connected_components(spark, records.select("record_id"), edges,

@@ -12,6 +12,7 @@ import logging
 from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig
@@ -40,7 +41,7 @@ def published_version(store: TableStore, table: str) -> int | None:
     """The newest published version of ``table``, or None."""
     if not store.exists(PUBLISHED):
         return None
-    rows = (store.read(PUBLISHED).where(f"table_name = '{table}'").agg({"table_version": "max"}).collect())
+    rows = store.read(PUBLISHED).where(F.col("table_name") == table).agg(F.max("table_version")).collect()
     value = rows[0][0] if rows else None
     return int(value) if value is not None else None
 

@@ -53,8 +53,8 @@ def test_computed_fields_use_only_the_current_table(spark):
     expected = spark.createDataFrame([("P1", date(1990, 7, 1), 35), ("P2", date(1990, 6, 30), 36),
                                       ("P3", None, None)], "person_id string, birth_date date, age int")
     assert_df_equality(got, expected, ignore_nullable=True)
-    with pytest.raises(EnrichmentError, match="computed field 'x' on gold.person_profile may use only that "
-                                              "table's columns; it refers to another table or query"):
+    with pytest.raises(EnrichmentError, match=r"computed field 'x' on gold\.person_profile may use only that "
+                                              r"table's columns; it refers to another table or query"):
         computed_fields(profile, [ComputedField(name="x", sql="(SELECT max(amount) FROM silver.orders)")],
                         "gold.person_profile", date(2026, 6, 30))
     with pytest.raises(EnrichmentError, match=r"computed field 'y' on gold.person_profile may use only that "

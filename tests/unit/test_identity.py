@@ -6,7 +6,8 @@ from datetime import datetime
 from chispa import assert_df_equality
 
 from cdp_spark.config import EmailRule, IdentitySettings, SurvivorshipRule, ValueTransform
-from cdp_spark.identity.cluster import connected_components, exact_key_edges, junk_values
+from cdp_spark.identity.candidates import junk_values, key_pairs
+from cdp_spark.identity.cluster import connected_components
 from cdp_spark.identity.normalise import normalise_person
 from cdp_spark.identity.registry import assign_person_ids, identity_events
 from cdp_spark.identity.survivorship import survive
@@ -51,14 +52,14 @@ def records(spark, rows):
     return spark.createDataFrame(rows, "record_id string, email_norm string, phone_e164 string")
 
 
-def test_exact_key_edges_are_stars_and_skip_junk(spark):
+def test_key_pairs_are_stars_and_skip_junk(spark):
     recs = records(spark, [
         ("a", "x@m.es", None), ("b", "x@m.es", "+3461"), ("c", None, "+3461"), ("d", "x@m.es", None),
         ("j1", "test@test.com", None), ("j2", "test@test.com", None), ("j3", "test@test.com", None),
         ("j4", "test@test.com", None), ("z", None, None)])
-    edges = exact_key_edges(recs, ["email_norm", "phone_e164"], max_group=3).select("record_a", "record_b", "rule")
-    expected = spark.createDataFrame([("a", "b", "email_norm"), ("a", "d", "email_norm"), ("b", "c", "phone_e164")],
-                                     "record_a string, record_b string, rule string")
+    edges = key_pairs(recs, ["email_norm", "phone_e164"], max_group=3)
+    expected = spark.createDataFrame([("a", "b", "key:email_norm"), ("a", "d", "key:email_norm"),
+                                      ("b", "c", "key:phone_e164")], "record_a string, record_b string, source string")
     assert_df_equality(edges.orderBy("record_a", "record_b"), expected, ignore_nullable=True)
     junk = junk_values(recs, ["email_norm", "phone_e164"], max_group=3).collect()
     assert [(r.rule, r.records) for r in junk] == [("email_norm", 4)]
