@@ -125,10 +125,9 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
     try:
         checked, rescued = checked_rows(spark, source, info.path, sample)
     except FileRejected as exc:
-        log.error("rejected %s", str(exc).replace(info.path, info.lineage))
-        _log_row(spark, ctx, txn, name, source, info, "rejected", 0, 0, 0, [], str(exc).replace(info.path,
-                 info.lineage), now)
-        message = str(exc).replace(info.path, info.lineage)
+        message = str(exc).replace(info.path, info.lineage)  # name the object, not its staged copy
+        log.error("rejected %s", message)
+        _log_row(spark, ctx, txn, name, source, info, "rejected", 0, 0, 0, [], message, now)
         return FileOutcome(name, info.lineage, "rejected", message=message)
     checked = checked.persist()
     try:
