@@ -123,6 +123,7 @@ def guard_giant_clusters(spark: SparkSession, records: DataFrame, edges: DataFra
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, object]:
     ctx = ctx or make_context(spark, cfg)
     records = person_records(ctx, cfg)
+    records = records.withColumn("record_hash", record_hash(records, cfg)).persist()
     matching = cfg.identity.matching
     keys = matching.blocking_keys if matching else cfg.identity.match_keys
     max_group = matching.max_key_group if matching else MAX_KEY_GROUP
@@ -131,7 +132,6 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         log.warning("junk identifier ignored: %s value (sha256 %s…) shared by %d records", row["rule"],
                     row["key_hash"][:12], row["records"])
     match_counts: dict[str, object] = {}
-    records = records.withColumn("record_hash", record_hash(records, cfg)).persist()
     previous_registry = ctx.read(REGISTRY) if ctx.store.exists(REGISTRY) else None
     if matching:
         stored = latest_model(ctx) if cfg.identity.incremental else None
