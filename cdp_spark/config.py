@@ -205,6 +205,9 @@ class IdentitySettings(Model):
                                                 "changed records (with the stored model)")
     max_cluster_iterations: int = Field(40, ge=1)
     checkpoint_every: int = Field(5, ge=1)
+    driver_cluster_max_edges: int = Field(
+        2_000_000, ge=0, description="up to this many accepted edges, connected components run on the driver "
+        "(scipy, one collect); above it, iterative label propagation in Spark. 0 = always Spark")
     profile_attributes: list[str] = Field(min_length=1)
     computed_fields: list[ComputedField] = Field(default_factory=list, description="on gold.person_profile")
     survivorship_default: SurvivorshipRule = SurvivorshipRule()

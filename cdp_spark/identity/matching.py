@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,18 @@ def _any_rule(rules: list[str]) -> Any:
     return combined
 
 
+RULE_COLUMN = re.compile(r"\b[lr]\.([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def compared_columns(records: DataFrame, settings: MatchingSettings) -> DataFrame:
+    """The records cut down to what comparisons and forced rules read (record_id, compared fields,
+    their canonical forms, every ``l.x``/``r.x`` column a rule names): pairs carry less through the
+    shuffles."""
+    wanted = ["record_id", *[x for c in settings.comparisons for x in (c.field, c.canonical) if x],
+              *[m for rule in (*settings.force_match, *settings.force_nonmatch) for m in RULE_COLUMN.findall(rule)]]
+    return records.select(*[c for c in dict.fromkeys(wanted) if c in records.columns])
+
+
 def fit_model(records: DataFrame, compared: DataFrame, settings: MatchingSettings) -> FsModel:
     fields = [c.field for c in settings.comparisons]
     kinds: dict[str, str] = {c.field: str(c.kind) for c in settings.comparisons}
@@ -69,8 +82,9 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
         pairs = (pairs.join(ids.withColumnRenamed("record_id", "record_a"), "record_a", "left_semi")
                  .unionByName(pairs.join(ids.withColumnRenamed("record_id", "record_b"), "record_b", "left_semi"))
                  .distinct())
-    compared = compare(attach_records(pairs, records), settings.comparisons, settings).persist()
-    model = model or fit_model(records, compared, settings)
+    slim = compared_columns(records, settings)
+    compared = compare(attach_records(pairs, slim), settings.comparisons, settings).persist()
+    model = model or fit_model(slim, compared, settings)
     tf = term_frequencies(records, model.tf_fields)
     scored = score(compared, model, tf, settings.tf_max_boost, settings.tf_max_penalty)
     forced_match, forced_nonmatch = _any_rule(settings.force_match), _any_rule(settings.force_nonmatch)

@@ -117,7 +117,7 @@ def guard_giant_clusters(spark: SparkSession, records: DataFrame, edges: DataFra
         log.warning("giant cluster of %d records (anchor %s…) split back to its key and forced edges", size,
                     component[:12])
     return connected_components(spark, records.select("record_id"), kept, cfg.identity.max_cluster_iterations,
-                                cfg.identity.checkpoint_every), giants
+                                cfg.identity.checkpoint_every, cfg.identity.driver_cluster_max_edges), giants
 
 
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, object]:
@@ -162,7 +162,8 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                  .withColumn("forced", F.lit("match")))
     edges = edges.persist()
     components = connected_components(spark, records.select("record_id"), edges,
-                                      cfg.identity.max_cluster_iterations, cfg.identity.checkpoint_every)
+                                      cfg.identity.max_cluster_iterations, cfg.identity.checkpoint_every,
+                                      cfg.identity.driver_cluster_max_edges)
     components, giants = guard_giant_clusters(spark, records, edges, components, cfg)
     previous = previous_registry.select("record_id", "person_id") if previous_registry is not None else None
     salt = str((ctx.inputs.get(REGISTRY) or -1) + 1)

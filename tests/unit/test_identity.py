@@ -3,6 +3,7 @@ from __future__ import annotations
 import hashlib
 from datetime import datetime
 
+import pytest
 from chispa import assert_df_equality
 
 from cdp_spark.config import EmailRule, IdentitySettings, SurvivorshipRule, ValueTransform
@@ -67,13 +68,23 @@ def test_key_pairs_are_stars_and_skip_junk(spark):
     assert "test@test.com" not in str(junk)
 
 
-def test_connected_components_chain_converges(spark):
+@pytest.mark.parametrize("driver_max_edges", [0, 4], ids=["spark_propagation", "driver_scipy"])
+def test_connected_components_chain_converges(spark, driver_max_edges):
     nodes = spark.createDataFrame([(n,) for n in "abcdefg"], "record_id string")
     edges = spark.createDataFrame([("f", "e"), ("e", "d"), ("d", "c"), ("b", "a")], "record_a string, record_b string")
-    out = connected_components(spark, nodes, edges, max_iterations=10, checkpoint_every=2)
+    out = connected_components(spark, nodes, edges, max_iterations=10, checkpoint_every=2,
+                               driver_max_edges=driver_max_edges)
     expected = spark.createDataFrame([("a", "a"), ("b", "a"), ("c", "c"), ("d", "c"), ("e", "c"), ("f", "c"),
                                       ("g", "g")], "record_id string, component string")
     assert_df_equality(out.orderBy("record_id"), expected, ignore_nullable=True)
+
+
+@pytest.mark.parametrize("driver_max_edges", [0, 10])
+def test_connected_components_without_edges_are_singletons(spark, driver_max_edges):
+    nodes = spark.createDataFrame([("b",), ("a",)], "record_id string")
+    edges = spark.createDataFrame([], "record_a string, record_b string")
+    out = connected_components(spark, nodes, edges, driver_max_edges=driver_max_edges)
+    assert_df_equality(out.orderBy("record_id"), comps(spark, [("a", "a"), ("b", "b")]), ignore_nullable=True)
 
 
 def comps(spark, pairs):
