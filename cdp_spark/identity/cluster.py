@@ -35,7 +35,7 @@ def connected_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame
 
 def driver_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame) -> DataFrame:
     """One collect of the edges, scipy's components, the labels joined back to every node."""
-    frame = edges.toPandas()
+    frame: pd.DataFrame = edges.toPandas()
     if frame.empty:
         return nodes.select("record_id", F.col("record_id").alias("component")).distinct()
     codes, names = pd.factorize(pd.concat([frame["record_a"], frame["record_b"]], ignore_index=True))
