@@ -183,6 +183,9 @@ class MatchingSettings(Model):
     em_iterations: int = Field(30, ge=1)
     max_cluster_size: int = Field(50, ge=2, description="larger clusters are split back to forced edges")
     max_key_group: int = Field(50, ge=2, description="a key value shared by more records is a junk identifier")
+    broadcast_records: int = Field(
+        500_000, ge=0, description="up to this many records, the compared columns are broadcast to the pair "
+        "comparison instead of shuffling the candidate pairs twice")
     seed: int = 42
 
 

@@ -8,7 +8,8 @@
     Per pass: key = the pass's SQL expression; records are sorted by (key, record_id) inside partitions of
     the key's first ``prefix_length`` characters, and each record is paired with the next ``window - 1``
     records (Spark ``lead`` over the window), so no partition takes the whole table.
-``candidate_pairs`` is their union, each pair once, with the passes that proposed it.
+``candidate_pairs`` is their union, each pair once, with the passes that proposed it (``candidate_masks``:
+    the same as a bit mask, what matching carries through its shuffles).
 """
 
 from __future__ import annotations
@@ -68,10 +69,35 @@ def snm_pairs(records: DataFrame, passes: Sequence[SnmPass]) -> DataFrame | None
     return union
 
 
-def candidate_pairs(records: DataFrame, keys: Sequence[str], passes: Sequence[SnmPass], max_group: int) -> DataFrame:
-    """(record_a, record_b, sources): every candidate pair once, with the keys/passes that proposed it."""
+def source_labels(keys: Sequence[str], passes: Sequence[SnmPass]) -> list[str]:
+    """The labels a candidate pair's sources can carry, sorted; label i is bit i of ``source_mask``."""
+    if len(keys) + len(passes) > 62:
+        raise ValueError("at most 62 blocking keys and SNM passes together (one bit each in a long)")
+    return sorted([f"key:{k}" for k in keys] + [f"snm:{p.name}" for p in passes])
+
+
+def source_names(mask: Column, labels: Sequence[str]) -> Column:
+    """The sorted labels whose bits are set in ``mask``."""
+    return F.array_compact(F.array(*[F.when((mask.bitwiseAND(F.lit(1 << i).cast("long"))) != 0, F.lit(label))
+                                     for i, label in enumerate(labels)]))
+
+
+def candidate_masks(records: DataFrame, keys: Sequence[str], passes: Sequence[SnmPass], max_group: int) -> DataFrame:
+    """(record_a, record_b, source_mask): every candidate pair once; bit i of the mask says that source
+    ``source_labels(keys, passes)[i]`` proposed it (an integer OR aggregates far faster than a set)."""
+    labels = source_labels(keys, passes)
     pairs = key_pairs(records, keys, max_group)
     snm = snm_pairs(records, passes)
     if snm is not None:
         pairs = pairs.unionByName(snm)
-    return pairs.groupBy("record_a", "record_b").agg(F.array_sort(F.collect_set("source")).alias("sources"))
+    bit = F.lit(0).cast("long")
+    for i, label in enumerate(labels):
+        bit = F.when(F.col("source") == label, F.lit(1 << i).cast("long")).otherwise(bit)
+    return pairs.groupBy("record_a", "record_b").agg(F.bit_or(bit).alias("source_mask"))
+
+
+def candidate_pairs(records: DataFrame, keys: Sequence[str], passes: Sequence[SnmPass], max_group: int) -> DataFrame:
+    """(record_a, record_b, sources): every candidate pair once, with the keys/passes that proposed it."""
+    masks = candidate_masks(records, keys, passes, max_group)
+    return masks.select("record_a", "record_b", source_names(F.col("source_mask"), source_labels(keys, passes))
+                        .alias("sources"))

@@ -47,8 +47,12 @@ def jaro_winkler(left: pd.Series, right: pd.Series) -> pd.Series:
     return pd.Series(out)
 
 
-def attach_records(pairs: DataFrame, records: DataFrame) -> DataFrame:
+def attach_records(pairs: DataFrame, records: DataFrame, broadcast: bool = False) -> DataFrame:
+    """``broadcast``: ship the records to every task instead of shuffling the pairs twice (for record
+    sets that fit in memory)."""
     packed = records.select(F.col("record_id").alias("_id"), F.struct(*[F.col(c) for c in records.columns]).alias("v"))
+    if broadcast:
+        packed = F.broadcast(packed)
     return (pairs.join(packed.withColumnRenamed("v", "l"), F.col("record_a") == F.col("_id")).drop("_id")
             .join(packed.withColumnRenamed("v", "r"), F.col("record_b") == F.col("_id")).drop("_id"))
 
@@ -59,9 +63,13 @@ def _level(c: ComparisonSettings, settings: MatchingSettings) -> Column:
     exact_level = len(LEVELS[c.kind]) - 1
     level = F.when(either_null, F.lit(NULL_LEVEL)).when(left == right, F.lit(exact_level))
     if c.kind == "name":
+        undecided = left != right
         if c.canonical:
-            level = level.when(F.col(f"l.{c.canonical}") == F.col(f"r.{c.canonical}"), F.lit(3))
-        similarity = jaro_winkler(left.cast("string"), right.cast("string"))
+            same_canonical = F.col(f"l.{c.canonical}") == F.col(f"r.{c.canonical}")
+            level = level.when(same_canonical, F.lit(3))
+            undecided = undecided & ~F.coalesce(same_canonical, F.lit(False))
+        # only pairs not settled by equality go to Python (the others cross as nulls)
+        similarity = jaro_winkler(F.when(undecided, left.cast("string")), F.when(undecided, right.cast("string")))
         level = (level.when(similarity >= settings.jaro_winkler_high, F.lit(2))
                  .when(similarity >= settings.jaro_winkler_low, F.lit(1)))
     elif c.kind == "email":

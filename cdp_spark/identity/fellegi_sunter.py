@@ -71,20 +71,20 @@ def level_distribution(compared: DataFrame, fields: Sequence[str],
 
 
 def random_pairs(records: DataFrame, n_pairs: int, seed: int) -> DataFrame:
-    """About ``n_pairs`` (record_a, record_b) pairs of distinct records drawn at random."""
-    from pyspark.sql import Window
-
+    """About ``n_pairs`` (record_a, record_b) pairs of distinct records drawn at random: two samples of
+    about ``n_pairs`` records each, every record thrown into one of ``n_pairs`` random buckets, pairs
+    formed inside buckets (one expected pair per bucket; no single-partition window)."""
     total = records.count()
-    fraction = min(1.0, 1.2 * n_pairs / max(total, 1))
+    fraction = min(1.0, n_pairs / max(total, 1))
+    buckets = max(1, min(n_pairs, total))
     ids = records.select("record_id")
 
-    def numbered(salt: int) -> DataFrame:
-        sample = ids.sample(fraction=fraction, seed=seed + salt)
-        return sample.withColumn("i", F.row_number().over(Window.orderBy(F.rand(seed + salt))))
+    def bucketed(salt: int, name: str) -> DataFrame:
+        return ids.sample(fraction=fraction, seed=seed + salt).select(
+            F.col("record_id").alias(name), F.floor(F.rand(seed + 10 * salt) * buckets).alias("bucket"))
 
-    left = numbered(1).withColumnRenamed("record_id", "record_a")
-    right = numbered(2).withColumnRenamed("record_id", "record_b")
-    return left.join(right, "i").where(F.col("record_a") != F.col("record_b")).select("record_a", "record_b")
+    return (bucketed(1, "record_a").join(bucketed(2, "record_b"), "bucket")
+            .where(F.col("record_a") != F.col("record_b")).select("record_a", "record_b"))
 
 
 def pattern_counts(compared: DataFrame, fields: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -185,9 +185,15 @@ def term_frequencies(records: DataFrame, tf_fields: Sequence[str]) -> dict[str, 
             .agg((F.count("*") / F.lit(total)).alias(f"tf_{name}")) for name in tf_fields}
 
 
+def term_column(name: str) -> str:
+    """The column holding the left record's value of a term-frequency field, looked up by ``score``."""
+    return f"term_{name}"
+
+
 def score(compared: DataFrame, model: FsModel, tf_tables: Mapping[str, DataFrame] | None = None,
           tf_max_boost: float = TF_CLAMP, tf_max_penalty: float = TF_CLAMP) -> DataFrame:
-    """Adds ``field_weights`` (map field -> weight), ``match_weight`` and ``match_probability``.
+    """Adds ``field_weights`` (map field -> weight), ``match_weight`` and ``match_probability``;
+    reads ``lvl_<field>`` and, per term-frequency field, ``term_<field>`` (the left record's value).
     The term-frequency adjustment is clamped to [-tf_max_penalty, +tf_max_boost] bits."""
     scored = compared
     contributions = []
@@ -197,7 +203,7 @@ def score(compared: DataFrame, model: FsModel, tf_tables: Mapping[str, DataFrame
         contribution = F.when(level == NULL_LEVEL, F.lit(0.0)).otherwise(_lookup(weights, level))
         if tf_tables and name in tf_tables:
             exact = len(LEVELS[model.kinds[name]]) - 1
-            scored = scored.join(F.broadcast(tf_tables[name]), F.col(f"l.{name}") == F.col("tf_value"), "left"
+            scored = scored.join(F.broadcast(tf_tables[name]), F.col(term_column(name)) == F.col("tf_value"), "left"
                                  ).drop("tf_value")
             adjustment = F.greatest(F.lit(-tf_max_penalty), F.least(F.lit(tf_max_boost), F.log2(
                 F.lit(model.u[name][exact]) / F.col(f"tf_{name}"))))

@@ -17,13 +17,14 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 from cdp_spark.config import MatchingSettings
-from cdp_spark.identity.candidates import candidate_pairs
+from cdp_spark.identity.candidates import candidate_masks, source_labels, source_names
 from cdp_spark.identity.compare import attach_records, compare
 from cdp_spark.identity.fellegi_sunter import (
     FsModel,
     level_distribution,
     random_pairs,
     score,
+    term_column,
     term_frequencies,
     train_sessions,
 )
@@ -59,11 +60,19 @@ def compared_columns(records: DataFrame, settings: MatchingSettings) -> DataFram
     return records.select(*[c for c in dict.fromkeys(wanted) if c in records.columns])
 
 
-def fit_model(records: DataFrame, compared: DataFrame, settings: MatchingSettings) -> FsModel:
+def numbered_records(records: DataFrame) -> DataFrame:
+    """The records sorted by record_id and numbered in that order: ``record_id`` becomes a long (pairs,
+    shuffles and joins carry 8 bytes instead of a string) and the string moves to ``record_name``. The
+    numbers keep the strings' order, so windows, anchors and pair orientation are unchanged."""
+    return (records.orderBy("record_id").withColumnRenamed("record_id", "record_name")
+            .withColumn("record_id", F.monotonically_increasing_id()))
+
+
+def fit_model(records: DataFrame, compared: DataFrame, settings: MatchingSettings, broadcast: bool) -> FsModel:
     fields = [c.field for c in settings.comparisons]
     kinds: dict[str, str] = {c.field: str(c.kind) for c in settings.comparisons}
-    randoms = compare(attach_records(random_pairs(records, settings.u_sample_pairs, settings.seed), records),
-                      settings.comparisons, settings)
+    randoms = compare(attach_records(random_pairs(records, settings.u_sample_pairs, settings.seed), records,
+                                     broadcast), settings.comparisons, settings)
     u = level_distribution(randoms, fields, kinds)
     sessions = [k for k in settings.blocking_keys if k in fields]
     m, prior, iterations = train_sessions(compared, u, fields, kinds, sessions, settings.em_iterations)
@@ -76,34 +85,51 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
     """Scores every candidate pair; fits the model on these records unless one is given. With
     ``touching`` (record_id of new/changed records) only the pairs involving one of them are compared:
     the incremental mode."""
-    pairs = candidate_pairs(records, settings.blocking_keys, settings.snm_passes, settings.max_key_group)
+    numbered = numbered_records(records).persist()
+    pairs = candidate_masks(numbered, settings.blocking_keys, settings.snm_passes, settings.max_key_group)
     if touching is not None:
-        ids = F.broadcast(touching.select("record_id").distinct())
+        ids = F.broadcast(numbered.join(touching.select(F.col("record_id").alias("record_name")), "record_name",
+                                        "left_semi").select("record_id"))
         pairs = (pairs.join(ids.withColumnRenamed("record_id", "record_a"), "record_a", "left_semi")
                  .unionByName(pairs.join(ids.withColumnRenamed("record_id", "record_b"), "record_b", "left_semi"))
                  .distinct())
-    slim = compared_columns(records, settings)
-    compared = compare(attach_records(pairs, slim), settings.comparisons, settings).persist()
-    model = model or fit_model(slim, compared, settings)
-    tf = term_frequencies(records, model.tf_fields)
-    scored = score(compared, model, tf, settings.tf_max_boost, settings.tf_max_penalty)
+    slim = compared_columns(numbered, settings).persist()
+    broadcast = slim.count() <= settings.broadcast_records
+    tf_fields = model.tf_fields if model else [c.field for c in settings.comparisons if c.term_frequency]
     forced_match, forced_nonmatch = _any_rule(settings.force_match), _any_rule(settings.force_nonmatch)
-    decided = (scored.withColumn("forced", F.when(forced_nonmatch, F.lit("nonmatch"))
-                                 .when(forced_match, F.lit("match")))
-               .withColumn("accepted", (F.col("forced") == "match") | (
-                   F.col("forced").isNull() & (F.col("match_probability") >= settings.match_probability))))
+    # levels, the forced decision and the term-frequency values are all that scoring needs of l and r
+    compared = compare(attach_records(pairs, slim, broadcast), settings.comparisons, settings).select(
+        "record_a", "record_b", "source_mask", *[f"lvl_{c.field}" for c in settings.comparisons],
+        F.when(forced_nonmatch, F.lit("nonmatch")).when(forced_match, F.lit("match")).alias("forced"),
+        *[F.col(f"l.{name}").alias(term_column(name)) for name in tf_fields]).persist()
+    model = model or fit_model(slim, compared, settings, broadcast)
+    tf = term_frequencies(records, model.tf_fields)
+    decided = score(compared, model, tf, settings.tf_max_boost, settings.tf_max_penalty).withColumn(
+        "accepted", (F.col("forced") == "match") | (
+            F.col("forced").isNull() & (F.col("match_probability") >= settings.match_probability)))
     levels = F.create_map(*[x for c in settings.comparisons for x in (F.lit(c.field), F.col(f"lvl_{c.field}"))])
-    edges = decided.where("accepted").select(
-        "record_a", "record_b", "sources", levels.alias("levels"), "field_weights",
-        F.round("match_weight", 4).alias("match_weight"), F.round("match_probability", 6).alias("match_probability"),
-        "forced").persist()
+    names = numbered.select("record_id", "record_name")
+    labels = source_labels(settings.blocking_keys, settings.snm_passes)
+    accepted = decided.where("accepted")
+    edges = (accepted.join(names.toDF("record_a", "name_a"), "record_a")
+             .join(names.toDF("record_b", "name_b"), "record_b")
+             .select(*_ordered_names(), source_names(F.col("source_mask"), labels).alias("sources"),
+                     levels.alias("levels"), "field_weights",
+                     F.round("match_weight", 4).alias("match_weight"),
+                     F.round("match_probability", 6).alias("match_probability"), "forced").persist())
+    edges.count()  # materialised while ``compared`` is still cached
     totals = decided.agg(F.count("*").alias("candidates"), F.sum(F.col("accepted").cast("int")).alias("accepted"),
                          F.sum(F.when(F.col("forced") == "nonmatch", 1).otherwise(0)).alias("forced_nonmatch")
                          ).first()
-    compared.unpersist()
+    for frame in (compared, slim, numbered):
+        frame.unpersist()
     counts = {"candidate_pairs": int(totals["candidates"] or 0) if totals else 0,
               "accepted_pairs": int(totals["accepted"] or 0) if totals else 0,
               "forced_nonmatch": int(totals["forced_nonmatch"] or 0) if totals else 0,
               "prior": round(model.prior, 6), "em_iterations": model.iterations}
     log.info("matching: %(candidate_pairs)d candidate pairs, %(accepted_pairs)d accepted", counts)
     return MatchResult(edges, model, counts)
+
+
+def _ordered_names() -> list[Any]:
+    return [F.least("name_a", "name_b").alias("record_a"), F.greatest("name_a", "name_b").alias("record_b")]

@@ -109,8 +109,7 @@ def test_score_adds_prior_field_weights_and_term_frequency(spark):
                     m={"first": [0.2, 0.8], "city": [0.4, 0.6]}, u={"first": [0.95, 0.05], "city": [0.8, 0.2]},
                     prior=0.1, tf_fields=["first"])
     compared = spark.createDataFrame([("a", "b", 1, 1, "ana"), ("a", "c", 0, -1, "ana")],
-                                     "record_a string, record_b string, lvl_first int, lvl_city int, v string"
-                                     ).selectExpr("*", "named_struct('first', v) AS l")
+                                     "record_a string, record_b string, lvl_first int, lvl_city int, term_first string")
     tf = {"first": spark.createDataFrame([("ana", 0.025)], "tf_value string, tf_first double")}
     got = {r.record_b: r for r in score(compared, model, tf).collect()}
     prior = math.log2(0.1 / 0.9)
