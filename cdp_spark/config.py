@@ -278,15 +278,70 @@ class ComputedField(Model):
     sql: str
 
 
+class SegmentRule(Model):
+    """A named segment: SQL over gold.person_profile and gold.person_scores columns, e.g.
+    ``loyalty_points > 1000``."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_][A-Za-z0-9_ -]*$")
+    rule: str
+
+
+class Measure(Model):
+    """A named business aggregate over the persons (profile + scores columns), globally and per segment,
+    e.g. ``{name: revenue, sql: "sum(orders_total_amount)"}``. Per-person measures are custom aggregates."""
+
+    name: str = Field(pattern=r"^[a-z_][a-z0-9_]*$")
+    sql: str = Field(description="an aggregate SQL expression")
+
+
 class ScoreSettings(Model):
     business_timezone: str = "UTC"
     custom_aggregates: list[CustomAggregate] = Field(default_factory=list)
     computed_fields: list[ComputedField] = Field(default_factory=list, description="on gold.person_scores")
     lifecycle: LifecycleSettings = LifecycleSettings()
     rfm: RfmSettings | None = None
+    segments: list[SegmentRule] = Field(default_factory=list)
+    measures: list[Measure] = Field(default_factory=list)
+    history_columns: list[str] = Field(default_factory=lambda: ["rfm_segment", "hibernation_state"],
+                                       description="person_scores columns kept with valid_from / valid_to")
     orders_entity: str = "orders"
     order_customer_source: str = Field("customer_source", description="orders column naming the source")
     order_customer_key: str = Field("customer_key", description="orders column holding the source key")
+
+
+class ClvSettings(Model):
+    """BG/NBD + Gamma-Gamma (DESIGN §5): time in units of ``unit_days`` (7 = weeks, as in the paper)."""
+
+    unit_days: float = Field(7.0, gt=0)
+    horizon_units: int = Field(52, ge=1, description="predict purchases and value over this many units")
+    discount_per_unit: float = Field(0.0, ge=0, lt=1, description="discount rate per unit for the CLV")
+    min_customers: int = Field(100, ge=1, description="refuse to fit BG/NBD on fewer customers")
+    min_repeat_customers: int = Field(20, ge=1, description="refuse to fit on fewer repeat buyers")
+
+
+class PersonaSettings(Model):
+    """Customer personas (Pleasepoint): k-means on the customer x category purchase-frequency matrix."""
+
+    k: int = Field(5, ge=2, le=12)
+    scaling: Literal["none", "normalise", "standardise"] = Field(
+        "normalise", description="normalise: each customer's row sums to 1; standardise: each category z-scored")
+    seed: int = 7
+    max_iterations: int = Field(50, ge=1)
+    top_categories_in_name: int = Field(2, ge=1, le=5)
+
+
+class RecommendationSettings(Model):
+    """Top-N products per person from purchase co-occurrence (people who bought X also bought Y)."""
+
+    top_n: int = Field(5, ge=1, le=50)
+    max_products_per_person: int = Field(50, ge=2, description="most recent distinct products considered")
+    min_co_buyers: int = Field(2, ge=1, description="a pair of products needs this many common buyers")
+
+
+class PredictionSettings(Model):
+    clv: ClvSettings | None = ClvSettings()
+    personas: PersonaSettings | None = PersonaSettings()
+    recommendations: RecommendationSettings | None = RecommendationSettings()
 
 
 class QualitySettings(Model):
@@ -346,6 +401,7 @@ class CdpConfig(Model):
     object_store: ObjectStoreSettings = ObjectStoreSettings()
     identity: IdentitySettings
     scores: ScoreSettings = ScoreSettings()
+    predictions: PredictionSettings = PredictionSettings()
     quality: QualitySettings = QualitySettings()
     warehouse: WarehouseSettings = WarehouseSettings()
     conf_dir: str = "conf"

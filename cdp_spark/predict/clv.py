@@ -15,11 +15,12 @@ Gamma-Gamma (Fader, Hardie & Lee 2005, "RFM and CLV") for their value (DESIGN §
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import date
 
 import numpy as np
-from pyspark.sql import Column, DataFrame
+from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from scipy.optimize import minimize
 from scipy.special import betaln, gammaln, hyp2f1
@@ -80,7 +81,7 @@ def bgnbd_log_likelihood(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, big
     return a1 + a2 + np.logaddexp(a3, a4)
 
 
-def _fit(objective, start: np.ndarray, what: str) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _fit(objective: Callable[[np.ndarray], float], start: np.ndarray, what: str) -> np.ndarray:
     result = minimize(objective, np.log(start), method="Nelder-Mead",
                       options={"maxiter": 20_000, "xatol": 1e-8, "fatol": 1e-10})
     if not result.success or not np.all(np.isfinite(result.x)):
@@ -147,7 +148,7 @@ def probability_alive(model: BgNbd, x: np.ndarray, t_x: np.ndarray, big_t: np.nd
     return 1.0 / (1.0 + (x > 0) * model.a / (model.b + x - 1) * ratio)
 
 
-def expected_average_value(model: GammaGamma, x: Column | np.ndarray, m_x: Column | np.ndarray):  # type: ignore[no-untyped-def]
+def expected_average_value(model: GammaGamma, x: np.ndarray, m_x: np.ndarray) -> np.ndarray:
     """E(M | p, q, gamma, m_x, x): the Gamma-Gamma posterior mean spend per transaction."""
     return model.p * (model.gamma + x * m_x) / (model.p * x + model.q - 1)
 
@@ -161,7 +162,7 @@ def predict(summary: DataFrame, bgnbd: BgNbd, gamma_gamma: GammaGamma, horizon: 
               "probability_alive double, predicted_purchases double, expected_average_value double, "
               "predicted_clv double")
 
-    def per_batch(batches):  # type: ignore[no-untyped-def]
+    def per_batch(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for frame in batches:
             x, t_x, big_t = frame["frequency"].to_numpy(float), frame["recency"].to_numpy(), frame["T"].to_numpy()
             # with x = 0 this is the population mean p * gamma / (q - 1)

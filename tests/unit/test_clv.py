@@ -31,11 +31,11 @@ CALIBRATION_END = date(1997, 9, 30)  # the paper's 39-week calibration period
 def cdnow(name: str) -> Path:
     spec = importlib.util.find_spec("lifetimes")  # the data files only; lifetimes itself is not imported
     assert spec is not None and spec.submodule_search_locations
-    return Path(list(spec.submodule_search_locations)[0]) / "datasets" / name
+    return Path(next(iter(spec.submodule_search_locations))) / "datasets" / name
 
 
 def significant(value: float, digits: int = 3) -> float:
-    return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
+    return round(value, digits - 1 - math.floor(math.log10(abs(value))))
 
 
 @pytest.fixture(scope="module")
@@ -98,5 +98,5 @@ def test_refuses_to_fit_on_too_little_data():
     with pytest.raises(PredictionError, match="at least 100 customers with purchases and 20 with repeat purchases; "
                                               "got 3 and 1"):
         fit_bgnbd(np.array([0, 0, 1]), np.array([0.0, 0.0, 2.0]), np.array([5.0, 5.0, 5.0]))
-    with pytest.raises(PredictionError, match="Gamma-Gamma needs at least 20 customers .*got 1"):
+    with pytest.raises(PredictionError, match=r"Gamma-Gamma needs at least 20 customers .*got 1"):
         fit_gamma_gamma(np.array([0, 1]), np.array([0.0, 5.0]))
