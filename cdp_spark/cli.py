@@ -105,7 +105,8 @@ def ingest(obj: dict[str, Any], full_refresh: bool) -> None:
 
 for _name, _help in [("normalise", "Build silver tables from bronze."),
                      ("resolve", "Resolve persons: identity edges, registry, profile."),
-                     ("score", "Compute person scores as of --as-of."),
+                     ("score", "Compute person scores, segments, measures and state history as of --as-of."),
+                     ("predict", "Predict CLV, personas and product recommendations as of --as-of."),
                      ("validate", "Validate gold tables and publish the versions that pass."),
                      ("sync", "Sync published gold versions to the warehouse.")]:
     _stage_command(_name, _help)

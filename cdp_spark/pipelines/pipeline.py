@@ -1,4 +1,4 @@
-"""The whole pipeline: ingest -> normalise -> resolve -> score -> validate -> sync, one run id."""
+"""The whole pipeline: ingest -> normalise -> resolve -> score -> predict -> validate -> sync, one run id."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.pipelines import ingest, normalise, resolve, score, sync, validate
+from cdp_spark.pipelines import ingest, normalise, predict, resolve, score, sync, validate
 from cdp_spark.pipelines.common import RunContext, make_context
 
 log = logging.getLogger("cdp.pipeline")
@@ -22,11 +22,13 @@ STAGES: dict[str, Stage] = {
     "normalise": normalise.run,
     "resolve": resolve.run,
     "score": score.run,
+    "predict": predict.run,
     "validate": validate.run,
     "sync": sync.run,
 }
 SUMMARY_TABLES = ["bronze.contacts", "bronze.customers", "bronze.loyalty", "bronze.orders", "silver.orders",
-                  "gold.person_registry", "gold.person_profile", "gold.person_scores", "quality.results",
+                  "gold.person_registry", "gold.person_profile", "gold.person_scores", "gold.segment_membership",
+                  "gold.clv", "gold.person_personas", "gold.product_recommendations", "quality.results",
                   "meta.published"]
 
 

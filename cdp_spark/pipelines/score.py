@@ -1,28 +1,40 @@
-"""Scores as of a date -> ``gold.person_scores`` (one row per person).
+"""Scores as of a date -> ``gold.person_scores`` (one row per person), segments, measures, history.
 
 The run reads the registry and silver orders at their current versions (recorded in the manifest),
 keeps orders dated on or before ``as_of`` in the business time zone, and overwrites the table; every
 version of ``gold.person_scores`` therefore holds one as-of snapshot, and its history keeps the others.
+
+Also written:
+    gold.segment_membership  (person_id, segment, as_of)                     overwrite
+    gold.segment_changes     (person_id, segment, change, as_of, run_id)     entered / left; per as-of date
+    gold.measures            (as_of, measure, segment, value, run_id)        per as-of date (a rerun replaces it)
+    gold.person_state_history (person_id, state, value, valid_from, valid_to) overwrite (SCD type 2)
 """
 
 from __future__ import annotations
 
 import logging
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
 from cdp_spark.pipelines.resolve import PROFILE, REGISTRY
-from cdp_spark.scores.enrichment import computed_fields, custom_aggregate
+from cdp_spark.scores.enrichment import EnrichmentError, computed_fields, custom_aggregate
 from cdp_spark.scores.library import score_library
 from cdp_spark.scores.orders import order_facts, order_items
 from cdp_spark.scores.rfm import cut_points, rfm
+from cdp_spark.scores.segments import measures, segment_changes, segment_membership, state_history
 
 log = logging.getLogger("cdp.score")
 
 SCORES = "gold.person_scores"
 RFM_CUTS = "gold.rfm_cut_points"
+MEMBERSHIP = "gold.segment_membership"
+CHANGES = "gold.segment_changes"
+MEASURES = "gold.measures"
+HISTORY = "gold.person_state_history"
 CUTS_SCHEMA = "run_id string, as_of date, metric string, cut_points array<double>, groups int"
 
 
@@ -49,11 +61,57 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         if not ctx.store.exists(spec.table):
             raise StageError(f"custom aggregate '{spec.name}' reads {spec.table}, which does not exist")
         scores = scores.join(custom_aggregate(ctx.read(spec.table), registry, spec), "person_id", "left")
-    scores = computed_fields(scores, cfg.scores.computed_fields, SCORES, ctx.as_of)
+    scores = computed_fields(scores, cfg.scores.computed_fields, SCORES, ctx.as_of).persist()
     result = ctx.store.write(SCORES, scores, mode="overwrite")
     ctx.wrote(SCORES, result.version)
-    counts = {"persons_scored": result.rows_written}
+    counts = {"persons_scored": result.rows_written, **publish_segments(ctx, cfg, scores)}
+    scores.unpersist()
     ctx.counts["score"] = counts
     record_manifest(spark, ctx, "score", "succeeded")
     log.info("scored %d persons as of %s", result.rows_written, ctx.as_of)
     return counts
+
+
+def publish_segments(ctx: RunContext, cfg: CdpConfig, scores: DataFrame) -> dict[str, int]:
+    """Segment membership and its changes, measures and the state history, from this run's scores."""
+    persons = ctx.read(PROFILE).join(scores, "person_id", "left")
+    membership = segment_membership(persons, cfg.scores.segments, ctx.as_of).persist()
+    previous = ctx.read(MEMBERSHIP) if ctx.store.exists(MEMBERSHIP) else None
+    if previous is not None and previous.where(F.col("as_of") == F.lit(ctx.as_of)).limit(1).count():
+        # a rerun of the same date: compare with the membership before it, from the changes log
+        previous = _membership_before(ctx, previous)
+    changes = segment_changes(membership, previous, ctx.as_of).withColumn("run_id", F.lit(ctx.run_id))
+    figures = measures(persons, membership, cfg.scores.measures, ctx.as_of).withColumn("run_id", F.lit(ctx.run_id))
+    _replace_as_of(ctx, CHANGES, changes)
+    _replace_as_of(ctx, MEASURES, figures)
+    ctx.wrote(MEMBERSHIP, ctx.store.write(MEMBERSHIP, membership, mode="overwrite").version)
+    counts = {"segment_memberships": membership.count(), "segment_changes": changes.count()}
+    columns = [c for c in cfg.scores.history_columns if c in scores.columns]
+    if columns:
+        old = ctx.read(HISTORY) if ctx.store.exists(HISTORY) else None
+        try:
+            history = state_history(old, scores, columns, ctx.as_of)
+        except EnrichmentError as exc:
+            raise StageError(str(exc)) from None
+        ctx.wrote(HISTORY, ctx.store.write(HISTORY, history.localCheckpoint(), mode="overwrite").version)
+    membership.unpersist()
+    return counts
+
+
+def _replace_as_of(ctx: RunContext, table: str, rows: DataFrame) -> None:
+    """The table's rows of other as-of dates plus ``rows``: a rerun of a date replaces that date's rows."""
+    if ctx.store.exists(table):
+        others = ctx.read(table).where(F.col("as_of") != F.lit(ctx.as_of))
+        rows = others.unionByName(rows).localCheckpoint()
+    ctx.wrote(table, ctx.store.write(table, rows, mode="overwrite").version)
+
+
+def _membership_before(ctx: RunContext, current: DataFrame) -> DataFrame:
+    """The membership as it was before today's run: today's entries removed, today's exits restored."""
+    if not ctx.store.exists(CHANGES):
+        return current.limit(0)
+    today = ctx.read(CHANGES).where(F.col("as_of") == F.lit(ctx.as_of))
+    entered = today.where("change = 'entered'").select("person_id", "segment")
+    left = today.where("change = 'left'").select("person_id", "segment")
+    return (current.select("person_id", "segment").join(entered, ["person_id", "segment"], "left_anti")
+            .unionByName(left).distinct())

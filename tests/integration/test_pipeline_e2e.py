@@ -107,7 +107,7 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     monkeypatch.setenv("CDP_WAREHOUSE_PASSWORD", postgres.password)
     # exact-key resolution, which the plain-Python union-find below reproduces independently
     cfg = cfg_factory("warehouse.enabled=true", f"warehouse.url={postgres.jdbc_url}", "identity.matching=null",
-                      data_dir=demo)
+                      "predictions.clv.min_customers=50", data_dir=demo)
     ctx = make_context(spark, cfg, AS_OF)
     summary = pipeline.run(spark, cfg, ctx)
     store = ctx.store
@@ -133,6 +133,17 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     scores = {r.person_id: (r.orders_total_count, r.orders_total_amount)
               for r in store.read("gold.person_scores").collect()}
     assert scores == {pid: totals.get(members, (0, Decimal("0.00"))) for pid, members in person_members.items()}
+
+    # segments and predictions cover exactly the persons their rules and data select
+    profile = {r.person_id: r for r in store.read("gold.person_profile").collect()}
+    vip = {r.person_id for r in store.read("gold.segment_membership").where("segment = 'vip'").collect()}
+    assert vip == {p for p, r in profile.items() if (r.loyalty_points or 0) > 1000}
+    buyers = {p for p, (count, _) in scores.items() if count > 0}
+    clv = {r.person_id: r for r in store.read("gold.clv").collect()}
+    assert set(clv) == buyers
+    assert all(0 <= r.probability_alive <= 1 and r.predicted_clv >= 0 for r in clv.values())
+    assert {r.person_id for r in store.read("gold.person_personas").collect()} <= buyers
+    assert store.read("gold.persona_model").count() == 5
 
     # warehouse: the published versions, queryable with plain SQL
     assert postgres.psql("SELECT count(*) FROM cdp.person_profile") == str(len(by_person))

@@ -46,7 +46,7 @@ def test_membership_changes_and_measures(spark, persons):
 def test_rules_naming_other_tables_or_unknown_columns_are_rejected(persons):
     with pytest.raises(EnrichmentError, match="segment 'x' may use only"):
         segment_membership(persons, [SegmentRule(name="x", rule="person_id IN (SELECT id FROM orders)")], D1)
-    with pytest.raises(EnrichmentError, match="segment 'y' is not valid over .*no_such_column"):
+    with pytest.raises(EnrichmentError, match=r"segment 'y' is not valid over .*no_such_column"):
         segment_membership(persons, [SegmentRule(name="y", rule="no_such_column > 1")], D1)
     with pytest.raises(EnrichmentError, match="measure 'z' must be an aggregate"):
         measures(persons, persons.limit(0), [Measure(name="z", sql="orders_total_amount")], D1)

@@ -1,0 +1,107 @@
+"""Predictions as of a date: CLV, personas, product recommendations (DESIGN §5).
+
+Tables written (each overwritten per run; Delta versions keep earlier runs):
+    gold.clv                      person_id, frequency, recency, T, monetary_value, probability_alive,
+                                  predicted_purchases, expected_average_value, predicted_clv, as_of
+    gold.clv_model                run_id, as_of, model (bgnbd | gamma_gamma), parameters (JSON)   append
+    gold.person_personas          person_id, persona_id, persona_name, propensity, as_of
+    gold.persona_model            persona_id, persona_name, persons, share, levels, cut_points, as_of, run_id
+    gold.product_recommendations  person_id, rank, product_id, score, as_of
+A model that cannot be fitted (too little data) fails the stage with the reason, unless it is disabled
+in config (``predictions.<model>: null``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cdp_spark.config import CdpConfig
+from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
+from cdp_spark.pipelines.resolve import REGISTRY
+from cdp_spark.predict.clv import PredictionError, as_dict, customer_summary, fit_bgnbd, fit_gamma_gamma, predict
+from cdp_spark.predict.personas import category_matrix, personas
+from cdp_spark.predict.recommend import recommendations
+from cdp_spark.scores.orders import order_facts, order_items
+
+log = logging.getLogger("cdp.predict")
+
+CLV = "gold.clv"
+CLV_MODEL = "gold.clv_model"
+PERSONAS = "gold.person_personas"
+PERSONA_MODEL = "gold.persona_model"
+RECOMMENDATIONS = "gold.product_recommendations"
+
+
+def purchase_facts(ctx: RunContext, cfg: CdpConfig) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(order facts, order lines with categories, raw order lines) as of the run's date."""
+    orders_table = f"silver.{cfg.scores.orders_entity}"
+    for needed in (REGISTRY, orders_table, "silver.stores", "silver.order_items", "silver.products"):
+        if not ctx.store.exists(needed):
+            raise StageError(f"{needed} does not exist; run the earlier stages first")
+    facts = order_facts(ctx.read(orders_table), ctx.read(REGISTRY), ctx.read("silver.stores"),
+                        cfg.scores.business_timezone, ctx.as_of, cfg.scores.order_customer_source,
+                        cfg.scores.order_customer_key)
+    lines = ctx.read("silver.order_items")
+    return facts, order_items(lines, ctx.read("silver.products")), lines
+
+
+def _write(ctx: RunContext, table: str, frame: DataFrame, mode: str = "overwrite") -> int:
+    written = ctx.store.write(table, frame.withColumn("as_of", F.lit(ctx.as_of)), mode=mode)  # type: ignore[arg-type]
+    ctx.wrote(table, written.version)
+    return written.rows_written
+
+
+def run_clv(spark: SparkSession, ctx: RunContext, cfg: CdpConfig, facts: DataFrame) -> int:
+    settings = cfg.predictions.clv
+    assert settings is not None
+    summary = customer_summary(facts, ctx.as_of, settings.unit_days).persist()
+    local: pd.DataFrame = summary.select("frequency", "recency", "T", "monetary_value").toPandas()
+    try:
+        bgnbd = fit_bgnbd(local["frequency"], local["recency"], local["T"], settings.min_customers,
+                          settings.min_repeat_customers)
+        gamma_gamma = fit_gamma_gamma(local["frequency"], local["monetary_value"], settings.min_repeat_customers)
+    except PredictionError as exc:
+        raise StageError(f"CLV: {exc} (set predictions.clv: null to skip CLV)") from None
+    log.info("CLV fitted: BG/NBD %s; Gamma-Gamma %s", as_dict(bgnbd), as_dict(gamma_gamma))
+    models = spark.createDataFrame([(ctx.run_id, name, json.dumps(as_dict(model)))
+                                    for name, model in (("bgnbd", bgnbd), ("gamma_gamma", gamma_gamma))],
+                                   "run_id string, model string, parameters string")
+    _write(ctx, CLV_MODEL, models, "append")
+    rows = _write(ctx, CLV, predict(summary, bgnbd, gamma_gamma, settings.horizon_units, settings.discount_per_unit))
+    summary.unpersist()
+    return rows
+
+
+def previous_personas(ctx: RunContext) -> dict[int, dict[str, float]] | None:
+    if not ctx.store.exists(PERSONA_MODEL):
+        return None
+    return {int(r["persona_id"]): dict(r["share"]) for r in ctx.read(PERSONA_MODEL).collect()}
+
+
+def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:
+    ctx = ctx or make_context(spark, cfg)
+    facts, items, lines = purchase_facts(ctx, cfg)
+    facts = facts.persist()
+    counts: dict[str, int] = {}
+    if cfg.predictions.clv:
+        counts["clv_persons"] = run_clv(spark, ctx, cfg, facts)
+    if cfg.predictions.personas:
+        try:
+            result = personas(spark, category_matrix(facts, items), cfg.predictions.personas, previous_personas(ctx))
+        except PredictionError as exc:
+            raise StageError(f"personas: {exc} (set predictions.personas: null to skip them)") from None
+        _write(ctx, PERSONA_MODEL, result.model.withColumn("run_id", F.lit(ctx.run_id)))
+        counts["persona_persons"] = _write(ctx, PERSONAS, result.members)
+    if cfg.predictions.recommendations:
+        counts["recommendations"] = _write(ctx, RECOMMENDATIONS,
+                                           recommendations(facts, lines, cfg.predictions.recommendations))
+    facts.unpersist()
+    ctx.counts["predict"] = counts
+    record_manifest(spark, ctx, "predict", "succeeded")
+    log.info("predictions as of %s: %s", ctx.as_of, counts)
+    return counts

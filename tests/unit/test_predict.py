@@ -1,0 +1,74 @@
+"""Personas and recommendations on literal data with hand-computed results."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+from chispa import assert_df_equality
+
+from cdp_spark.config import PersonaSettings, RecommendationSettings
+from cdp_spark.predict.clv import PredictionError
+from cdp_spark.predict.personas import category_matrix, personas
+from cdp_spark.predict.recommend import recommendations
+
+
+def purchase_facts(spark, rows):
+    return spark.createDataFrame([(p, o, datetime(2026, 1, d), True) for p, o, d in rows],
+                                 "person_id string, order_id string, order_ts timestamp, is_purchase boolean")
+
+
+def test_category_matrix_counts_orders_per_category(spark):
+    facts = purchase_facts(spark, [("p1", "o1", 1), ("p1", "o2", 2), ("p2", "o3", 3)])
+    items = spark.createDataFrame([("o1", "garden"), ("o1", "garden"), ("o1", "home"), ("o2", "garden"),
+                                   ("o3", "home"), ("o3", None)], "order_id string, category string")
+    got = category_matrix(facts, items).orderBy("person_id", "category")
+    assert_df_equality(got, spark.createDataFrame([("p1", "garden", 2.0), ("p1", "home", 1.0), ("p2", "home", 1.0)],
+                                                  "person_id string, category string, orders double"),
+                       ignore_nullable=True)
+
+
+def persona_counts(spark, garden_people=12, home_people=8):
+    # two clear tastes: garden buyers (5 garden orders, 1 home) and home buyers (4 home orders)
+    rows = [(f"g{i:02d}", "garden", 5.0) for i in range(garden_people)]
+    rows += [(f"g{i:02d}", "home", 1.0) for i in range(garden_people)]
+    rows += [(f"h{i:02d}", "home", 4.0) for i in range(home_people)]
+    return spark.createDataFrame(rows, "person_id string, category string, orders double")
+
+
+def test_personas_levels_names_and_stable_ids(spark):
+    settings = PersonaSettings(k=2, scaling="normalise", seed=1)
+    result = personas(spark, persona_counts(spark), settings)
+    model = {r.persona_id: r for r in result.model.collect()}
+    # garden persona: shares 5/6 garden, 1/6 home; home persona: 0 garden, 1 home. Largest is persona 1.
+    assert model[1].persona_name == "garden & home" and model[1].persons == 12
+    assert model[2].persona_name == "home & garden" and model[2].persons == 8
+    assert model[1].share == {"garden": pytest.approx(0.833333), "home": pytest.approx(0.166667)}
+    # non-zero propensities 1/6, 5/6, 1: tertile cuts at 0.611 and 0.889
+    assert result.cut_points == pytest.approx([1 / 6 + (5 / 6 - 1 / 6) * 2 / 3, 5 / 6 + (1 - 5 / 6) / 3])
+    assert model[1].levels == {"garden": "medium", "home": "low"}
+    assert model[2].levels == {"garden": "zero", "home": "high"}
+    members = {r.person_id: r.persona_id for r in result.members.collect()}
+    assert {p for p, i in members.items() if i == 1} == {f"g{i:02d}" for i in range(12)}
+    # next run: the home buyers are now the majority; ids follow the previous personas, not the sizes
+    previous = {pid: dict(r.share) for pid, r in model.items()}
+    again = personas(spark, persona_counts(spark, garden_people=6, home_people=14), settings, previous)
+    names = {r.persona_id: (r.persona_name, r.persons) for r in again.model.collect()}
+    assert names == {1: ("garden & home", 6), 2: ("home & garden", 14)}
+
+
+def test_personas_refuse_too_few_customers(spark):
+    with pytest.raises(PredictionError, match=r"at least 25 customers .* for k=5; got 20"):
+        personas(spark, persona_counts(spark), PersonaSettings(k=5))
+
+
+def test_recommendations_from_co_buyers(spark):
+    facts = purchase_facts(spark, [("p1", "o1", 1), ("p2", "o2", 2), ("p3", "o3", 3), ("p4", "o4", 4)])
+    lines = spark.createDataFrame([("o1", "A"), ("o1", "B"), ("o1", "C"), ("o2", "A"), ("o2", "B"),
+                                   ("o3", "A"), ("o3", "C"), ("o3", "D"), ("o4", "A")],
+                                  "order_id string, product_id string")
+    got = recommendations(facts, lines, RecommendationSettings(top_n=2, min_co_buyers=2)).orderBy("person_id", "rank")
+    # co-buyers: A-B 2, A-C 2, others 1 (ignored). p2 owns A,B -> C (via A: 2); p4 owns A -> B 2, C 2 (tie: id)
+    assert_df_equality(got, spark.createDataFrame(
+        [("p2", 1, "C", 2), ("p3", 1, "B", 2), ("p4", 1, "B", 2), ("p4", 2, "C", 2)],
+        "person_id string, rank int, product_id string, score long"), ignore_nullable=True)
