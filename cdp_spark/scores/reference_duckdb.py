@@ -101,7 +101,8 @@ categories AS (
 ),
 joined AS (
     SELECT persons.person_id, COALESCE(pp.n, 0) AS n, pp.amount, pp.cents, pp.last_day, pp.first_day, pp.stores,
-           pp.n_stores, pp.n_channels, pp.n_discounted, pp.rate_sum_e17, pp.n_rated, g.days, g.n_gaps, g.gap_sum, g.mean_gap,
+           pp.n_stores, pp.n_channels, pp.n_discounted, pp.rate_sum_e17, pp.n_rated,
+           g.days, g.n_gaps, g.gap_sum, g.mean_gap,
            CASE WHEN g.days = 2 THEN 0.5 * g.mean_gap
                 ELSE greatest(COALESCE(g.std_gap, 0.0), 0.25 * g.mean_gap) END AS sigma,
            {day} - pp.last_day AS since_last, f.store_name AS favourite_store, fl.first_store, fl.last_store,
@@ -191,8 +192,8 @@ def reference_scores(con: Any, sources: Mapping[str, str], as_of: date, timezone
         r = f"CAST({rfm.groups + 1} - {_bucket(RFM_METRICS['recency'], cuts['recency'])} AS INTEGER)"
         f = f"CAST({_bucket(RFM_METRICS['frequency'], cuts['frequency'])} AS INTEGER)"
         m = f"CAST({_bucket(RFM_METRICS['monetary'], cuts['monetary'])} AS INTEGER)"
-        segment = f"CASE WHEN NOT ({active}) THEN NULL " + " ".join(f"WHEN COALESCE({rule.rule}, false) THEN {_quote(rule.name)}"
-                                     for rule in rfm.segments) + " END"
+        rules = " ".join(f"WHEN COALESCE({rule.rule}, false) THEN {_quote(rule.name)}" for rule in rfm.segments)
+        segment = f"CASE WHEN NOT ({active}) THEN NULL {rules} END"
         select = (f"SELECT *, CASE WHEN {active} THEN concat(r, f, m) END AS rfm_score, {segment} AS rfm_segment "
                   f"FROM (SELECT *, CASE WHEN {active} THEN {r} END AS r, CASE WHEN {active} THEN {f} END AS f, "
                   f"CASE WHEN {active} THEN {m} END AS m FROM scores)")
