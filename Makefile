@@ -10,7 +10,7 @@ CONF ?= conf
 ENV ?= local
 AS_OF ?= 2026-06-30
 
-.PHONY: help venv install install-test system-deps check-java demo-data run test lint typecheck clean bench bench-ingest bench-er
+.PHONY: help venv install install-test system-deps check-java demo-data run test lint typecheck clean bench bench-ingest bench-er bench-scores
 
 help:
 	@echo "make run     install, generate demo data, run the whole pipeline locally, print a summary"
@@ -66,7 +66,12 @@ ER_RECORDS ?= 10000,100000,1000000
 bench-er: install
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python scripts/bench_er.py --records $(ER_RECORDS)
 
-bench: bench-ingest bench-er
+SCORE_PERSONS ?= 1000000
+SCORE_ORDERS ?= 5000000
+bench-scores: install-test
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python scripts/bench_scores.py --persons $(SCORE_PERSONS) --orders $(SCORE_ORDERS)
+
+bench: bench-ingest bench-er bench-scores
 
 clean:
 	rm -rf $(DATA) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache spark-warehouse

@@ -5,7 +5,7 @@ Written from DESIGN §5 and the score registry, not from the Spark code: plain S
 figure. ``tests/unit/test_reference_scores.py`` asserts that both give exactly the same rows on
 generated data, and ``make bench-scores`` times both on 1M persons. Needs ``duckdb`` (a test extra).
 
-``reference_scores(con, sources, as_of, timezone, lifecycle, rfm)``
+``reference_scores(con, sources, as_of, timezone, lifecycle, rfm)`` (``reference_query`` gives the query instead)
     sources: {table name: parquet path or glob} for orders, registry, stores, order_items, products
     out:     (rows, cut points); rows in the column order of ``gold.person_scores`` without the
              custom fields, one per person of the registry; cut points {metric: [cuts]}.
@@ -177,27 +177,32 @@ def _bucket(column: str, cuts: list[float]) -> str:
     return "(1" + "".join(f" + CASE WHEN CAST({column} AS DOUBLE) > {cut!r} THEN 1 ELSE 0 END" for cut in cuts) + ")"
 
 
-def reference_scores(con: Any, sources: Mapping[str, str], as_of: date, timezone: str,
-                     lifecycle: LifecycleSettings, rfm: RfmSettings | None) -> tuple[list[tuple[Any, ...]],
-                                                                                    dict[str, list[float]]]:
+def reference_query(con: Any, sources: Mapping[str, str], as_of: date, timezone: str,
+                    lifecycle: LifecycleSettings, rfm: RfmSettings | None) -> tuple[str, dict[str, list[float]]]:
+    """Computes the library into the temporary table ``scores``; returns the final query (RFM added, ordered
+    by person) and the RFM cut points."""
     con.execute("SET TimeZone = 'UTC'")
     for name, path in sources.items():
         con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM read_parquet('{path}')")
     con.execute(f"CREATE OR REPLACE TEMP TABLE scores AS {_sql(as_of, timezone, lifecycle)}")
-    cuts: dict[str, list[float]] = {}
-    select = "SELECT * FROM scores"
-    if rfm is not None:
-        cuts = _cut_points(con, rfm.groups)
-        active = "orders_total_count > 0"
-        r = f"CAST({rfm.groups + 1} - {_bucket(RFM_METRICS['recency'], cuts['recency'])} AS INTEGER)"
-        f = f"CAST({_bucket(RFM_METRICS['frequency'], cuts['frequency'])} AS INTEGER)"
-        m = f"CAST({_bucket(RFM_METRICS['monetary'], cuts['monetary'])} AS INTEGER)"
-        rules = " ".join(f"WHEN COALESCE({rule.rule}, false) THEN {_quote(rule.name)}" for rule in rfm.segments)
-        segment = f"CASE WHEN NOT ({active}) THEN NULL {rules} END"
-        select = (f"SELECT *, CASE WHEN {active} THEN concat(r, f, m) END AS rfm_score, {segment} AS rfm_segment "
-                  f"FROM (SELECT *, CASE WHEN {active} THEN {r} END AS r, CASE WHEN {active} THEN {f} END AS f, "
-                  f"CASE WHEN {active} THEN {m} END AS m FROM scores)")
-        select = (f"SELECT * EXCLUDE (r, f, m, rfm_score, rfm_segment), r AS rfm_recency, f AS rfm_frequency, "
-                  f"m AS rfm_monetary, rfm_score, rfm_segment FROM ({select})")
-    rows = con.execute(select + " ORDER BY person_id").fetchall()
-    return rows, cuts
+    if rfm is None:
+        return "SELECT * FROM scores ORDER BY person_id", {}
+    cuts = _cut_points(con, rfm.groups)
+    active = "orders_total_count > 0"
+    r = f"CAST({rfm.groups + 1} - {_bucket(RFM_METRICS['recency'], cuts['recency'])} AS INTEGER)"
+    f = f"CAST({_bucket(RFM_METRICS['frequency'], cuts['frequency'])} AS INTEGER)"
+    m = f"CAST({_bucket(RFM_METRICS['monetary'], cuts['monetary'])} AS INTEGER)"
+    rules = " ".join(f"WHEN COALESCE({rule.rule}, false) THEN {_quote(rule.name)}" for rule in rfm.segments)
+    segment = f"CASE WHEN NOT ({active}) THEN NULL {rules} END"
+    with_rfm = (f"SELECT *, CASE WHEN {active} THEN concat(r, f, m) END AS rfm_score, {segment} AS rfm_segment "
+                f"FROM (SELECT *, CASE WHEN {active} THEN {r} END AS r, CASE WHEN {active} THEN {f} END AS f, "
+                f"CASE WHEN {active} THEN {m} END AS m FROM scores)")
+    return (f"SELECT * EXCLUDE (r, f, m, rfm_score, rfm_segment), r AS rfm_recency, f AS rfm_frequency, "
+            f"m AS rfm_monetary, rfm_score, rfm_segment FROM ({with_rfm}) ORDER BY person_id"), cuts
+
+
+def reference_scores(con: Any, sources: Mapping[str, str], as_of: date, timezone: str,
+                     lifecycle: LifecycleSettings, rfm: RfmSettings | None) -> tuple[list[tuple[Any, ...]],
+                                                                                    dict[str, list[float]]]:
+    query, cuts = reference_query(con, sources, as_of, timezone, lifecycle, rfm)
+    return con.execute(query).fetchall(), cuts
