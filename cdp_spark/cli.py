@@ -74,6 +74,8 @@ def render_summary(summary: Any) -> str:
         lines.append(f"  {table:<24} {info['rows']:>9} rows  v{info['version']:<4} {info['path']}")
     lines.append(f"persons: {summary.persons}   quarantined rows: {summary.quarantined}")
     lines.append(f"tables are under {summary.lake_root} (Delta; read with delta-rs, pyarrow, DuckDB or Spark)")
+    if summary.report:
+        lines.append(f"report: {summary.report}")
     return "\n".join(lines)
 
 
@@ -81,7 +83,7 @@ def render_summary(summary: Any) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @click.pass_obj
 def run(obj: dict[str, Any], as_json: bool) -> None:
-    """Run the whole pipeline: ingest, normalise, resolve, score, validate, sync."""
+    """Run the whole pipeline: ingest, normalise, resolve, score, predict, report, validate, sync."""
     if as_json:
         obj["json"] = True
     _run(obj, None)
@@ -107,6 +109,7 @@ for _name, _help in [("normalise", "Build silver tables from bronze."),
                      ("resolve", "Resolve persons: identity edges, registry, profile."),
                      ("score", "Compute person scores, segments, measures and state history as of --as-of."),
                      ("predict", "Predict CLV, personas and product recommendations as of --as-of."),
+                     ("report", "Write the gold.report_* tables and the HTML report as of --as-of."),
                      ("validate", "Validate gold tables and publish the versions that pass."),
                      ("sync", "Sync published gold versions to the warehouse.")]:
     _stage_command(_name, _help)

@@ -371,6 +371,30 @@ class WarehouseSettings(Model):
         return self
 
 
+class FunnelSettings(Model):
+    """An ordered funnel over events: a person (or anonymous visitor) reaches step k when they did steps
+    1..k in that order, each within ``within_days`` of the first step."""
+
+    name: str = Field(min_length=1)
+    steps: list[str] = Field(min_length=2, description="event types, in order")
+    within_days: int = Field(30, ge=1)
+
+
+class ReportSettings(Model):
+    """``cdp report``: the gold.report_* tables and one self-contained HTML file."""
+
+    output_dir: str = "{data_dir}/reports"
+    events_entity: str = Field("events", description="silver.<entity> with the events of the funnels")
+    event_type_column: str = "event_type"
+    event_ts_column: str = "event_ts"
+    anonymous_id_column: str | None = Field("anonymous_id", description="visitor id of events without a customer")
+    funnels: list[FunnelSettings] = Field(default_factory=list)
+    top_products: int = Field(5, ge=1, le=50, description="catalog insights: products listed per product")
+    min_orders: int = Field(2, ge=1, description="catalog insights: a product pair needs this many orders")
+    clv_tiers: list[float] = Field(default_factory=lambda: [0.1, 0.3, 0.6],
+                                   description="CLV tiers by predicted-CLV rank: top 10 %, next 20 %, ...")
+
+
 class PathSettings(Model):
     data_dir: str = "data"
     landing_dir: str = "{data_dir}/landing"
@@ -404,6 +428,7 @@ class CdpConfig(Model):
     predictions: PredictionSettings = PredictionSettings()
     quality: QualitySettings = QualitySettings()
     warehouse: WarehouseSettings = WarehouseSettings()
+    reports: ReportSettings = ReportSettings()
     conf_dir: str = "conf"
 
     def resolve(self, template: str) -> str:

@@ -41,7 +41,7 @@ RECORDS_PER_PERSON = 1.82  # what the generator produces on average
 def run_size(spark, records: int, work: Path) -> dict[str, object]:  # type: ignore[no-untyped-def]
     data = work / f"er-{records}"
     persons = max(10, int(records / RECORDS_PER_PERSON))
-    generate(data / "landing", customers=persons, seed=records)
+    generate(data / "landing", customers=persons, seed=records, with_events=False)
     cfg = load_config(ROOT / "conf", "local", data_dir=str(data))
     cfg = cfg.model_copy(update={"sources": {k: v for k, v in cfg.sources.items()
                                              if v.entity in cfg.identity.person_sources}})

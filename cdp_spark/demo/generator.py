@@ -6,6 +6,8 @@ For ``--customers N`` true persons it writes, under ``--out``:
 * ``ecommerce/customers.jsonl``       e-commerce customers, JSON Lines
 * ``loyalty/loyalty_members.csv``     loyalty members, ``|``-separated (also the JDBC demo table)
 * ``orders/orders.csv``, ``order_items/order_items.csv``, ``products/products.csv``, ``stores/stores.csv``
+* ``events/events.jsonl``             web/app events (page_view, product_view, add_to_cart, checkout,
+                                      purchase) of e-commerce customers and of anonymous visitors
 * ``../ground_truth/person_records.csv``  (source, source_key, true_person) for measuring resolution
 
 The same person appears in several sources with realistic variations: e-mail case and spaces, phone
@@ -143,7 +145,37 @@ class Generator:
         return start + timedelta(seconds=self.rng.randint(0, days * 86_400))
 
     # ---- writers -----------------------------------------------------------------------------
-    def run(self, out: Path, truth_path: Path) -> dict[str, int]:
+    def events(self, persons: list[Person], products: list[list[str]]) -> list[dict[str, object]]:
+        """Sessions that go down the funnel page_view > product_view > add_to_cart > checkout > purchase,
+        each step less likely; a quarter of the sessions are anonymous (no customer key)."""
+        rng = self.rng
+        rows: list[dict[str, object]] = []
+        shoppers = [p for p in persons if p.records.get("ecommerce")]
+        anonymous = max(1, len(shoppers) // 3)
+        for number in range(len(shoppers) + anonymous):
+            person = shoppers[number] if number < len(shoppers) else None
+            sessions = min(int(rng.expovariate(1 / 2.5)) + 1, 12)
+            for session in range(sessions):
+                session_id = f"s{number:07d}-{session:02d}"
+                start = self.ts_before(365)
+                steps = ["page_view"]
+                for step, chance in (("product_view", 0.75), ("add_to_cart", 0.45), ("checkout", 0.6),
+                                     ("purchase", 0.75)):
+                    if rng.random() >= chance:
+                        break
+                    steps.append(step)
+                product = rng.choice(products)[0]
+                for position, step in enumerate(steps):
+                    rows.append({
+                        "event_id": f"{session_id}-{position}", "session_id": session_id,
+                        "customer_source": "ecommerce" if person else None,
+                        "customer_key": person.records["ecommerce"][0] if person else None,
+                        "anonymous_id": None if person else f"anon-{number:07d}",
+                        "event_type": step, "product_id": None if step == "page_view" else product,
+                        "event_ts": (start + timedelta(minutes=3 * position)).isoformat().replace("+00:00", "Z")})
+        return rows
+
+    def run(self, out: Path, truth_path: Path, with_events: bool = True) -> dict[str, int]:
         rng = self.rng
         persons = [self.person(i) for i in range(self.n)]
         crm_rows: list[list[str]] = []
@@ -252,9 +284,12 @@ class Generator:
         self._csv(out / "order_items" / "order_items.csv", ",", "utf-8",
                   ["order_id", "line_no", "product_id", "quantity", "unit_price"], items)
         self._csv(truth_path, ",", "utf-8", ["source", "source_key", "true_person"], truth)
-        return {"persons": len(persons), "crm_contacts": len(crm_rows), "ecommerce_customers": len(shop_rows),
-                "loyalty_members": len(loyalty_rows), "orders": len(orders), "order_items": len(items),
-                "products": len(products), "stores": len(STORES)}
+        events = self.events(persons, products) if with_events else []
+        if with_events:
+            self._jsonl(out / "events" / "events.jsonl", events)
+        return {"events": len(events), "persons": len(persons), "crm_contacts": len(crm_rows),
+                "ecommerce_customers": len(shop_rows), "loyalty_members": len(loyalty_rows), "orders": len(orders),
+                "order_items": len(items), "products": len(products), "stores": len(STORES)}
 
     @staticmethod
     def _csv(path: Path, sep: str, encoding: str, header: list[str], rows: list[list[str]]) -> None:
@@ -272,10 +307,12 @@ class Generator:
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def generate(out: Path, customers: int, seed: int = 42, truth_path: Path | None = None) -> dict[str, int]:
-    """Writes the demo landing files under ``out`` and returns row counts per file."""
+def generate(out: Path, customers: int, seed: int = 42, truth_path: Path | None = None,
+             with_events: bool = True) -> dict[str, int]:
+    """Writes the demo landing files under ``out`` and returns row counts per file (events last, so the
+    other files are the same with or without them)."""
     truth = truth_path or out.parent / "ground_truth" / "person_records.csv"
-    return Generator(customers, seed).run(out, truth)
+    return Generator(customers, seed).run(out, truth, with_events)
 
 
 @click.command()

@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from cdp_spark.config import ObjectStoreSettings
+
 GLOB_CHARS = re.compile(r"[*?\[]")
 
 
@@ -95,6 +97,13 @@ class ObjectStore:
             raise self._fail(f"listing s3://{bucket}/{prefix}", exc) from None
         return sorted(refs, key=lambda r: r.key)
 
+    def put(self, url: str, body: bytes, content_type: str = "application/octet-stream") -> None:
+        bucket, key = split_url(url)
+        try:
+            self.client.put_object(Bucket=bucket, Key=key, Body=body, ContentType=content_type)
+        except Exception as exc:
+            raise self._fail(f"writing s3://{bucket}/{key}", exc) from None
+
     def head(self, bucket: str, key: str) -> dict[str, Any]:
         try:
             return dict(self.client.head_object(Bucket=bucket, Key=key))
@@ -130,3 +139,19 @@ class ObjectStore:
             raise ObjectStoreError(f"{ref.uri}: downloaded {partial.stat().st_size} bytes, listed {ref.size}")
         os.replace(partial, final)
         return str(final)
+
+
+def write_text(path: str, text: str, settings: ObjectStoreSettings, content_type: str = "text/html") -> str:
+    """Writes a small text file (a report) to a local path or an s3:// URL; returns where it went. A local
+    file is written to a temporary name first and renamed, so a reader never sees half a file."""
+    if is_object_url(path):
+        store = ObjectStore(settings.endpoint_url, settings.region, settings.max_attempts,
+                            settings.connect_timeout_s, settings.read_timeout_s)
+        store.put(path, text.encode("utf-8"), f"{content_type}; charset=utf-8")
+        return path
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".part")
+    partial.write_text(text, encoding="utf-8")
+    partial.replace(target)
+    return str(target.resolve())

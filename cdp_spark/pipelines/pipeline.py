@@ -1,4 +1,5 @@
-"""The whole pipeline: ingest -> normalise -> resolve -> score -> predict -> validate -> sync, one run id."""
+"""The whole pipeline: ingest -> normalise -> resolve -> score -> predict -> report -> validate -> sync, one run
+id."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.pipelines import ingest, normalise, predict, resolve, score, sync, validate
+from cdp_spark.pipelines import ingest, normalise, predict, report, resolve, score, sync, validate
 from cdp_spark.pipelines.common import RunContext, make_context
 
 log = logging.getLogger("cdp.pipeline")
@@ -23,12 +24,14 @@ STAGES: dict[str, Stage] = {
     "resolve": resolve.run,
     "score": score.run,
     "predict": predict.run,
+    "report": report.run,
     "validate": validate.run,
     "sync": sync.run,
 }
 SUMMARY_TABLES = ["bronze.contacts", "bronze.customers", "bronze.loyalty", "bronze.orders", "silver.orders",
                   "gold.person_registry", "gold.person_profile", "gold.person_scores", "gold.segment_membership",
-                  "gold.clv", "gold.person_personas", "gold.product_recommendations", "quality.results",
+                  "gold.clv", "gold.person_personas", "gold.product_recommendations", "gold.report_segment_metrics",
+                  "quality.results",
                   "meta.published"]
 
 
@@ -42,6 +45,7 @@ class PipelineSummary:
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     persons: int = 0
     quarantined: int = 0
+    report: str | None = None
 
 
 def summarise(ctx: RunContext, seconds: dict[str, float]) -> PipelineSummary:
@@ -69,4 +73,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None,
         STAGES[name](spark, cfg, ctx.for_stage())
         seconds[name] = round(time.monotonic() - started, 1)
         log.info("stage %s: done in %.1f s", name, seconds[name])
-    return summarise(ctx, seconds)
+    summary = summarise(ctx, seconds)
+    if "report" in seconds:
+        summary.report = report.report_location(cfg, ctx.as_of)
+    return summary

@@ -7,7 +7,7 @@ import csv
 import json
 import re
 from collections import defaultdict
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -74,6 +74,35 @@ def expected_persons(landing: Path) -> dict[str, frozenset[str]]:
     for rid in parent:
         groups[find(rid)].add(rid)
     return {rid: frozenset(members) for members in groups.values() for rid in members}
+
+
+def expected_funnel(landing: Path, record_person: dict[str, str], steps: list[str], days: int) -> list[int]:
+    """Actors reaching each step: each step's first event at or after the previous one, within ``days`` of
+    the first step (plain Python over the landing file)."""
+    by_actor: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    with (landing / "events" / "events.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            event = json.loads(line)
+            ts = datetime.fromisoformat(event["event_ts"].replace("Z", "+00:00"))
+            if ts.astimezone(TZ).date() > AS_OF:
+                continue
+            actor = (record_person.get(f"{event['customer_source']}:{event['customer_key']}")
+                     or f"anonymous:{event['anonymous_id']}")
+            by_actor[actor].append((ts, event["event_type"]))
+    reached = [0] * len(steps)
+    for events in by_actor.values():
+        starts = sorted(ts for ts, kind in events if kind == steps[0])
+        if not starts:
+            continue
+        at = first = starts[0]
+        reached[0] += 1
+        for number, step in enumerate(steps[1:], start=1):
+            later = sorted(ts for ts, kind in events if kind == step and at <= ts <= first + timedelta(days=days))
+            if not later:
+                break
+            at = later[0]
+            reached[number] += 1
+    return reached
 
 
 def expected_order_totals(landing: Path,
@@ -144,6 +173,21 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     assert all(0 <= r.probability_alive <= 1 and r.predicted_clv >= 0 for r in clv.values())
     assert {r.person_id for r in store.read("gold.person_personas").collect()} <= buyers
     assert store.read("gold.persona_model").count() == 5
+
+    # report: tables and one HTML file; the funnel matches a plain-Python walk over the events file
+    record_person = {r.record_id: r.person_id for r in registry}
+    spec = cfg.reports.funnels[0]
+    funnel = [r.actors for r in store.read("gold.report_funnel").orderBy("step_number").collect()]
+    assert funnel == expected_funnel(demo / "landing", record_person, spec.steps, spec.within_days)
+    assert funnel[0] > funnel[-1] > 0
+    metrics = store.read("gold.report_segment_metrics").where("grouping = 'hibernation_state'").collect()
+    assert sum(r.customers for r in metrics) == len(buyers)
+    assert sum(r.total_spend for r in metrics) == sum((t[1] for t in totals.values()), Decimal("0"))
+    assert summary.report is not None
+    page = Path(summary.report).read_text(encoding="utf-8")
+    assert page.count("<img") >= 7  # one plot per section (movement needs a second date)
+    emails = {r.email for r in store.read("silver.contacts").collect() if r.email}
+    assert not [e for e in emails if e in page]
 
     # warehouse: the published versions, queryable with plain SQL
     assert postgres.psql("SELECT count(*) FROM cdp.person_profile") == str(len(by_person))

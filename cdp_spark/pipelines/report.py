@@ -1,0 +1,138 @@
+"""Report stage: the gold.report_* tables and one self-contained HTML report (``cdp report``).
+
+Reads gold.person_scores (required), and when present gold.clv, gold.person_personas, gold.persona_model,
+gold.person_state_history, silver.<events entity> and the order tables. Writes (overwrite, with ``as_of``):
+
+    gold.report_segment_metrics    Pleasepoint's 9 metrics per RFM segment, lifecycle state, CLV tier, persona
+    gold.report_rfm_grid           customers per (R, F) score
+    gold.report_state_movement     persons moving between states (rfm_segment, hibernation_state) since the
+                                   previous as-of date in the history
+    gold.report_persona_heatmap    personas x categories: share of purchases and propensity level
+    gold.report_funnel             each configured funnel over the events up to the as-of date: actors per
+                                   step, % of the first and of the previous step
+    gold.report_repeat_purchase    per category: repeat buyers and days between purchases
+    gold.report_next_order_products / gold.report_same_cart_products   catalog insights
+
+and ``<reports.output_dir>/report-<as_of>.html`` (a local folder or an s3:// prefix).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from functools import reduce
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from cdp_spark.config import CdpConfig
+from cdp_spark.io.object_store import write_text
+from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
+from cdp_spark.pipelines.predict import CLV, PERSONA_MODEL, PERSONAS, purchase_facts
+from cdp_spark.pipelines.resolve import REGISTRY
+from cdp_spark.pipelines.score import HISTORY, SCORES
+from cdp_spark.reports import html
+from cdp_spark.reports.tables import (
+    clv_tiers,
+    funnel,
+    next_order_products,
+    persona_heatmap,
+    purchase_lines,
+    repeat_purchase_timing,
+    rfm_grid,
+    same_cart_products,
+    segment_metrics,
+)
+from cdp_spark.scores.segments import movement
+
+log = logging.getLogger("cdp.report")
+
+MOVEMENT_SCHEMA = "state string, from_value string, to_value string, persons long, from_date date, to_date date"
+
+
+def report_location(cfg: CdpConfig, as_of: date) -> str:
+    return f"{cfg.resolve(cfg.reports.output_dir).rstrip('/')}/report-{as_of.isoformat()}.html"
+
+
+def _customers(ctx: RunContext) -> DataFrame:
+    customers = ctx.read(SCORES).where(F.col("orders_total_count") > 0)
+    if ctx.store.exists(CLV):
+        customers = customers.join(clv_tiers(ctx.read(CLV), ctx.cfg.reports.clv_tiers), "person_id", "left")
+    if ctx.store.exists(PERSONAS):
+        customers = customers.join(ctx.read(PERSONAS).select("person_id", "persona_name"), "person_id", "left")
+    return customers
+
+
+def state_movement(spark: SparkSession, ctx: RunContext) -> DataFrame:
+    """Movement of each history column between the previous as-of date in the history and this one."""
+    empty = spark.createDataFrame([], MOVEMENT_SCHEMA)
+    if not ctx.store.exists(HISTORY):
+        return empty
+    history = ctx.read(HISTORY).where(F.col("valid_from") <= F.lit(ctx.as_of))
+    previous = history.where(F.col("valid_from") < F.lit(ctx.as_of)).agg(F.max("valid_from")).first()
+    if previous is None or previous[0] is None:
+        return empty
+    frames = [movement(history, column, previous[0], ctx.as_of).select(
+        F.lit(column).alias("state"), F.coalesce("from_value", F.lit("(none)")).alias("from_value"),
+        F.coalesce("to_value", F.lit("(none)")).alias("to_value"), F.col("persons").cast("long"),
+        F.lit(previous[0]).alias("from_date"), F.lit(ctx.as_of).alias("to_date"))
+        for column in ctx.cfg.scores.history_columns]
+    return reduce(DataFrame.unionByName, frames, empty)
+
+
+def report_tables(spark: SparkSession, ctx: RunContext, cfg: CdpConfig,
+                  cached: list[DataFrame]) -> dict[str, DataFrame]:
+    """The report tables (lazy); frames persisted on the way are added to ``cached``."""
+    if not ctx.store.exists(SCORES):
+        raise StageError(f"{SCORES} does not exist; run the score stage first")
+    customers = _customers(ctx).persist()
+    cached.append(customers)
+    groupings = [c for c in ("rfm_segment", "hibernation_state", "clv_tier", "persona_name") if c in customers.columns]
+    tables = {
+        "report_segment_metrics": reduce(DataFrame.unionByName,
+                                         [segment_metrics(customers, grouping) for grouping in groupings]),
+        "report_rfm_grid": rfm_grid(customers),
+        "report_state_movement": state_movement(spark, ctx),
+    }
+    if ctx.store.exists(PERSONA_MODEL):
+        tables["report_persona_heatmap"] = persona_heatmap(ctx.read(PERSONA_MODEL))
+    events_table = f"silver.{cfg.reports.events_entity}"
+    if cfg.reports.funnels and ctx.store.exists(events_table):
+        local_day = F.to_date(F.from_utc_timestamp(F.col(cfg.reports.event_ts_column), cfg.scores.business_timezone))
+        events = ctx.read(events_table).where(local_day <= F.lit(ctx.as_of))
+        tables["report_funnel"] = reduce(DataFrame.unionByName, [
+            funnel(events, ctx.read(REGISTRY), spec, cfg.reports.event_type_column, cfg.reports.event_ts_column,
+                   cfg.reports.anonymous_id_column) for spec in cfg.reports.funnels])
+    elif cfg.reports.funnels:
+        log.warning("funnels skipped: %s does not exist", events_table)
+    facts, _, raw_lines = purchase_facts(ctx, cfg)
+    lines = purchase_lines(facts, raw_lines, ctx.read("silver.products")).persist()
+    cached.append(lines)
+    tables["report_repeat_purchase"] = repeat_purchase_timing(lines)
+    tables["report_next_order_products"] = next_order_products(lines, cfg.reports.top_products, cfg.reports.min_orders)
+    tables["report_same_cart_products"] = same_cart_products(lines, cfg.reports.top_products, cfg.reports.min_orders)
+    return tables
+
+
+def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:
+    ctx = ctx or make_context(spark, cfg)
+    collected: dict[str, pd.DataFrame | None] = {}
+    counts: dict[str, int] = {}
+    cached: list[DataFrame] = []
+    for name, frame in report_tables(spark, ctx, cfg, cached).items():
+        local = frame.localCheckpoint()
+        written = ctx.store.write(f"gold.{name}", local.withColumn("as_of", F.lit(ctx.as_of)), mode="overwrite")
+        ctx.wrote(f"gold.{name}", written.version)
+        counts[name] = written.rows_written
+        collected[name] = local.toPandas()
+    for frame in cached:
+        frame.unpersist()
+    page = html.render(collected, "cdp-spark report", f"as of {ctx.as_of} · run {ctx.run_id}")
+    target = f"{cfg.resolve(cfg.reports.output_dir).rstrip('/')}/report-{ctx.as_of.isoformat()}.html"
+    location = write_text(target, page, cfg.object_store)
+    ctx.counts["report"] = counts
+    record_manifest(spark, ctx, "report", "succeeded")
+    ctx.counts["report_file"] = location
+    log.info("report written to %s", location)
+    return counts

@@ -1,0 +1,199 @@
+"""The report tables: small aggregates over the gold tables, for the HTML report and for analysts.
+
+``segment_metrics(customers, grouping)``
+    in:  one row per customer with at least one order: person_id, <grouping>, orders_total_count,
+         orders_total_amount, days_since_last_order
+    out: grouping, segment, customers, orders, average_ticket, average_recency_days, total_spend,
+         orders_per_customer, spend_per_customer, customers_share, revenue_share (Pleasepoint's 9 metrics)
+``clv_tiers(clv, tiers)``: person_id, clv_tier ("top 10%", "10-30%", ...) by predicted CLV
+``rfm_grid(scores)``: rfm_recency, rfm_frequency, customers, average_amount
+``persona_heatmap(model)``: persona_id, persona_name, persons, category, share, level
+``funnel(events, registry, spec, ...)``: funnel, step_number, step, actors, customers, pct_of_first,
+    pct_of_previous
+``repeat_purchase_timing(facts, lines)``: category, buyers, repeat_buyers, repeat_purchases,
+    average_days_between, median_days_between
+``next_order_products(facts, lines, top, min_orders)``: product_id, next_product_id, orders, share, rank
+``same_cart_products(facts, lines, top, min_orders)``: product_id, other_product_id, orders, confidence,
+    lift, rank
+
+``lines`` are purchase lines: (order_id, product_id, category). Shares are fractions (0..1), rounded to 4
+decimals; amounts to 2.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from itertools import pairwise
+
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+from cdp_spark.config import FunnelSettings
+
+
+def segment_metrics(customers: DataFrame, grouping: str) -> DataFrame:
+    totals = customers.agg(F.count("*").alias("all_customers"),
+                           F.sum("orders_total_amount").alias("all_spend"))
+    per_segment = customers.groupBy(F.col(grouping).alias("segment")).agg(
+        F.count("*").alias("customers"),
+        F.sum("orders_total_count").cast("long").alias("orders"),
+        F.sum("orders_total_amount").alias("total_spend"),
+        F.avg("days_since_last_order").alias("recency"))
+    return per_segment.crossJoin(F.broadcast(totals)).select(
+        F.lit(grouping).alias("grouping"),
+        F.coalesce(F.col("segment").cast("string"), F.lit("(none)")).alias("segment"),
+        "customers", "orders",
+        F.round(F.col("total_spend") / F.col("orders"), 2).cast("decimal(16,2)").alias("average_ticket"),
+        F.round("recency", 1).alias("average_recency_days"),
+        F.col("total_spend").cast("decimal(18,2)").alias("total_spend"),
+        F.round(F.col("orders") / F.col("customers"), 2).alias("orders_per_customer"),
+        F.round(F.col("total_spend") / F.col("customers"), 2).cast("decimal(16,2)").alias("spend_per_customer"),
+        F.round(F.col("customers") / F.col("all_customers"), 4).alias("customers_share"),
+        F.round(F.col("total_spend") / F.col("all_spend"), 4).cast("double").alias("revenue_share"))
+
+
+def tier_labels(tiers: Sequence[float]) -> list[str]:
+    bounds = [0.0, *tiers, 1.0]
+    labels = [f"{round(lo * 100)}-{round(hi * 100)}%" for lo, hi in pairwise(bounds)]
+    return [f"top {round(tiers[0] * 100)}%", *labels[1:]] if tiers else labels
+
+
+def clv_tiers(clv: DataFrame, tiers: Sequence[float]) -> DataFrame:
+    """Tier k holds the customers whose predicted CLV is above the (1 - tiers[k]) quantile and not above the
+    previous tier's cut; cut points from ``approxQuantile`` (no single-partition window)."""
+    labels = tier_labels(tiers)
+    cuts = clv.approxQuantile("predicted_clv", [1 - t for t in tiers], 0.0001) if tiers else []
+    tier = F.lit(labels[-1])
+    for label, cut in reversed(list(zip(labels, cuts, strict=False))):
+        tier = F.when(F.col("predicted_clv") > F.lit(cut), F.lit(label)).otherwise(tier)
+    return clv.select("person_id", tier.alias("clv_tier"))
+
+
+def rfm_grid(scores: DataFrame) -> DataFrame:
+    return (scores.where(F.col("rfm_recency").isNotNull())
+            .groupBy("rfm_recency", "rfm_frequency")
+            .agg(F.count("*").alias("customers"),
+                 F.round(F.avg("orders_total_amount"), 2).cast("decimal(16,2)").alias("average_amount"))
+            .orderBy("rfm_recency", "rfm_frequency"))
+
+
+def persona_heatmap(model: DataFrame) -> DataFrame:
+    exploded = model.select("persona_id", "persona_name", "persons", F.explode("share").alias("category", "share"),
+                            "levels")
+    return (exploded.select("persona_id", "persona_name", "persons", "category",
+                            F.round("share", 4).alias("share"), F.col("levels")[F.col("category")].alias("level"))
+            .orderBy("persona_id", "category"))
+
+
+def funnel(events: DataFrame, registry: DataFrame, spec: FunnelSettings, type_column: str, ts_column: str,
+           anonymous_column: str | None, source_column: str = "customer_source",
+           key_column: str = "customer_key") -> DataFrame:
+    """Actors are persons (events linked through the registry) or anonymous visitors. Step 1 is an actor's
+    first event of that type; step k is their first event of type k at or after step k-1, within
+    ``spec.within_days`` days of step 1."""
+    linked = events.join(registry.select(F.col("system").alias(source_column),
+                                         F.col("source_key").alias(key_column), "person_id"),
+                         [source_column, key_column], "left")
+    anonymous = F.concat(F.lit("anonymous:"), F.col(anonymous_column)) if anonymous_column else F.lit(None)
+    steps = (linked.where(F.col(type_column).isin(spec.steps))
+             .select(F.coalesce("person_id", anonymous).alias("actor"), F.col("person_id").isNotNull().alias("known"),
+                     F.col(type_column).alias("step"), F.col(ts_column).alias("ts"))
+             .where(F.col("actor").isNotNull()))
+    reached = (steps.where(F.col("step") == spec.steps[0]).groupBy("actor")
+               .agg(F.max("known").alias("known"), F.min("ts").alias("first_ts"))
+               .withColumn("ts", F.col("first_ts")))
+    counts = [reached.agg(F.lit(1).alias("step_number"), F.count("*").alias("actors"),
+                          F.sum(F.col("known").cast("int")).alias("customers"))]
+    window = F.expr(f"INTERVAL {spec.within_days} DAYS")
+    for number, step in enumerate(spec.steps[1:], start=2):
+        candidates = steps.where(F.col("step") == step).select("actor", F.col("ts").alias("next_ts"))
+        reached = (reached.join(candidates, "actor")
+                   .where((F.col("next_ts") >= F.col("ts")) & (F.col("next_ts") <= F.col("first_ts") + window))
+                   .groupBy("actor").agg(F.first("known").alias("known"), F.first("first_ts").alias("first_ts"),
+                                         F.min("next_ts").alias("ts"))
+                   .localCheckpoint())
+        counts.append(reached.agg(F.lit(number).alias("step_number"), F.count("*").alias("actors"),
+                                  F.coalesce(F.sum(F.col("known").cast("int")), F.lit(0)).alias("customers")))
+    union = counts[0]
+    for frame in counts[1:]:
+        union = union.unionByName(frame)
+    names = events.sparkSession.createDataFrame(list(enumerate(spec.steps, start=1)), "step_number int, step string")
+    ordered = Window.orderBy("step_number")
+    first = F.first("actors").over(ordered.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing))
+    return (union.join(names, "step_number").select(
+        F.lit(spec.name).alias("funnel"), F.col("step_number").cast("int").alias("step_number"), "step",
+        F.col("actors").cast("long").alias("actors"), F.coalesce("customers", F.lit(0)).cast("long").alias("customers"),
+        F.round(F.col("actors") / first, 4).alias("pct_of_first"),
+        F.round(F.col("actors") / F.lag("actors").over(ordered), 4).alias("pct_of_previous"))
+        .orderBy("step_number"))
+
+
+def purchase_lines(facts: DataFrame, items: DataFrame, products: DataFrame) -> DataFrame:
+    """(person_id, order_id, order_ts, order_date, product_id, category) for the lines of purchases."""
+    return (facts.where("is_purchase").select("person_id", "order_id", "order_ts", "order_date")
+            .join(items.select("order_id", "product_id").distinct(), "order_id")
+            .join(products.select("product_id", "category"), "product_id", "left"))
+
+
+def repeat_purchase_timing(lines: DataFrame) -> DataFrame:
+    days = lines.where(F.col("category").isNotNull()).select("person_id", "category", "order_date").distinct()
+    gaps = days.withColumn("gap", F.datediff("order_date", F.lag("order_date").over(
+        Window.partitionBy("person_id", "category").orderBy("order_date"))))
+    per_buyer = gaps.groupBy("category", "person_id").agg(F.count("gap").alias("repeats"))
+    buyers = per_buyer.groupBy("category").agg(
+        F.count("*").alias("buyers"), F.sum(F.when(F.col("repeats") > 0, 1).otherwise(0)).alias("repeat_buyers"))
+    timing = gaps.where(F.col("gap").isNotNull()).groupBy("category").agg(
+        F.count("*").alias("repeat_purchases"), F.round(F.avg("gap"), 1).alias("average_days_between"),
+        F.percentile_approx("gap", 0.5, 10_000).alias("median_days_between"))
+    return (buyers.join(timing, "category", "left")
+            .select("category", F.col("buyers").cast("long").alias("buyers"),
+                    F.col("repeat_buyers").cast("long").alias("repeat_buyers"),
+                    F.coalesce("repeat_purchases", F.lit(0)).cast("long").alias("repeat_purchases"),
+                    "average_days_between", "median_days_between")
+            .orderBy(F.col("repeat_buyers").desc(), "category"))
+
+
+def _top_pairs(pairs: DataFrame, left: str, right: str, base: DataFrame, top: int, min_orders: int) -> DataFrame:
+    """pairs: (left, right, order_key) occurrences; base: (left, base_orders). Top ``top`` per left, with
+    share = orders / base_orders (unrounded)."""
+    counted = (pairs.groupBy(left, right).agg(F.countDistinct("order_key").alias("orders"))
+               .where(F.col("orders") >= min_orders).join(base, left))
+    rank = F.row_number().over(Window.partitionBy(left).orderBy(F.col("orders").desc(), F.col(right)))
+    return counted.withColumn("share", F.col("orders") / F.col("base_orders")).withColumn("rank", rank) \
+        .where(F.col("rank") <= top)
+
+
+def next_order_products(lines: DataFrame, top: int, min_orders: int) -> DataFrame:
+    """For product A: the products in the same person's next purchase after an order with A."""
+    orders = lines.select("person_id", "order_id", "order_ts").distinct()
+    following = orders.withColumn("next_order_id", F.lead("order_id").over(
+        Window.partitionBy("person_id").orderBy("order_ts", "order_id"))).where(F.col("next_order_id").isNotNull())
+    products = lines.select("order_id", "product_id").distinct()
+    with_next = following.join(products, "order_id")
+    base = with_next.groupBy("product_id").agg(F.countDistinct("order_id").alias("base_orders"))
+    pairs = with_next.join(products.withColumnRenamed("order_id", "next_order_id")
+                           .withColumnRenamed("product_id", "next_product_id"), "next_order_id") \
+        .select("product_id", "next_product_id", F.col("order_id").alias("order_key"))
+    return (_top_pairs(pairs, "product_id", "next_product_id", base, top, min_orders)
+            .select("product_id", "next_product_id", F.col("orders").cast("long").alias("orders"),
+                    F.round("share", 4).alias("share"),
+                    F.col("rank").cast("int").alias("rank"))
+            .orderBy("product_id", "rank"))
+
+
+def same_cart_products(lines: DataFrame, top: int, min_orders: int) -> DataFrame:
+    """Products bought in the same order: orders together, confidence P(B | A) and lift."""
+    products = lines.select("order_id", "product_id").distinct()
+    total = products.select("order_id").distinct().count()
+    base = products.groupBy("product_id").agg(F.count("*").alias("base_orders"))
+    other = products.select(F.col("order_id"), F.col("product_id").alias("other_product_id"))
+    pairs = (products.join(other, "order_id").where(F.col("product_id") != F.col("other_product_id"))
+             .select("product_id", "other_product_id", F.col("order_id").alias("order_key")))
+    other_base = base.select(F.col("product_id").alias("other_product_id"), F.col("base_orders").alias("other_orders"))
+    return (_top_pairs(pairs, "product_id", "other_product_id", base, top, min_orders)
+            .join(other_base, "other_product_id")
+            .select("product_id", "other_product_id", F.col("orders").cast("long").alias("orders"),
+                    F.round("share", 4).alias("confidence"),
+                    F.round(F.col("share") / (F.col("other_orders") / F.lit(max(total, 1))), 4).alias("lift"),
+                    F.col("rank").cast("int").alias("rank"))
+            .orderBy("product_id", "rank"))

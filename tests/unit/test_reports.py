@@ -1,0 +1,123 @@
+"""Report tables on small literal data with hand-computed expected rows."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from chispa import assert_df_equality
+
+from cdp_spark.config import FunnelSettings
+from cdp_spark.reports.tables import (
+    clv_tiers,
+    funnel,
+    next_order_products,
+    persona_heatmap,
+    purchase_lines,
+    repeat_purchase_timing,
+    rfm_grid,
+    same_cart_products,
+    segment_metrics,
+    tier_labels,
+)
+
+d = Decimal
+T0 = datetime(2026, 5, 1, 10)
+
+
+def test_segment_metrics_are_pleasepoints_nine(spark):
+    customers = spark.createDataFrame(
+        [("P1", "A", 2, d("100.00"), 10), ("P2", "A", 1, d("50.00"), 20), ("P3", "B", 3, d("150.00"), 30)],
+        "person_id string, rfm_segment string, orders_total_count long, orders_total_amount decimal(16,2), "
+        "days_since_last_order int")
+    got = segment_metrics(customers, "rfm_segment").orderBy("segment")
+    expected = spark.createDataFrame([
+        ("rfm_segment", "A", 2, 3, d("50.00"), 15.0, d("150.00"), 1.5, d("75.00"), 0.6667, 0.5),
+        ("rfm_segment", "B", 1, 3, d("50.00"), 30.0, d("150.00"), 3.0, d("150.00"), 0.3333, 0.5)],
+        got.schema)
+    assert_df_equality(got, expected)
+    grid = rfm_grid(customers.withColumn("rfm_recency", customers["orders_total_count"].cast("int"))
+                    .withColumn("rfm_frequency", customers["orders_total_count"].cast("int") * 0 + 1))
+    assert [tuple(r) for r in grid.collect()] == [(1, 1, 1, d("50.00")), (2, 1, 1, d("100.00")),
+                                                  (3, 1, 1, d("150.00"))]
+
+
+def test_clv_tiers_split_by_rank_and_keep_ties_together(spark):
+    assert tier_labels([0.1, 0.3, 0.6]) == ["top 10%", "10-30%", "30-60%", "60-100%"]
+    clv = spark.createDataFrame([(f"P{i:02d}", float(i)) for i in range(1, 11)] + [("P11", 4.0)],
+                                "person_id string, predicted_clv double")
+    got = {r["person_id"]: r["clv_tier"] for r in clv_tiers(clv, [0.1, 0.3, 0.6]).collect()}
+    # 11 values: quantile cuts at ranks ceil(0.9*11)=10 -> 9, ceil(0.7*11)=8 -> 7, ceil(0.4*11)=5 -> 4
+    assert got == {"P10": "top 10%", "P08": "10-30%", "P09": "10-30%", "P05": "30-60%", "P06": "30-60%",
+                   "P07": "30-60%", "P01": "60-100%", "P02": "60-100%", "P03": "60-100%", "P04": "60-100%",
+                   "P11": "60-100%"}
+
+
+def test_persona_heatmap_one_row_per_persona_and_category(spark):
+    model = spark.createDataFrame(
+        [(1, "Hogar + Plantas", 10, {"Hogar": 0.61234, "Plantas": 0.3}, {"Hogar": "high", "Plantas": "medium"})],
+        "persona_id int, persona_name string, persons long, share map<string,double>, levels map<string,string>")
+    got = [tuple(r) for r in persona_heatmap(model).collect()]
+    assert got == [(1, "Hogar + Plantas", 10, "Hogar", 0.6123, "high"), (1, "Hogar + Plantas", 10, "Plantas", 0.3,
+                                                                          "medium")]
+
+
+def test_funnel_counts_ordered_steps_within_the_window(spark):
+    h = timedelta(hours=1)
+    rows = [  # customer_source, customer_key, anonymous_id, event_type, event_ts
+        ("crm", "K1", None, "page_view", T0), ("crm", "K1", None, "product_view", T0 + h),
+        ("crm", "K1", None, "add_to_cart", T0 + 2 * h), ("crm", "K1", None, "purchase", T0 + 3 * h),
+        ("crm", "K2", None, "product_view", T0), ("crm", "K2", None, "page_view", T0 + h),
+        ("crm", "K2", None, "product_view", T0 + 2 * h),
+        (None, None, "a1", "page_view", T0), (None, None, "a1", "product_view", T0 + timedelta(days=40)),
+        *[(None, None, "a2", step, T0 + i * h)
+          for i, step in enumerate(["page_view", "product_view", "add_to_cart", "checkout", "purchase"])],
+        ("crm", "UNKNOWN", None, "page_view", T0),  # no person, no visitor id: no actor
+    ]
+    events = spark.createDataFrame(rows, "customer_source string, customer_key string, anonymous_id string, "
+                                         "event_type string, event_ts timestamp")
+    registry = spark.createDataFrame([("crm", "K1", "P1"), ("crm", "K2", "P2")],
+                                     "system string, source_key string, person_id string")
+    spec = FunnelSettings(name="web", steps=["page_view", "product_view", "add_to_cart", "checkout", "purchase"],
+                          within_days=30)
+    got = funnel(events, registry, spec, "event_type", "event_ts", "anonymous_id")
+    expected = spark.createDataFrame([
+        ("web", 1, "page_view", 4, 2, 1.0, None), ("web", 2, "product_view", 3, 2, 0.75, 0.75),
+        ("web", 3, "add_to_cart", 2, 1, 0.5, 0.6667), ("web", 4, "checkout", 1, 0, 0.25, 0.5),
+        ("web", 5, "purchase", 1, 0, 0.25, 1.0)], got.schema)
+    assert_df_equality(got, expected, ignore_nullable=True)
+
+
+def _catalog(spark):
+    facts = spark.createDataFrame([  # person, order, day of May
+        ("P1", "o1", 1), ("P1", "o2", 11), ("P1", "o3", 31), ("P2", "o4", 5), ("P2", "o5", 6)],
+        "person_id string, order_id string, day int")
+    facts = facts.selectExpr("person_id", "order_id", "make_timestamp(2026, 5, day, 10, 0, 0) AS order_ts",
+                             "make_date(2026, 5, day) AS order_date", "true AS is_purchase")
+    items = spark.createDataFrame([("o1", "A"), ("o1", "B"), ("o2", "A"), ("o2", "C"), ("o3", "B"), ("o4", "A"),
+                                   ("o4", "B"), ("o5", "C")], "order_id string, product_id string")
+    products = spark.createDataFrame([("A", "X"), ("B", "X"), ("C", "Y")], "product_id string, category string")
+    return purchase_lines(facts, items, products)
+
+
+def test_repeat_purchase_timing_per_category(spark):
+    got = repeat_purchase_timing(_catalog(spark))
+    # X: P1 on days 1, 11, 31 (gaps 10, 20), P2 once; Y: P1 once, P2 once
+    expected = spark.createDataFrame([("X", 2, 1, 2, 15.0, 10), ("Y", 2, 0, 0, None, None)], got.schema)
+    assert_df_equality(got, expected)
+
+
+def test_next_order_and_same_cart_products(spark):
+    lines = _catalog(spark)
+    got = next_order_products(lines, top=2, min_orders=1)
+    # next orders: o1 -> o2 {A, C}, o2 -> o3 {B}, o4 -> o5 {C}; A is in o1, o2, o4
+    expected = spark.createDataFrame([("A", "C", 2, 0.6667, 1), ("A", "A", 1, 0.3333, 2), ("B", "C", 2, 1.0, 1),
+                                      ("B", "A", 1, 0.5, 2), ("C", "B", 1, 1.0, 1)], got.schema)
+    assert_df_equality(got, expected)
+    cart = same_cart_products(lines, top=5, min_orders=1)
+    # 5 orders; A in 3, B in 3, C in 2; A+B in o1 and o4, A+C in o2
+    expected_cart = spark.createDataFrame([("A", "B", 2, 0.6667, 1.1111, 1), ("A", "C", 1, 0.3333, 0.8333, 2),
+                                           ("B", "A", 2, 0.6667, 1.1111, 1), ("C", "A", 1, 0.5, 0.8333, 1)],
+                                          cart.schema)
+    assert_df_equality(cart, expected_cart)
+    assert same_cart_products(lines, top=5, min_orders=2).count() == 2  # only A+B, both directions
