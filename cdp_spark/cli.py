@@ -13,6 +13,7 @@ from cdp_spark.config import CdpConfig, ConfigError, load_config
 from cdp_spark.io.delta import TableError
 from cdp_spark.io.files import FileRejected
 from cdp_spark.io.jdbc import JdbcError
+from cdp_spark.io.notify import NotificationError
 from cdp_spark.io.object_store import ObjectStoreError
 from cdp_spark.log import configure
 from cdp_spark.pipelines.common import StageError
@@ -20,7 +21,7 @@ from cdp_spark.quality.gate import SuiteError
 from cdp_spark.scores.enrichment import EnrichmentError
 
 USER_ERRORS = (ConfigError, StageError, TableError, JdbcError, SuiteError, FileRejected, ObjectStoreError,
-               EnrichmentError)
+               EnrichmentError, NotificationError)
 
 
 def _parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:

@@ -349,6 +349,25 @@ class QualitySettings(Model):
     suites_dir: str = "{conf_dir}/expectations"
 
 
+class NotificationSettings(Model):
+    """An HTTP POST of the run summary after ``cdp run`` (success and failure). The URL may be given as is or,
+    when it carries a token, by the name of the environment variable holding it."""
+
+    webhook_url: str | None = None
+    webhook_url_env: str | None = Field(None, description="environment variable holding the webhook URL")
+    timeout_s: float = Field(10.0, gt=0)
+    attempts: int = Field(3, ge=1, le=10)
+    fail_run_on_error: bool = Field(False, description="false: an unreachable webhook is only logged")
+
+    def url(self) -> str | None:
+        if self.webhook_url_env:
+            value = os.environ.get(self.webhook_url_env)
+            if not value:
+                raise ConfigError(f"notifications.webhook_url_env names {self.webhook_url_env}, which is not set")
+            return value
+        return self.webhook_url
+
+
 class WarehouseSettings(Model):
     """JDBC warehouse sync. Credentials only by environment variable name."""
 
@@ -429,6 +448,7 @@ class CdpConfig(Model):
     quality: QualitySettings = QualitySettings()
     warehouse: WarehouseSettings = WarehouseSettings()
     reports: ReportSettings = ReportSettings()
+    notifications: NotificationSettings = NotificationSettings()
     conf_dir: str = "conf"
 
     def resolve(self, template: str) -> str:

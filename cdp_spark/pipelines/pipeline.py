@@ -6,12 +6,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 from cdp_spark.config import CdpConfig
+from cdp_spark.io.notify import NotificationError, post_json
 from cdp_spark.pipelines import ingest, normalise, predict, report, resolve, score, sync, validate
 from cdp_spark.pipelines.common import RunContext, make_context
 
@@ -67,13 +68,35 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None,
     """Runs the stages in order with one run id; a failing stage stops the run with its error."""
     ctx = ctx or make_context(spark, cfg)
     seconds: dict[str, float] = {}
-    for name in stages or list(STAGES):
-        started = time.monotonic()
-        log.info("stage %s: started (run %s, as of %s)", name, ctx.run_id, ctx.as_of)
-        STAGES[name](spark, cfg, ctx.for_stage())
-        seconds[name] = round(time.monotonic() - started, 1)
-        log.info("stage %s: done in %.1f s", name, seconds[name])
+    current = ""
+    try:
+        for current in stages or list(STAGES):
+            started = time.monotonic()
+            log.info("stage %s: started (run %s, as of %s)", current, ctx.run_id, ctx.as_of)
+            STAGES[current](spark, cfg, ctx.for_stage())
+            seconds[current] = round(time.monotonic() - started, 1)
+            log.info("stage %s: done in %.1f s", current, seconds[current])
+    except Exception as exc:
+        notify(cfg, {"status": "failed", "run_id": ctx.run_id, "as_of": ctx.as_of.isoformat(), "stage": current,
+                     "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500],
+                     "seconds": seconds})
+        raise
     summary = summarise(ctx, seconds)
     if "report" in seconds:
         summary.report = report.report_location(cfg, ctx.as_of)
+    notify(cfg, {"status": "succeeded", **asdict(summary)})
     return summary
+
+
+def notify(cfg: CdpConfig, payload: dict[str, Any]) -> None:
+    """POSTs the run summary to the configured webhook, if any; a failure is logged unless configured to fail."""
+    url = cfg.notifications.url()
+    if not url:
+        return
+    try:
+        status = post_json(url, payload, cfg.notifications.timeout_s, cfg.notifications.attempts)
+        log.info("run %s: summary posted to the webhook (HTTP %d)", payload.get("run_id"), status)
+    except NotificationError as exc:
+        if cfg.notifications.fail_run_on_error:
+            raise
+        log.warning("%s", exc)

@@ -1,9 +1,13 @@
 """Validate gold tables and publish the versions that pass (write-audit-publish, DESIGN §6).
 
 For each suite: the table's current version is validated; the outcomes go to ``quality.results``
-(keyed by table and version, counts only); a passing version is appended to ``meta.published``, which
-is what warehouse sync reads. A failing version stays in the table's history but is never published;
-the stage then fails so the run exits non-zero.
+(keyed by table and version, with each rule's action; counts only); a passing version is appended to
+``meta.published``, which is what warehouse sync reads. A version failing a ``fail`` rule stays in the
+table's history but is never published; the stage then fails so the run exits non-zero. ``warn`` rules
+are recorded and logged. When ``quarantine`` rules fail, their rows move to
+``quarantine.<layer>_<table>`` (run, table version, the rules broken, the row as JSON) and the rest is
+written as a new version, which is validated again and published if it passes: rows of the version =
+rows kept + rows quarantined.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from pyspark.sql import types as T
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.delta import TableStore, Txn
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
-from cdp_spark.quality.gate import load_suites, validate
+from cdp_spark.quality.gate import GateContext, Outcome, Suite, load_suites, split, validate
 
 log = logging.getLogger("cdp.validate")
 
@@ -30,6 +34,7 @@ RESULT_SCHEMA = T.StructType([
     T.StructField("kwargs", T.StringType()), T.StructField("success", T.BooleanType()),
     T.StructField("element_count", T.LongType()), T.StructField("unexpected_count", T.LongType()),
     T.StructField("observed_value", T.DoubleType()), T.StructField("validated_at", T.TimestampType()),
+    T.StructField("action", T.StringType()),
 ])
 PUBLISHED_SCHEMA = T.StructType([
     T.StructField("table_name", T.StringType()), T.StructField("table_version", T.LongType()),
@@ -46,6 +51,48 @@ def published_version(store: TableStore, table: str) -> int | None:
     return int(value) if value is not None else None
 
 
+def quarantine_table(table: str) -> str:
+    return "quarantine." + table.replace(".", "_")
+
+
+def _published_rows(store: TableStore, table: str) -> int | None:
+    version = published_version(store, table)
+    return None if version is None else store.read(table, version=version).count()
+
+
+def _record(spark: SparkSession, ctx: RunContext, table: str, version: int, outcomes: list[Outcome],
+            now: datetime) -> None:
+    rows = [(ctx.run_id, table, version, o.expectation, o.kwargs, o.success, o.element_count, o.unexpected_count,
+             o.observed_value, now, o.action) for o in outcomes]
+    result = ctx.store.write(RESULTS, spark.createDataFrame(rows, RESULT_SCHEMA), txn=Txn(f"validate/{table}",
+                                                                                           version + 1),
+                             evolve_schema=True)
+    ctx.wrote(RESULTS, result.version)
+
+
+def _quarantine(spark: SparkSession, ctx: RunContext, suite: Suite, version: int, outcomes: list[Outcome],
+                now: datetime) -> tuple[int, int]:
+    """Moves the rows breaking the failed quarantine rules out of the table; (new version, rows moved)."""
+    table = suite.table
+    failed = [item for item, outcome in zip(suite.expectations, outcomes, strict=True)
+              if item.action == "quarantine" and not outcome.success]
+    source = ctx.store.read(table, version=version)
+    kept, broken = split(source, failed, ctx.read)
+    broken = broken.localCheckpoint()
+    record = F.to_json(F.struct(*[F.col(f"`{c}`") for c in source.columns]))
+    moved = broken.select(F.lit(ctx.run_id).alias("run_id"), F.lit(table).alias("table_name"),
+                          F.lit(version).cast("long").alias("table_version"), "reason", record.alias("record"),
+                          F.lit(now).alias("quarantined_at"))
+    target = quarantine_table(table)
+    ctx.wrote(target, ctx.store.write(target, moved, txn=Txn(f"quarantine/{table}", version + 1)).version)
+    result = ctx.store.write(table, kept.localCheckpoint(), mode="overwrite",
+                             txn=Txn(f"quarantine-split/{table}", version + 1))
+    count = broken.count()
+    log.warning("%s version %d: %d rows quarantined to %s (%s); version %d keeps the rest", table, version, count,
+                target, ", ".join(item.type for item in failed), result.version)
+    return result.version, count
+
+
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, bool]:
     ctx = ctx or make_context(spark, cfg)
     if not cfg.quality.enabled:
@@ -53,28 +100,37 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         return {}
     suites = load_suites(cfg.resolve(cfg.quality.suites_dir))
     verdicts: dict[str, bool] = {}
+    quarantined: dict[str, int] = {}
     now = datetime.now(UTC).replace(tzinfo=None)
     for table, suite in suites.items():
         if not ctx.store.exists(table):
             raise StageError(f"suite {suite.path} names {table}, which does not exist")
         df = ctx.read(table)
         version = int(ctx.inputs[table] or 0)
-        outcomes = validate(df, suite)
-        passed = all(o.success for o in outcomes)
+        gate = GateContext(previous_rows=_published_rows(ctx.store, table), read=ctx.read)
+        outcomes = validate(df, suite, gate)
+        _record(spark, ctx, table, version, outcomes, now)
+        if any(o.action == "quarantine" and not o.success for o in outcomes):
+            version, quarantined[table] = _quarantine(spark, ctx, suite, version, outcomes, now)
+            ctx.wrote(table, version)
+            outcomes = validate(ctx.store.read(table, version=version), suite, gate)
+            _record(spark, ctx, table, version, outcomes, now)
+        for o in outcomes:
+            if o.action == "warn" and not o.success:
+                log.warning("%s version %d: warning: %s %s (unexpected %s)", table, version, o.expectation, o.kwargs,
+                            o.unexpected_count)
+        passed = all(o.success for o in outcomes if o.action != "warn")
         verdicts[table] = passed
-        token = Txn(f"validate/{table}", version + 1)
-        rows = [(ctx.run_id, table, version, o.expectation, o.kwargs, o.success, o.element_count,
-                 o.unexpected_count, o.observed_value, now) for o in outcomes]
-        ctx.wrote(RESULTS, ctx.store.write(RESULTS, spark.createDataFrame(rows, RESULT_SCHEMA), txn=token).version)
         if passed:
             published = spark.createDataFrame([(table, version, ctx.run_id, now)], PUBLISHED_SCHEMA)
-            ctx.wrote(PUBLISHED, ctx.store.write(PUBLISHED, published, txn=token).version)
+            ctx.wrote(PUBLISHED, ctx.store.write(PUBLISHED, published, txn=Txn(f"validate/{table}", version + 1)
+                                                 ).version)
             log.info("%s version %d passed %d expectations: published", table, version, len(outcomes))
         else:
             failed = [f"{o.expectation} {o.kwargs} (unexpected {o.unexpected_count})" for o in outcomes
-                      if not o.success]
+                      if not o.success and o.action != "warn"]
             log.error("%s version %d NOT published; failed: %s", table, version, "; ".join(failed))
-    ctx.counts["validate"] = verdicts
+    ctx.counts["validate"] = {"verdicts": verdicts, "quarantined": quarantined}
     blocked = sorted(t for t, ok in verdicts.items() if not ok)
     record_manifest(spark, ctx, "validate", "failed" if blocked else "succeeded",
                     f"not published: {blocked}" if blocked else "")

@@ -17,6 +17,7 @@ import pytest
 from cdp_spark.demo.generator import generate
 from cdp_spark.pipelines import pipeline
 from cdp_spark.pipelines.common import make_context
+from tests.webhook import Hook
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
 AS_OF = date(2026, 6, 30)
@@ -135,11 +136,20 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     monkeypatch.setenv("CDP_WAREHOUSE_USER", postgres.user)
     monkeypatch.setenv("CDP_WAREHOUSE_PASSWORD", postgres.password)
     # exact-key resolution, which the plain-Python union-find below reproduces independently
+    hook = Hook([])
     cfg = cfg_factory("warehouse.enabled=true", f"warehouse.url={postgres.jdbc_url}", "identity.matching=null",
-                      "predictions.clv.min_customers=50", data_dir=demo)
+                      "predictions.clv.min_customers=50", f"notifications.webhook_url={hook.url}", data_dir=demo)
     ctx = make_context(spark, cfg, AS_OF)
-    summary = pipeline.run(spark, cfg, ctx)
+    try:
+        summary = pipeline.run(spark, cfg, ctx)
+    finally:
+        hook.stop()
     store = ctx.store
+
+    # the run summary went to the webhook: one POST, counts and paths only
+    assert [(m["body"]["status"], m["body"]["run_id"]) for m in hook.received] == [("succeeded", ctx.run_id)]
+    posted = hook.received[0]["body"]
+    assert posted["tables"]["gold.person_profile"]["rows"] == summary.persons
 
     # ingestion: nothing lost, the bad order line quarantined with its reason and raw text
     log_rows = store.read("meta.ingestion_log").collect()
@@ -187,7 +197,7 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     page = Path(summary.report).read_text(encoding="utf-8")
     assert page.count("<img") >= 7  # one plot per section (movement needs a second date)
     emails = {r.email for r in store.read("silver.contacts").collect() if r.email}
-    assert not [e for e in emails if e in page]
+    assert not [e for e in emails if e in page or e in json.dumps(posted)]
 
     # warehouse: the published versions, queryable with plain SQL
     assert postgres.psql("SELECT count(*) FROM cdp.person_profile") == str(len(by_person))

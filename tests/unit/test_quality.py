@@ -71,3 +71,74 @@ def test_gate_publishes_passing_version_and_blocks_failing_one(spark, cfg_factor
         (1, "expect_column_values_to_be_unique", False, 2), (1, "expect_column_values_to_not_be_null", True, 0)],
         "table_version long, expectation string, success boolean, unexpected_count long")
     assert_df_equality(results.orderBy("table_version", "expectation"), expected, ignore_nullable=True)
+
+
+GATED = """
+table: gold.people
+expectations:
+  - type: expect_column_values_to_not_be_null
+    kwargs: {column: person_id}
+  - type: expect_column_values_to_be_between
+    kwargs: {column: age, min_value: 0, max_value: 120}
+    action: quarantine
+  - type: cdp_referential
+    kwargs: {column: person_id, table: gold.known, table_column: id}
+    action: quarantine
+  - type: expect_column_values_to_be_in_set
+    kwargs: {column: tier, value_set: [gold, silver]}
+    action: warn
+  - type: cdp_row_count_change
+    kwargs: {max_decrease: 0.4, max_increase: 1.0}
+"""
+
+
+def test_quarantine_warn_and_row_count_change(spark, cfg_factory, tmp_path):
+    suite_file(tmp_path, GATED)
+    cfg = cfg_factory(f"quality.suites_dir={tmp_path / 'expectations'}")
+    ctx = make_context(spark, cfg, date(2026, 6, 30))
+    store = open_store(spark, cfg.lake_root)
+    store.write("gold.known", spark.createDataFrame([("P1",), ("P2",), ("P3",), ("P5",)], "id string"))
+    people = spark.createDataFrame([("P1", 30, "gold"), ("P2", -5, "silver"), ("P3", None, "bronze"),
+                                    ("P4", 40, "gold"), ("P5", 200, None)], "person_id string, age int, tier string")
+    store.write("gold.people", people)
+
+    assert validate_stage.run(spark, cfg, ctx.for_stage()) == {"gold.people": True}
+    # version 0 broke two quarantine rules: its bad rows moved out, version 1 (the rest) is published
+    assert validate_stage.published_version(store, "gold.people") == 1
+    kept = store.read("gold.people").orderBy("person_id")
+    assert_df_equality(kept, spark.createDataFrame([("P1", 30, "gold"), ("P3", None, "bronze")], people.schema))
+    moved = store.read("quarantine.gold_people").select("table_version", "reason", "record").orderBy("record")
+    between = 'expect_column_values_to_be_between({"column": "age", "max_value": 120, "min_value": 0})'
+    referential = 'cdp_referential({"column": "person_id", "table": "gold.known", "table_column": "id"})'
+    assert [tuple(r) for r in moved.collect()] == [
+        (0, between, '{"person_id":"P2","age":-5,"tier":"silver"}'),
+        (0, referential, '{"person_id":"P4","age":40,"tier":"gold"}'),
+        (0, between, '{"person_id":"P5","age":200}')]
+    assert people.count() == kept.count() + moved.count()
+    results = {(r.table_version, r.expectation, r.action): (r.success, r.unexpected_count)
+               for r in store.read("quality.results").collect()}
+    assert results[(0, "expect_column_values_to_be_between", "quarantine")] == (False, 2)
+    assert results[(0, "cdp_referential", "quarantine")] == (False, 1)
+    assert results[(1, "expect_column_values_to_be_between", "quarantine")] == (True, 0)
+    assert results[(1, "expect_column_values_to_be_in_set", "warn")] == (False, 1)  # bronze: recorded, not blocking
+    assert results[(1, "cdp_row_count_change", "fail")] == (True, None)  # nothing published before
+
+    # a new version with far fewer rows than the published one (2) is blocked by the row-count rule
+    store.write("gold.people", spark.createDataFrame([("P1", 30, "gold")], people.schema), mode="overwrite")
+    with pytest.raises(StageError, match=r"blocked publishing of \['gold.people'\]"):
+        validate_stage.run(spark, cfg, ctx.for_stage())
+    change = [r for r in store.read("quality.results").where("table_version = 2").collect()
+              if r.expectation == "cdp_row_count_change"]
+    assert [(r.success, r.observed_value, r.kwargs) for r in change] == [
+        (False, 1.0, '{"max_decrease": 0.4, "max_increase": 1.0, "max_value": 4, "min_value": 2, '
+                     '"previous_rows": 2}')]
+    assert validate_stage.published_version(store, "gold.people") == 1
+
+
+def test_quarantine_needs_a_row_level_rule(tmp_path):
+    text = ("table: gold.people\nexpectations:\n  - type: expect_column_values_to_be_unique\n"
+            "    kwargs: {column: person_id}\n    action: quarantine\n")
+    with pytest.raises(SuiteError, match="action quarantine needs a row-level rule"):
+        load_suite(suite_file(tmp_path, text))
+    with pytest.raises(SuiteError, match="action 'drop' is not one of"):
+        load_suite(suite_file(tmp_path, text.replace("quarantine", "drop")))
