@@ -46,8 +46,13 @@ system-deps:
 demo-data: install
 	$(BIN)/python -m cdp_spark.demo.generator --customers $(CUSTOMERS) --seed $(SEED) --out $(DATA)/landing
 
+# The demo's hashing key: CDP_HASH_KEY when set, else a random key kept with the demo data (so hashes
+# stay stable across demo runs). Production keys come from a secret store, never from files.
 run: demo-data
-	$(BIN)/cdp --env $(ENV) --data-dir $(DATA) --as-of $(AS_OF) run
+	@test -n "$$CDP_HASH_KEY" || test -s $(DATA)/.demo_hash_key || \
+		$(BIN)/python -c "import secrets; print(secrets.token_hex(32))" > $(DATA)/.demo_hash_key
+	CDP_HASH_KEY="$${CDP_HASH_KEY:-$$(cat $(DATA)/.demo_hash_key)}" \
+		$(BIN)/cdp --env $(ENV) --data-dir $(DATA) --as-of $(AS_OF) run
 
 test: install-test
 	scripts/run_tests.sh

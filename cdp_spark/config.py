@@ -349,6 +349,24 @@ class QualitySettings(Model):
     suites_dir: str = "{conf_dir}/expectations"
 
 
+class PrivacySettings(Model):
+    """Keyed hashing (HMAC-SHA256) of normalised identifiers; the key only by environment variable name."""
+
+    enabled: bool = True
+    hash_key_env: str = "CDP_HASH_KEY"
+    hashed_columns: dict[str, str] = Field(
+        default_factory=lambda: {"email_norm": "email_hash", "phone_e164": "phone_hash"},
+        description="gold.person_profile column -> its keyed-hash column")
+
+    def key(self) -> bytes:
+        value = os.environ.get(self.hash_key_env, "")
+        if not value:
+            raise ConfigError(f"privacy.hash_key_env names {self.hash_key_env}, which is not set: export a secret "
+                              f"key (for example `export {self.hash_key_env}=$(openssl rand -hex 32)`), or set "
+                              "privacy.enabled: false")
+        return value.encode("utf-8")
+
+
 class NotificationSettings(Model):
     """An HTTP POST of the run summary after ``cdp run`` (success and failure). The URL may be given as is or,
     when it carries a token, by the name of the environment variable holding it."""
@@ -379,6 +397,8 @@ class WarehouseSettings(Model):
     password_env: str = "CDP_WAREHOUSE_PASSWORD"
     tables: list[str] = Field(default_factory=list)
     keys: dict[str, list[str]] = Field(default_factory=dict, description="primary key per synced table")
+    columns: dict[str, list[str]] = Field(
+        default_factory=dict, description="column allow-list per synced table (all columns when absent)")
     batch_size: int = Field(5000, ge=1)
 
     @model_validator(mode="after")
@@ -449,6 +469,7 @@ class CdpConfig(Model):
     warehouse: WarehouseSettings = WarehouseSettings()
     reports: ReportSettings = ReportSettings()
     notifications: NotificationSettings = NotificationSettings()
+    privacy: PrivacySettings = PrivacySettings()
     conf_dir: str = "conf"
 
     def resolve(self, template: str) -> str:

@@ -17,6 +17,8 @@ from cdp_spark.config import SparkSettings
 from cdp_spark.session import build_session
 
 POSTGRES_JAR = "/usr/share/java/postgresql.jar"
+HASH_KEY = "cdp-test-hash-key"  # the tests' HMAC key (privacy.hash_key_env)
+os.environ.setdefault("CDP_HASH_KEY", HASH_KEY)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 

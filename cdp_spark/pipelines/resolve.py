@@ -25,6 +25,7 @@ from cdp_spark.identity.candidates import candidate_pairs, junk_values
 from cdp_spark.identity.cluster import connected_components
 from cdp_spark.identity.fellegi_sunter import FsModel
 from cdp_spark.identity.matching import match
+from cdp_spark.identity.privacy import add_hashes
 from cdp_spark.identity.registry import assign_person_ids, identity_events
 from cdp_spark.identity.survivorship import survive
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
@@ -122,6 +123,7 @@ def guard_giant_clusters(spark: SparkSession, records: DataFrame, edges: DataFra
 
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, object]:
     ctx = ctx or make_context(spark, cfg)
+    hash_key = cfg.privacy.key() if cfg.privacy.enabled else None  # fails before any work when missing
     records = person_records(ctx, cfg)
     records = records.withColumn("record_hash", record_hash(records, cfg)).persist()
     matching = cfg.identity.matching
@@ -178,6 +180,8 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     profile = computed_fields(survive(with_person, cfg.identity.profile_attributes,
                                       cfg.identity.survivorship_default, cfg.identity.survivorship),
                               cfg.identity.computed_fields, PROFILE, ctx.as_of)
+    if hash_key is not None:
+        profile = add_hashes(profile, cfg.privacy.hashed_columns, hash_key)
     for table, frame, mode in ((EDGES, edges, "overwrite"), (REGISTRY, registry, "overwrite"),
                                (EVENTS, events, "append"), (PROFILE, profile, "overwrite")):
         written = ctx.store.write(table, frame, mode=mode)  # type: ignore[arg-type]

@@ -11,14 +11,14 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.io import jdbc
 from cdp_spark.io.delta import Txn, split_name
-from cdp_spark.pipelines.common import RunContext, make_context, record_manifest
+from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
 from cdp_spark.pipelines.validate import published_version
 from cdp_spark.sync.warehouse import quoted, swap_statements, warehouse_frame
 
@@ -41,6 +41,17 @@ def already_synced(ctx: RunContext, table: str, version: int, target: str) -> bo
                         & (F.col("target") == target)).limit(1).count() > 0
 
 
+def allowed_columns(df: DataFrame, table: str, allowed: list[str] | None) -> DataFrame:
+    """Only the allow-listed columns (``warehouse.columns``) leave for the warehouse; all when none is set."""
+    if allowed is None:
+        return df
+    unknown = [c for c in allowed if c not in df.columns]
+    if unknown:
+        raise StageError(f"warehouse.columns for {table} names {unknown}, which {table} does not have "
+                         f"(columns: {df.columns})")
+    return df.select(*[F.col(f"`{c}`") for c in allowed])
+
+
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:
     ctx = ctx or make_context(spark, cfg)
     settings = cfg.warehouse
@@ -60,7 +71,8 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
             continue
         _, name = split_name(table)
         staging = f"{name}__staging_{ctx.run_id}"
-        frame = warehouse_frame(ctx.store.read(table, version=version)).persist()
+        frame = warehouse_frame(allowed_columns(ctx.store.read(table, version=version), table,
+                                                settings.columns.get(table))).persist()
         rows = frame.count()
         jdbc.write(spark, frame, target, f"{quoted(settings.schema_name)}.{quoted(staging)}", settings.batch_size)
         frame.unpersist()

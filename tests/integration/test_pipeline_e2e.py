@@ -4,7 +4,10 @@ computation of the same rules (not only counts), with the warehouse queried thro
 from __future__ import annotations
 
 import csv
+import hashlib
+import hmac
 import json
+import os
 import re
 from collections import defaultdict
 from datetime import date, datetime, timedelta
@@ -207,6 +210,17 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
                          "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = 'cdp.person_registry'::regclass "
                          "AND i.indisprimary") == "record_id"
     assert postgres.password not in caplog.text + capsys.readouterr().err
+
+    # privacy: keyed hashes in the profile; the warehouse gets the allow-listed columns only (no raw e-mail)
+    key = os.environ["CDP_HASH_KEY"].encode()
+    assert all(r.email_hash == (hmac.new(key, r.email_norm.encode(), hashlib.sha256).hexdigest()
+                                if r.email_norm else None) for r in profile.values())
+    columns = postgres.psql("SELECT string_agg(column_name, ',' ORDER BY ordinal_position) FROM "
+                            "information_schema.columns WHERE table_schema = 'cdp' AND table_name = 'person_profile'")
+    assert columns.split(",") == cfg.warehouse.columns["gold.person_profile"]
+    some_email = next(r.email_norm for r in profile.values() if r.email_norm)
+    assert postgres.psql(f"SELECT count(*) FROM cdp.person_profile WHERE email_hash = "
+                         f"'{hmac.new(key, some_email.encode(), hashlib.sha256).hexdigest()}'") == "1"
 
     # rerun on unchanged input: same ids, bronze untouched, warehouse sync skipped
     bronze_versions = {t: store.version(t) for t in ("bronze.contacts", "bronze.orders")}

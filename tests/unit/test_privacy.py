@@ -1,0 +1,32 @@
+"""Keyed hashing of identifiers: RFC 4231's HMAC-SHA256 test vector, nulls, and no key in the plan."""
+
+from __future__ import annotations
+
+import pytest
+from chispa import assert_df_equality
+
+from cdp_spark.config import ConfigError, PrivacySettings
+from cdp_spark.identity.privacy import add_hashes
+
+# RFC 4231, test case 2: key "Jefe", data "what do ya want for nothing?"
+RFC4231_CASE_2 = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"
+
+
+def test_hmac_sha256_matches_rfc_4231_and_keeps_nulls(spark):
+    df = spark.createDataFrame([("P1", "what do ya want for nothing?", None), ("P2", None, None)],
+                               "person_id string, email_norm string, phone_e164 string")
+    got = add_hashes(df, {"email_norm": "email_hash", "phone_e164": "phone_hash", "absent": "absent_hash"}, b"Jefe")
+    expected = spark.createDataFrame(
+        [("P1", "what do ya want for nothing?", None, RFC4231_CASE_2, None), ("P2", None, None, None, None)],
+        "person_id string, email_norm string, phone_e164 string, email_hash string, phone_hash string")
+    assert_df_equality(got.orderBy("person_id"), expected, ignore_nullable=True)
+    plan = got._jdf.queryExecution().toString()  # the key never appears in a plan
+    assert "hmac_sha256" in plan and "Jefe" not in plan
+
+
+def test_key_only_from_the_environment(monkeypatch):
+    monkeypatch.delenv("CDP_TEST_NO_KEY", raising=False)
+    with pytest.raises(ConfigError, match=r"privacy\.hash_key_env names CDP_TEST_NO_KEY, which is not set"):
+        PrivacySettings(hash_key_env="CDP_TEST_NO_KEY").key()
+    monkeypatch.setenv("CDP_TEST_NO_KEY", "k1")
+    assert PrivacySettings(hash_key_env="CDP_TEST_NO_KEY").key() == b"k1"
