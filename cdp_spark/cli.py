@@ -84,7 +84,7 @@ def render_summary(summary: Any) -> str:
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @click.pass_obj
 def run(obj: dict[str, Any], as_json: bool) -> None:
-    """Run the whole pipeline: ingest, normalise, resolve, score, predict, report, validate, sync."""
+    """Run the whole pipeline: ingest, normalise, resolve, score, predict, report, validate, sync, export."""
     if as_json:
         obj["json"] = True
     _run(obj, None)
@@ -112,7 +112,8 @@ for _name, _help in [("normalise", "Build silver tables from bronze."),
                      ("predict", "Predict CLV, personas and product recommendations as of --as-of."),
                      ("report", "Write the gold.report_* tables and the HTML report as of --as-of."),
                      ("validate", "Validate gold tables and publish the versions that pass."),
-                     ("sync", "Sync published gold versions to the warehouse.")]:
+                     ("sync", "Sync published gold versions to the warehouse."),
+                     ("export", "Export published gold versions as parquet/CSV files with manifests.")]:
     _stage_command(_name, _help)
 
 

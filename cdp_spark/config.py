@@ -349,6 +349,17 @@ class QualitySettings(Model):
     suites_dir: str = "{conf_dir}/expectations"
 
 
+class ExportSettings(Model):
+    """Published table versions as files for COPY-style loads: ``<target>/<table>/v<version>/`` with a
+    manifest written last."""
+
+    enabled: bool = False
+    target: str = Field("{data_dir}/exports", description="a local folder or an s3:// prefix")
+    tables: list[str] = Field(default_factory=list)
+    formats: list[Literal["parquet", "csv"]] = Field(["parquet"], min_length=1)
+    columns: dict[str, list[str]] = Field(default_factory=dict, description="column allow-list per table")
+
+
 class PrivacySettings(Model):
     """Keyed hashing (HMAC-SHA256) of normalised identifiers; the key only by environment variable name."""
 
@@ -470,6 +481,7 @@ class CdpConfig(Model):
     reports: ReportSettings = ReportSettings()
     notifications: NotificationSettings = NotificationSettings()
     privacy: PrivacySettings = PrivacySettings()
+    exports: ExportSettings = ExportSettings()
     conf_dir: str = "conf"
 
     def resolve(self, template: str) -> str:

@@ -12,7 +12,7 @@ from cdp_spark.cli import USER_ERRORS, render_summary
 from cdp_spark.config import load_config
 from cdp_spark.log import configure
 
-JOBS = ("ingest", "normalise", "resolve", "score", "predict", "report", "validate", "sync", "pipeline")
+JOBS = ("ingest", "normalise", "resolve", "score", "predict", "report", "validate", "sync", "export", "pipeline")
 
 
 def parse_args(job: str, argv: list[str] | None = None) -> argparse.Namespace:

@@ -104,6 +104,13 @@ class ObjectStore:
         except Exception as exc:
             raise self._fail(f"writing s3://{bucket}/{key}", exc) from None
 
+    def upload(self, local_path: str, url: str) -> None:
+        bucket, key = split_url(url)
+        try:
+            self.client.upload_file(local_path, bucket, key)
+        except Exception as exc:
+            raise self._fail(f"writing s3://{bucket}/{key}", exc) from None
+
     def head(self, bucket: str, key: str) -> dict[str, Any]:
         try:
             return dict(self.client.head_object(Bucket=bucket, Key=key))
@@ -141,12 +148,16 @@ class ObjectStore:
         return str(final)
 
 
+def open_object_store(settings: ObjectStoreSettings) -> ObjectStore:
+    return ObjectStore(settings.endpoint_url, settings.region, settings.max_attempts, settings.connect_timeout_s,
+                       settings.read_timeout_s)
+
+
 def write_text(path: str, text: str, settings: ObjectStoreSettings, content_type: str = "text/html") -> str:
     """Writes a small text file (a report) to a local path or an s3:// URL; returns where it went. A local
     file is written to a temporary name first and renamed, so a reader never sees half a file."""
     if is_object_url(path):
-        store = ObjectStore(settings.endpoint_url, settings.region, settings.max_attempts,
-                            settings.connect_timeout_s, settings.read_timeout_s)
+        store = open_object_store(settings)
         store.put(path, text.encode("utf-8"), f"{content_type}; charset=utf-8")
         return path
     target = Path(path)

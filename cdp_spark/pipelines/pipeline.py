@@ -1,5 +1,5 @@
-"""The whole pipeline: ingest -> normalise -> resolve -> score -> predict -> report -> validate -> sync, one run
-id."""
+"""The whole pipeline: ingest -> normalise -> resolve -> score -> predict -> report -> validate -> sync ->
+export, one run id."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pyspark.sql import SparkSession
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.notify import NotificationError, post_json
-from cdp_spark.pipelines import ingest, normalise, predict, report, resolve, score, sync, validate
+from cdp_spark.pipelines import export, ingest, normalise, predict, report, resolve, score, sync, validate
 from cdp_spark.pipelines.common import RunContext, make_context
 
 log = logging.getLogger("cdp.pipeline")
@@ -28,6 +28,7 @@ STAGES: dict[str, Stage] = {
     "report": report.run,
     "validate": validate.run,
     "sync": sync.run,
+    "export": export.run,
 }
 SUMMARY_TABLES = ["bronze.contacts", "bronze.customers", "bronze.loyalty", "bronze.orders", "silver.orders",
                   "gold.person_registry", "gold.person_profile", "gold.person_scores", "gold.segment_membership",

@@ -1,0 +1,142 @@
+"""Export published gold versions as files for COPY-style loads (DESIGN §6), to a local folder or S3.
+
+For each table of ``exports.tables`` whose newest published version was not exported yet, under
+``<target>/<layer>_<table>/v<version>/``:
+
+    parquet/part-*.parquet, csv/part-*.csv   the allow-listed columns (``exports.columns``); in CSV, arrays
+                                             are comma-joined and maps JSON, with a header line
+    parquet.manifest, csv.manifest           COPY manifests: {"entries": [{"url", "mandatory", "meta":
+                                             {"content_length"}}]} (Redshift's format; Snowflake and
+                                             BigQuery loads take the listed files)
+    export.json                              table, version, run, rows, columns, files; written LAST, so a
+                                             loader that waits for it never sees half an export
+
+then ``<target>/<layer>_<table>/latest.json`` points at the version, and ``meta.export_log`` records it
+(a version is exported once per target). Spark writes the files locally (to the staging folder when the
+target is on S3) and boto3 uploads them: the S3A connector is not needed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from cdp_spark.config import CdpConfig
+from cdp_spark.io.delta import Txn
+from cdp_spark.io.object_store import is_object_url, open_object_store, write_text
+from cdp_spark.pipelines.common import RunContext, make_context, record_manifest
+from cdp_spark.pipelines.sync import allowed_columns
+from cdp_spark.pipelines.validate import published_version
+from cdp_spark.sync.warehouse import warehouse_frame
+
+log = logging.getLogger("cdp.export")
+
+EXPORT_LOG = "meta.export_log"
+EXPORT_SCHEMA = T.StructType([
+    T.StructField("run_id", T.StringType()), T.StructField("table_name", T.StringType()),
+    T.StructField("table_version", T.LongType()), T.StructField("target", T.StringType()),
+    T.StructField("rows", T.LongType()), T.StructField("files", T.IntegerType()),
+    T.StructField("exported_at", T.TimestampType()),
+])
+
+
+def already_exported(ctx: RunContext, table: str, version: int, target: str) -> bool:
+    if not ctx.store.exists(EXPORT_LOG):
+        return False
+    done = ctx.store.read(EXPORT_LOG).where((F.col("table_name") == table) & (F.col("table_version") == version)
+                                            & (F.col("target") == target))
+    return done.limit(1).count() > 0
+
+
+def _write_local(df: DataFrame, fmt: str, folder: Path) -> list[Path]:
+    writer = df.coalesce(max(1, df.rdd.getNumPartitions() // 4)).write.mode("overwrite")
+    if fmt == "csv":
+        writer.option("header", True).option("escape", '"').option("timestampFormat",
+                                                                   "yyyy-MM-dd'T'HH:mm:ss.SSSSSS").csv(str(folder))
+    else:
+        writer.parquet(str(folder))
+    for helper in [*folder.glob(".*"), *folder.glob("_*")]:  # _SUCCESS and checksum files
+        helper.unlink()
+    return sorted(folder.glob(f"part-*.{fmt}") if fmt == "parquet" else folder.glob("part-*.csv"))
+
+
+def export_table(spark: SparkSession, ctx: RunContext, cfg: CdpConfig, table: str, version: int,
+                 target_root: str) -> dict[str, Any]:
+    source = allowed_columns(ctx.store.read(table, version=version), table, cfg.exports.columns.get(table))
+    prefix = f"{target_root}/{table.replace('.', '_')}/v{version:06d}"
+    remote = is_object_url(target_root)
+    staging = Path(tempfile.mkdtemp(prefix="cdp-export-", dir=_staging_dir(cfg))) if remote else None
+    store = open_object_store(cfg.object_store) if remote else None
+    files: dict[str, list[dict[str, Any]]] = {}
+    try:
+        for fmt in cfg.exports.formats:
+            frame = warehouse_frame(source) if fmt == "csv" else source
+            local = (staging / fmt) if staging else Path(prefix) / fmt
+            entries = []
+            for path in _write_local(frame, fmt, local):
+                url = f"{prefix}/{fmt}/{path.name}"
+                if store is not None:
+                    store.upload(str(path), url)
+                else:
+                    url = str(path.resolve())
+                entries.append({"url": url, "mandatory": True, "meta": {"content_length": path.stat().st_size}})
+            files[fmt] = entries
+            write_text(f"{prefix}/{fmt}.manifest", json.dumps({"entries": entries}, indent=2), cfg.object_store,
+                       "application/json")
+    finally:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+    rows = source.count()
+    summary = {"table": table, "version": version, "run_id": ctx.run_id, "rows": rows,
+               "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
+               "columns": [{"name": f.name, "type": f.dataType.simpleString()} for f in source.schema.fields],
+               "files": files}
+    write_text(f"{prefix}/export.json", json.dumps(summary, indent=2), cfg.object_store, "application/json")
+    write_text(f"{target_root}/{table.replace('.', '_')}/latest.json",
+               json.dumps({"version": version, "export": f"{prefix}/export.json"}), cfg.object_store,
+               "application/json")
+    return summary
+
+
+def _staging_dir(cfg: CdpConfig) -> str:
+    folder = Path(cfg.resolve(cfg.paths.staging_dir))
+    folder.mkdir(parents=True, exist_ok=True)
+    return str(folder)
+
+
+def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:
+    ctx = ctx or make_context(spark, cfg)
+    if not cfg.exports.enabled:
+        log.info("exports disabled (exports.enabled: false)")
+        return {}
+    target_root = cfg.resolve(cfg.exports.target).rstrip("/")
+    exported: dict[str, int] = {}
+    for table in cfg.exports.tables:
+        version = published_version(ctx.store, table)
+        if version is None:
+            log.warning("%s has no published version; not exported", table)
+            continue
+        if already_exported(ctx, table, version, target_root):
+            log.info("%s version %d already exported to %s", table, version, target_root)
+            continue
+        summary = export_table(spark, ctx, cfg, table, version, target_root)
+        files = sum(len(entries) for entries in summary["files"].values())
+        entry = spark.createDataFrame([(ctx.run_id, table, version, target_root, summary["rows"], files,
+                                        datetime.now(UTC).replace(tzinfo=None))], EXPORT_SCHEMA)
+        ctx.wrote(EXPORT_LOG, ctx.store.write(EXPORT_LOG, entry, txn=Txn(f"export/{table}/{target_root}",
+                                                                         version + 1)).version)
+        exported[table] = int(summary["rows"])
+        log.info("exported %s version %d: %d rows, %d files, to %s", table, version, summary["rows"], files,
+                 target_root)
+    ctx.counts["export"] = exported
+    record_manifest(spark, ctx, "export", "succeeded")
+    return exported
