@@ -4,6 +4,9 @@
 can hold them; other columns pass unchanged.
 ``swap_statements(schema, table, staging, keys)``: the SQL that replaces the live table by the staging
 table and adds its primary key, to run in one transaction.
+``upsert_statements(schema, table, changes, deletes, keys, columns)``: the SQL that applies changed rows
+(standard ``MERGE``: update by key, insert new keys) and removed keys to the live table, then drops the two
+staging tables, to run in one transaction.
 """
 
 from __future__ import annotations
@@ -42,3 +45,21 @@ def swap_statements(schema: str, table: str, staging: str, keys: Sequence[str]) 
     if keys:
         statements.append(f"ALTER TABLE {live} ADD PRIMARY KEY ({', '.join(quoted(k) for k in keys)})")
     return statements
+
+
+def upsert_statements(schema: str, table: str, changes: str, deletes: str, keys: Sequence[str],
+                      columns: Sequence[str]) -> list[str]:
+    live = f"{quoted(schema)}.{quoted(table)}"
+    changed, removed = f"{quoted(schema)}.{quoted(changes)}", f"{quoted(schema)}.{quoted(deletes)}"
+    on = " AND ".join(f"t.{quoted(k)} = s.{quoted(k)}" for k in keys)
+    updates = ", ".join(f"{quoted(c)} = s.{quoted(c)}" for c in columns if c not in keys)
+    names = ", ".join(quoted(c) for c in columns)
+    values = ", ".join(f"s.{quoted(c)}" for c in columns)
+    matched = f" WHEN MATCHED THEN UPDATE SET {updates}" if updates else ""
+    return [
+        f"DELETE FROM {live} t WHERE EXISTS (SELECT 1 FROM {removed} s WHERE {on})",
+        f"MERGE INTO {live} t USING {changed} s ON {on}{matched} WHEN NOT MATCHED THEN INSERT ({names}) "
+        f"VALUES ({values})",
+        f"DROP TABLE {changed}",
+        f"DROP TABLE {removed}",
+    ]

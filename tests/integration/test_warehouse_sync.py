@@ -64,6 +64,39 @@ def test_failed_swap_keeps_previous_table_and_hides_password(spark, postgres, sy
     assert wrong.password not in str(err.value) and postgres.password not in str(err.value)
 
 
+def test_incremental_sync_sends_only_changes_atomically(spark, postgres, synced_env):
+    cfg, ctx = synced_env
+    schema = "person_id string, systems array<string>, n int"
+    ctx.store.write("gold.people", spark.createDataFrame(
+        [("P1", ["crm"], 1), ("P2", ["crm"], 2), ("P3", ["shop"], 3)], schema))
+    publish(spark, ctx, "gold.people", 0)
+    assert sync.run(spark, cfg, ctx.for_stage()) == {"gold.people": 3}  # first sync: full
+    untouched = postgres.psql("SELECT xmin FROM t_sync.people WHERE person_id = 'P3'")
+
+    # P1 changed, P2 removed, P3 unchanged, P4 new
+    ctx.store.write("gold.people", spark.createDataFrame(
+        [("P1", ["crm", "shop"], 10), ("P3", ["shop"], 3), ("P4", [], 4)], schema), mode="overwrite")
+    publish(spark, ctx, "gold.people", 1)
+    assert sync.run(spark, cfg, ctx.for_stage()) == {"gold.people": 3}  # 2 upserted + 1 deleted
+    assert postgres.psql("SELECT person_id, systems, n FROM t_sync.people ORDER BY person_id") == \
+        "P1|crm,shop|10\nP3|shop|3\nP4||4"
+    assert postgres.psql("SELECT xmin FROM t_sync.people WHERE person_id = 'P3'") == untouched  # not rewritten
+    log = ctx.store.read("meta.sync_log").orderBy("table_version").collect()
+    assert [(r.table_version, r.mode, r.rows, r.upserted, r.deleted) for r in log] == [
+        (0, "full", 3, 3, 0), (1, "incremental", 3, 2, 1)]
+
+    # a change the warehouse refuses: the whole transaction rolls back, staging tables are gone
+    postgres.psql("ALTER TABLE t_sync.people ADD CONSTRAINT small_n CHECK (n < 100)")
+    ctx.store.write("gold.people", spark.createDataFrame(
+        [("P1", ["crm"], 11), ("P3", ["shop"], 500), ("P4", [], 4)], schema), mode="overwrite")
+    publish(spark, ctx, "gold.people", 2)
+    with pytest.raises(JdbcError, match="rolled back"):
+        sync.run(spark, cfg, ctx.for_stage())
+    assert postgres.psql("SELECT person_id, n FROM t_sync.people ORDER BY person_id") == "P1|10\nP3|3\nP4|4"
+    assert postgres.psql("SELECT count(*) FROM information_schema.tables WHERE table_schema = 't_sync' "
+                         "AND table_name LIKE 'people__%'") == "0"
+
+
 def test_missing_credentials_name_the_variables(monkeypatch):
     monkeypatch.delenv("CDP_WAREHOUSE_PASSWORD", raising=False)
     monkeypatch.setenv("CDP_WAREHOUSE_USER", "u")

@@ -64,7 +64,7 @@ def test_warehouse_url_must_not_carry_credentials(conf):
 def test_project_configs_parse(env):
     cfg = load_config(REPO_ROOT / "conf", env)
     assert set(cfg.sources) == {"crm_contacts", "ecommerce_customers", "loyalty_members", "orders", "order_items",
-                                "products", "stores"}
+                                "products", "stores", "web_events"}
     assert cfg.resolve(cfg.storage.lake_root).endswith("/lake")
 
 
