@@ -410,6 +410,9 @@ class WarehouseSettings(Model):
     keys: dict[str, list[str]] = Field(default_factory=dict, description="primary key per synced table")
     columns: dict[str, list[str]] = Field(
         default_factory=dict, description="column allow-list per synced table (all columns when absent)")
+    incremental: bool = Field(True, description="MERGE only the changed rows (the warehouse needs standard "
+                                                "MERGE: PostgreSQL 15+, Snowflake, Redshift, BigQuery); "
+                                                "false: always replace the whole table")
     batch_size: int = Field(5000, ge=1)
 
     @model_validator(mode="after")

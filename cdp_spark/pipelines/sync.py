@@ -99,7 +99,8 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                                                 settings.columns.get(table)))
         previous = last_synced_version(ctx, table, settings.url)
         old = None
-        if keys and previous is not None and _live_exists(spark, target, settings.schema_name, name):
+        incremental = settings.incremental and bool(keys) and previous is not None
+        if incremental and _live_exists(spark, target, settings.schema_name, name):
             try:
                 old = warehouse_frame(allowed_columns(ctx.store.read(table, version=previous), table,
                                                       settings.columns.get(table)))
