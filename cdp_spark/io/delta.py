@@ -245,9 +245,24 @@ class RsDeltaStore:
                 self._add_columns(dt, aligned.schema, new_columns)
                 dt = self._open(table)
         adds, rows = self._stage_files(aligned, table_path)
-        dt.create_write_transaction(adds, mode=mode, schema=_arrow_schema(schema),
-                                    commit_properties=self._commit_properties(txn, mode.upper(), metadata))
+        self._commit(table, adds, lambda: dt.create_write_transaction(
+            adds, mode=mode, schema=_arrow_schema(schema),
+            commit_properties=self._commit_properties(txn, mode.upper(), metadata)))
         return WriteResult(table, self._open(table).version(), rows_written=rows)
+
+    def _commit(self, table: str, adds: list[Any], commit: Any) -> None:
+        """Runs the commit; when another writer committed a conflicting change first (delta-rs retries
+        blind appends itself), removes this write's staged files and raises a clear ``TableError``."""
+        from deltalake.exceptions import CommitFailedError
+
+        try:
+            commit()
+        except CommitFailedError as exc:
+            for add in adds:
+                Path(self.path(table), add.path).unlink(missing_ok=True)
+            raise TableError(f"{table}: another writer changed the same data first "
+                             f"({str(exc).splitlines()[0][:200]}); nothing of this write was committed: "
+                             "run the job again") from None
 
     def _add_columns(self, dt: Any, schema: StructType, new_columns: list[str]) -> None:
         from deltalake import Field, Schema
@@ -299,11 +314,11 @@ class RsDeltaStore:
         by_uri = {uri: Path(uri.removeprefix("file://")).name for uri in dt.file_uris()}
         removes = [RemoveAction(path=by_uri[_normalise_uri(u, by_uri)], data_change=True, deletion_timestamp=now)
                    for u in touched]
-        dt.create_write_transaction([*removes, *adds], mode="append", schema=_arrow_schema(_nullable(source.schema)),
-                                    commit_properties=self._commit_properties(
-                                        txn, "MERGE", {"cdp.merge_keys": ",".join(keys),
-                                                       "cdp.files_rewritten": str(len(touched)),
-                                                       **(metadata or {})}))
+        self._commit(table, adds, lambda: dt.create_write_transaction(
+            [*removes, *adds], mode="append", schema=_arrow_schema(_nullable(source.schema)),
+            commit_properties=self._commit_properties(txn, "MERGE", {"cdp.merge_keys": ",".join(keys),
+                                                                     "cdp.files_rewritten": str(len(touched)),
+                                                                     **(metadata or {})})))
         return WriteResult(table, self._open(table).version(), rows_written=rows)
 
     def latest_metadata(self, table: str, key: str) -> str | None:
