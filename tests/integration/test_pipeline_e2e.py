@@ -7,6 +7,7 @@ import csv
 import hashlib
 import hmac
 import json
+import logging
 import os
 import re
 from collections import defaultdict
@@ -136,6 +137,7 @@ def demo(tmp_path_factory):
 
 
 def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factory, capsys, caplog):
+    caplog.set_level(logging.INFO)
     monkeypatch.setenv("CDP_WAREHOUSE_USER", postgres.user)
     monkeypatch.setenv("CDP_WAREHOUSE_PASSWORD", postgres.password)
     # exact-key resolution, which the plain-Python union-find below reproduces independently
@@ -201,6 +203,9 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     assert page.count("<img") >= 7  # one plot per section (movement needs a second date)
     emails = {r.email for r in store.read("silver.contacts").collect() if r.email}
     assert not [e for e in emails if e in page or e in json.dumps(posted)]
+    # no personal value in the logs, the run summary output or the quality results
+    outputs = caplog.text + json.dumps(store.read("quality.results").toPandas().astype(str).to_dict("records"))
+    assert emails and not [e for e in emails if e in outputs]
 
     # warehouse: the published versions, queryable with plain SQL
     assert postgres.psql("SELECT count(*) FROM cdp.person_profile") == str(len(by_person))
