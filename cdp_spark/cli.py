@@ -118,6 +118,27 @@ for _name, _help in [("normalise", "Build silver tables from bronze."),
 
 
 @main.command()
+@click.option("--email", default=None, help="erase the person(s) holding this e-mail")
+@click.option("--person-id", default=None, help="erase this person")
+@click.pass_obj
+def erase(obj: dict[str, Any], email: str | None, person_id: str | None) -> None:
+    """Remove a person from every lake table and the warehouse, purge the history, suppress re-ingestion;
+    prints the erasure receipt (tables, versions, rows removed)."""
+    from cdp_spark.pipelines import erase as erase_stage
+    from cdp_spark.pipelines.common import make_context
+    from cdp_spark.session import build_session
+
+    try:
+        cfg = _config(obj)
+        spark = build_session(cfg.spark, "cdp-erase")
+        receipt = erase_stage.run(spark, cfg, email, person_id, make_context(spark, cfg, obj["as_of"]))
+    except USER_ERRORS as exc:
+        click.echo(f"ERROR: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(receipt, indent=2))
+
+
+@main.command()
 @click.argument("person_id")
 @click.pass_obj
 def explain(obj: dict[str, Any], person_id: str) -> None:

@@ -40,6 +40,9 @@ class StageError(RuntimeError):
     """A stage failed for a reason the user can act on; the CLI prints the message and exits non-zero."""
 
 
+SUPPRESSION = "meta.suppression"  # keyed hashes of erased identifiers (cdp erase); ingest drops matches
+
+
 @dataclass
 class RunContext:
     """One job run: its id, the business date it computes as of, and what it read and wrote."""

@@ -16,13 +16,16 @@ import logging
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import reduce
 from typing import Any
 
-from pyspark.sql import DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig, JdbcSourceSettings, SourceSettings
+from cdp_spark.identity.normalise import apply_email_rules, email_norm, phone_e164_udf
+from cdp_spark.identity.privacy import hmac_sha256
 from cdp_spark.ingest.rules import apply_contract, flag_duplicate_keys, parse_csv, parse_json, row_hash, spark_type
 from cdp_spark.io import jdbc
 from cdp_spark.io.delta import Txn
@@ -38,7 +41,7 @@ from cdp_spark.io.files import (
     read_json_header,
 )
 from cdp_spark.io.object_store import ObjectRef, ObjectStore, ObjectStoreError, is_object_url
-from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
+from cdp_spark.pipelines.common import SUPPRESSION, RunContext, StageError, make_context, record_manifest
 
 log = logging.getLogger("cdp.ingest")
 
@@ -66,6 +69,7 @@ LOG_SCHEMA = T.StructType([
     T.StructField("rescued_columns", T.StringType()),
     T.StructField("message", T.StringType()),
     T.StructField("ingested_at", T.TimestampType()),
+    T.StructField("rows_suppressed", T.LongType()),
 ])
 
 
@@ -78,6 +82,7 @@ class FileOutcome:
     rows_accepted: int = 0
     rows_quarantined: int = 0
     message: str = ""
+    rows_suppressed: int = 0
 
 
 def checked_rows(spark: SparkSession, source: SourceSettings, path: str,
@@ -115,6 +120,30 @@ def checked_rows(spark: SparkSession, source: SourceSettings, path: str,
     return checked, rescued
 
 
+def suppression_flag(ctx: RunContext, source: SourceSettings | JdbcSourceSettings,
+                     rows: DataFrame) -> Column | None:
+    """True on rows of a person entity that match ``meta.suppression`` (keyed hashes of erased persons'
+    record ids, normalised e-mails and phones); None when nothing is suppressed."""
+    cfg = ctx.cfg
+    if source.entity not in cfg.identity.person_sources or not ctx.store.exists(SUPPRESSION):
+        return None
+    hashes = sorted(r["hash"] for r in ctx.store.read(SUPPRESSION).select("hash").distinct().collect())
+    if not hashes:
+        return None
+    digest = hmac_sha256(cfg.privacy.key())
+    key = F.concat_ws("|", *[F.col(k).cast("string") for k in source.source_key])
+    record = F.concat(F.lit(f"{source.system}:"), key)
+    tests = [digest(record).isin(hashes)]  # type: ignore[operator]
+    if "email" in rows.columns:
+        email = apply_email_rules(email_norm(F.col("email")), cfg.identity.email_rules)
+        tests.append(digest(email).isin(hashes))  # type: ignore[operator]
+    if "phone" in rows.columns:
+        country = F.col("country") if "country" in rows.columns else F.lit(None).cast("string")
+        phone = phone_e164_udf(cfg.identity.default_region)(F.col("phone"), country)
+        tests.append(digest(phone).isin(hashes))  # type: ignore[operator]
+    return F.coalesce(reduce(lambda a, b: a | b, tests), F.lit(False))
+
+
 def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceSettings,
                 info: FileInfo, sample: bytes | None = None) -> FileOutcome:
     bronze, quarantine = f"bronze.{source.entity}", f"quarantine.{source.entity}"
@@ -144,11 +173,16 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
             F.lit(name).alias("_source"), F.lit(info.lineage).alias("_file"), F.col("_row"),
             F.col("_reasons").alias("reason"), F.col("_detail").alias("detail"),
             F.col("value").alias("raw"), F.lit(now).cast("timestamp").alias("_ingested_at"))
+        flag = suppression_flag(ctx, source, accepted_rows)
+        suppressed = 0
+        if flag is not None:
+            suppressed = accepted_rows.where(flag).count()
+            accepted_rows, accepted = accepted_rows.where(~flag), accepted - suppressed
         bronze_result = ctx.store.write(bronze, accepted_rows, txn=txn, evolve_schema=True)
         ctx.wrote(bronze, bronze_result.version)
         quarantine_result = ctx.store.write(quarantine, quarantined_rows, txn=txn)
         ctx.wrote(quarantine, quarantine_result.version)
-        quarantined = read - accepted
+        quarantined = read - accepted - suppressed
         if bronze_result.rows_written and bronze_result.rows_written != accepted:
             raise StageError(f"{info.lineage}: wrote {bronze_result.rows_written} rows to {bronze}, "
                              f"expected {accepted}")
@@ -157,17 +191,20 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
     message = f"rescued columns {rescued} kept in _rescued" if rescued else ""
     if rescued:
         log.warning("%s: schema drift, columns %s are not in the %s contract", info.lineage, rescued, name)
-    _log_row(spark, ctx, txn, name, source, info, "ingested", read, accepted, quarantined, rescued, message, now)
-    return FileOutcome(name, info.lineage, "ingested", read, accepted, quarantined, message)
+    if suppressed:
+        log.warning("%s: %d rows of erased persons suppressed (meta.suppression)", info.lineage, suppressed)
+    _log_row(spark, ctx, txn, name, source, info, "ingested", read, accepted, quarantined, rescued, message, now,
+             suppressed)
+    return FileOutcome(name, info.lineage, "ingested", read, accepted, quarantined, message, suppressed)
 
 
 def _log_row(spark: SparkSession, ctx: RunContext, txn: Txn, name: str,
              source: SourceSettings | JdbcSourceSettings, info: FileInfo,
              status: str, read: int, accepted: int, quarantined: int, rescued: list[str], message: str,
-             now: datetime) -> None:
+             now: datetime, suppressed: int = 0) -> None:
     row = (ctx.run_id, name, source.entity, info.lineage, info.sha256, info.size, status, read, accepted, quarantined,
-           ",".join(rescued) or None, message, now.replace(tzinfo=None))
-    result = ctx.store.write(INGESTION_LOG, spark.createDataFrame([row], LOG_SCHEMA), txn=txn)
+           ",".join(rescued) or None, message, now.replace(tzinfo=None), suppressed)
+    result = ctx.store.write(INGESTION_LOG, spark.createDataFrame([row], LOG_SCHEMA), txn=txn, evolve_schema=True)
     ctx.wrote(INGESTION_LOG, result.version)
 
 
@@ -299,6 +336,10 @@ def ingest_jdbc(spark: SparkSession, ctx: RunContext, name: str, source: JdbcSou
             *source.columns, F.lit(name).alias("_source"), F.lit(origin).alias("_file"),
             F.lit(None).cast("long").alias("_row"), F.lit(now).cast("timestamp").alias("_ingested_at"),
             row_hash(list(source.columns)).alias("_row_hash"), F.lit(None).cast("string").alias("_rescued"))
+        flag = suppression_flag(ctx, source, accepted_rows)
+        suppressed = accepted_rows.where(flag).count() if flag is not None else 0
+        if flag is not None:
+            accepted_rows = accepted_rows.where(~flag)
         metadata = {watermark_key: _iso(stats["wm"])} if source.watermark_column and stats.get("wm") else None
         try:
             merged = ctx.store.merge(bronze, accepted_rows, keys=[*source.source_key, "_source"],
@@ -318,8 +359,8 @@ def ingest_jdbc(spark: SparkSession, ctx: RunContext, name: str, source: JdbcSou
     info = FileInfo(path=origin, size=0, modified_ms=0, sha256="")
     message = f"watermark {previous} -> {metadata[watermark_key] if metadata else None}"
     _log_row(spark, ctx, Txn(f"jdbc/{name}/{now.isoformat()}", 1), name, source, info, "ingested", read,
-             read - bad, bad, [], message, now)
-    return FileOutcome(name, origin, "ingested", read, read - bad, bad, message)
+             read - bad - suppressed, bad, [], message, now, suppressed)
+    return FileOutcome(name, origin, "ingested", read, read - bad - suppressed, bad, message, suppressed)
 
 
 def _iso(value: Any) -> str:

@@ -1,0 +1,87 @@
+"""Which rows of a table belong to the persons being erased (``cdp erase``, DESIGN §7).
+
+``erasure_predicate(table, columns, target, sources)`` -> a Column true on the rows to remove, or None
+when the table holds nothing that identifies a person:
+
+    person_id                                   person_id in target.persons
+    record_id, record_a, record_b               in target.records ("<system>:<source key>")
+    customer_source + customer_key (orders,     "<customer_source>:<customer_key>" in target.records
+      events)
+    silver.<person entity> (_system + key)      "<_system>:<key>" in target.records
+    bronze.<person entity> (_source + key)      "<system of _source>:<key>" in target.records
+    quarantine.<entity>.raw                     the raw text holds one of target.texts (e-mails and phones
+                                                case-insensitively, source keys as whole tokens)
+    quarantine.<layer>_<table>.record           the JSON row holds a person id or record id
+
+``sources`` maps each person entity to its (source name -> system) and key columns.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import reduce
+
+from pyspark.sql import Column
+from pyspark.sql import functions as F
+
+
+@dataclass(frozen=True)
+class ErasureTarget:
+    persons: frozenset[str]
+    records: frozenset[str]
+    texts: frozenset[str]
+
+
+@dataclass(frozen=True)
+class EntityKeys:
+    systems_by_source: Mapping[str, str]
+    key_columns: Sequence[str]
+
+
+def _key(columns: Sequence[str]) -> Column:
+    return F.concat_ws("|", *[F.col(c).cast("string") for c in columns])
+
+
+def _mentions(text: Column, target: ErasureTarget) -> Column | None:
+    tests = []
+    for value in sorted(target.texts):
+        if "@" in value or value.startswith("+"):
+            tests.append(F.lower(text).contains(value.lower()))
+        else:
+            tests.append(text.rlike(rf"(^|[^0-9A-Za-z]){re.escape(value)}($|[^0-9A-Za-z])"))
+    return reduce(lambda a, b: a | b, tests) if tests else None
+
+
+def erasure_predicate(table: str, columns: Sequence[str], target: ErasureTarget,
+                      sources: Mapping[str, EntityKeys]) -> Column | None:
+    layer, _, name = table.partition(".")
+    records = sorted(target.records)
+    tests: list[Column] = []
+    if "person_id" in columns:
+        tests.append(F.col("person_id").isin(sorted(target.persons)))
+    tests += [F.col(c).isin(records) for c in ("record_id", "record_a", "record_b") if c in columns]
+    if {"customer_source", "customer_key"} <= set(columns):
+        tests.append(F.concat_ws(":", "customer_source", "customer_key").isin(records))
+    entity = sources.get(name)
+    if entity is not None and layer in ("silver", "bronze") and set(entity.key_columns) <= set(columns):
+        if layer == "silver" and "_system" in columns:
+            tests.append(F.concat(F.col("_system"), F.lit(":"), _key(entity.key_columns)).isin(records))
+        elif layer == "bronze" and "_source" in columns:
+            system = F.create_map(*[F.lit(x) for pair in entity.systems_by_source.items() for x in pair])[
+                F.col("_source")]
+            tests.append(F.concat(system, F.lit(":"), _key(entity.key_columns)).isin(records))
+    if layer == "quarantine":
+        for column in ("raw", "record"):
+            if column in columns:
+                if column == "record":
+                    mentioned = _mentions(F.col(column), ErasureTarget(
+                        frozenset(), frozenset(), target.persons | target.records))
+                else:
+                    mentioned = _mentions(F.col(column), target)
+                if mentioned is not None:
+                    tests.append(mentioned)
+    if not tests:
+        return None
+    return F.coalesce(reduce(lambda a, b: a | b, tests), F.lit(False))

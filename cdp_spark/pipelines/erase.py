@@ -1,0 +1,225 @@
+"""``cdp erase --email ... | --person-id ...``: remove a person from every table, keep them out, prove it.
+
+1. **Find** the person: by id in ``gold.person_registry``, or by e-mail (normalised as silver does) in the
+   person entities and ``gold.person_profile``; with all their source records, e-mails, phones and keys.
+2. **Remove** their rows from every bronze, silver, gold and quarantine table of the lake
+   (``identity.erasure.erasure_predicate``), each table rewritten as a new version.
+3. **Purge history**: vacuum each changed table with zero retention (the old files holding the person are
+   deleted), write a Delta checkpoint and delete the older commit files, so neither data files nor the
+   transaction log keep a trace (file statistics never hold text: see ``io.delta._file_stats``).
+4. **Warehouse**: ``DELETE`` the person's rows from every synced table, in one transaction per table.
+5. **Suppress**: keyed hashes (HMAC, ``privacy.hash_key_env``) of the e-mails, phones and source records
+   go to ``meta.suppression``; ingest drops rows that match it, so re-ingesting old files cannot bring the
+   person back.
+6. **Receipt**: ``meta.erasure_receipts`` and the returned dict list each table, the version written and
+   the rows removed. Receipts hold hashes and counts, never the personal values.
+
+Needs the delta-rs (``rs``) engine on a local lake: the history purge edits the table folders.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from cdp_spark.config import CdpConfig
+from cdp_spark.identity.erasure import EntityKeys, ErasureTarget, erasure_predicate
+from cdp_spark.identity.normalise import normalise_person
+from cdp_spark.io import jdbc
+from cdp_spark.io.delta import Txn, split_name
+from cdp_spark.pipelines.common import SUPPRESSION, RunContext, StageError, make_context, record_manifest
+from cdp_spark.pipelines.resolve import PROFILE, REGISTRY
+from cdp_spark.sync.warehouse import quoted
+
+log = logging.getLogger("cdp.erase")
+
+RECEIPTS = "meta.erasure_receipts"
+SUPPRESSION_SCHEMA = T.StructType([
+    T.StructField("kind", T.StringType()), T.StructField("hash", T.StringType()),
+    T.StructField("erasure_id", T.StringType()), T.StructField("suppressed_at", T.TimestampType())])
+RECEIPT_SCHEMA = T.StructType([
+    T.StructField("erasure_id", T.StringType()), T.StructField("table_name", T.StringType()),
+    T.StructField("table_version", T.LongType()), T.StructField("rows_removed", T.LongType()),
+    T.StructField("erased_at", T.TimestampType())])
+KEEP = ("meta.",)  # bookkeeping: counts, versions and hashes only
+
+
+class UnknownSubject(StageError):
+    """Nobody in the lake matches the e-mail or person id."""
+
+
+def keyed_hash(key: bytes, value: str) -> str:
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def entity_keys(cfg: CdpConfig) -> dict[str, EntityKeys]:
+    keys: dict[str, EntityKeys] = {}
+    for name, source in cfg.all_sources().items():
+        if source.entity in cfg.identity.person_sources:
+            known = keys.get(source.entity)
+            systems = {**(known.systems_by_source if known else {}), name: source.system}
+            keys[source.entity] = EntityKeys(systems, list(source.source_key))
+    return keys
+
+
+def normalised_email(spark: SparkSession, cfg: CdpConfig, email: str) -> str:
+    row = normalise_person(spark.createDataFrame([(email,)], "email string"), cfg.identity).first()
+    if row is None or not row["email_norm"]:
+        raise StageError("the e-mail given to erase is not a valid address")
+    return str(row["email_norm"])
+
+
+def _person_tables(ctx: RunContext, cfg: CdpConfig) -> list[str]:
+    return [f"silver.{entity}" for entity in entity_keys(cfg) if ctx.store.exists(f"silver.{entity}")]
+
+
+def find_subject(spark: SparkSession, ctx: RunContext, cfg: CdpConfig, email: str | None,
+                 person_id: str | None) -> tuple[ErasureTarget, dict[str, set[str]]]:
+    """The persons, records and identifying texts to erase, and the values to suppress by kind."""
+    registry = ctx.read(REGISTRY)
+    persons: set[str] = set()
+    if person_id:
+        persons.add(person_id)
+    if email:
+        target_email = normalised_email(spark, cfg, email)
+        if ctx.store.exists(PROFILE):
+            persons |= {r["person_id"] for r in ctx.read(PROFILE).where(F.col("email_norm") == target_email)
+                        .select("person_id").collect()}
+        for table in _person_tables(ctx, cfg):
+            silver = ctx.read(table)
+            keys = entity_keys(cfg)[split_name(table)[1]].key_columns
+            hits = silver.where(F.col("email_norm") == target_email).select(F.concat(
+                F.col("_system"), F.lit(":"), F.concat_ws("|", *[F.col(k).cast("string") for k in keys])
+            ).alias("record_id"))
+            persons |= {r["person_id"] for r in registry.join(hits, "record_id").select("person_id").collect()}
+    records = {r["record_id"] for r in registry.where(F.col("person_id").isin(sorted(persons)))
+               .select("record_id").collect()}
+    if not records:
+        raise UnknownSubject("no person matches " + ("the e-mail given" if email else f"person id {person_id}"))
+    emails: set[str] = set()
+    phones: set[str] = set()
+    raw: set[str] = set()
+    for table in _person_tables(ctx, cfg):
+        silver = ctx.read(table)
+        keys = entity_keys(cfg)[split_name(table)[1]].key_columns
+        record_id = F.concat(F.col("_system"), F.lit(":"), F.concat_ws("|", *[F.col(k).cast("string") for k in keys]))
+        wanted = [c for c in ("email", "email_norm", "phone", "phone_e164") if c in silver.columns]
+        for row in silver.where(record_id.isin(sorted(records))).select(*wanted).collect():
+            values = row.asDict()
+            emails |= {v for k, v in values.items() if k == "email_norm" and v}
+            phones |= {v for k, v in values.items() if k == "phone_e164" and v}
+            raw |= {str(v).strip() for v in values.values() if v and str(v).strip()}
+    if email:
+        emails.add(normalised_email(spark, cfg, email))
+        raw.add(email.strip())
+    source_keys = {r.split(":", 1)[1] for r in records}
+    target = ErasureTarget(frozenset(persons), frozenset(records), frozenset(raw | emails | phones | source_keys))
+    return target, {"email": emails, "phone": phones, "record": records}
+
+
+def lake_tables(lake_root: str) -> list[str]:
+    root = Path(lake_root)
+    if "://" in lake_root and not lake_root.startswith("file:"):
+        raise StageError("cdp erase needs a local lake (the rs engine): it purges files and the transaction log")
+    return sorted(f"{p.parent.parent.name}.{p.parent.name}" for p in root.glob("*/*/_delta_log"))
+
+
+def purge_history(table_path: str) -> int:
+    """Checkpoint the current version and delete the older commit files; returns how many were deleted."""
+    from deltalake import DeltaTable
+
+    table = DeltaTable(table_path)
+    current = table.version()
+    table.create_checkpoint()
+    removed = 0
+    for entry in Path(table_path, "_delta_log").iterdir():
+        stem = entry.name.split(".", 1)[0]
+        if stem.isdigit() and int(stem) < current and (entry.suffix == ".json" or ".checkpoint" in entry.name):
+            entry.unlink()
+            removed += 1
+    return removed
+
+
+def _remove_rows(ctx: RunContext, table: str, doomed: Any, erasure_id: str) -> tuple[int, int] | None:
+    frame: DataFrame = ctx.store.read(table)
+    hits = frame.where(doomed).count()
+    if hits == 0:
+        return None
+    kept = frame.where(~doomed).localCheckpoint()
+    result = ctx.store.write(table, kept, mode="overwrite", txn=Txn(f"erase/{erasure_id}", 1))
+    ctx.wrote(table, result.version)
+    ctx.store.vacuum(table, retention_hours=0)
+    purge_history(ctx.store.path(table))
+    return result.version, hits
+
+
+def _warehouse_delete(spark: SparkSession, cfg: CdpConfig, target: ErasureTarget) -> dict[str, int]:
+    settings = cfg.warehouse
+    if not settings.enabled:
+        return {}
+    connection = jdbc.target_from_env(settings.url, settings.driver, settings.user_env, settings.password_env)
+    done: dict[str, int] = {}
+    for table in settings.tables:
+        _, name = split_name(table)
+        columns = settings.columns.get(table)
+        live = f"{quoted(settings.schema_name)}.{quoted(name)}"
+        found = jdbc.fetch_one(spark, connection, "SELECT string_agg(column_name, ',') AS c FROM "
+                               f"information_schema.columns WHERE table_schema = '{settings.schema_name}' "
+                               f"AND table_name = '{name}'")
+        present = set(str(found.get("c") or "").split(",")) & set(columns or ["person_id", "record_id"])
+        statements = []
+        for column, values in (("person_id", target.persons), ("record_id", target.records)):
+            if column in present and values:
+                listed = ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values))
+                statements.append(f"DELETE FROM {live} WHERE {quoted(column)} IN ({listed})")
+        if statements:
+            jdbc.execute_in_transaction(spark, connection, statements)
+            done[table] = len(statements)
+    return done
+
+
+def run(spark: SparkSession, cfg: CdpConfig, email: str | None = None, person_id: str | None = None,
+        ctx: RunContext | None = None) -> dict[str, Any]:
+    if bool(email) == bool(person_id):
+        raise StageError("give exactly one of --email and --person-id")
+    ctx = ctx or make_context(spark, cfg)
+    key = cfg.privacy.key()  # the suppression list needs it: fail before touching anything
+    if not ctx.store.exists(REGISTRY):
+        raise StageError(f"{REGISTRY} does not exist: nothing has been resolved yet")
+    target, suppress = find_subject(spark, ctx, cfg, email, person_id)
+    erasure_id = uuid.uuid4().hex[:12]
+    now = datetime.now(UTC).replace(tzinfo=None)
+    hashes = [(kind, keyed_hash(key, value), erasure_id, now) for kind, values in suppress.items()
+              for value in sorted(values)]
+    ctx.store.write(SUPPRESSION, spark.createDataFrame(hashes, SUPPRESSION_SCHEMA), txn=Txn(f"erase/{erasure_id}", 1))
+    sources = entity_keys(cfg)
+    removed: dict[str, dict[str, int]] = {}
+    for table in lake_tables(cfg.lake_root):
+        if table.startswith(KEEP):
+            continue
+        doomed = erasure_predicate(table, ctx.store.read(table).columns, target, sources)
+        if doomed is None:
+            continue
+        outcome = _remove_rows(ctx, table, doomed, erasure_id)
+        if outcome:
+            removed[table] = {"version": outcome[0], "rows_removed": outcome[1]}
+            log.info("erase %s: %d rows removed from %s (version %d)", erasure_id, outcome[1], table, outcome[0])
+    warehouse = _warehouse_delete(spark, cfg, target)
+    receipt_rows = [(erasure_id, t, v["version"], v["rows_removed"], now) for t, v in removed.items()]
+    ctx.store.write(RECEIPTS, spark.createDataFrame(receipt_rows, RECEIPT_SCHEMA), txn=Txn(f"erase/{erasure_id}", 1))
+    receipt = {"erasure_id": erasure_id, "erased_at": now.isoformat(), "persons": len(target.persons),
+               "source_records": len(target.records), "tables": removed, "warehouse_tables": warehouse,
+               "suppressed_hashes": len(hashes)}
+    ctx.counts["erase"] = receipt
+    record_manifest(spark, ctx, "erase", "succeeded", json.dumps({"erasure_id": erasure_id}))
+    return receipt
