@@ -368,6 +368,9 @@ class PrivacySettings(Model):
     hashed_columns: dict[str, str] = Field(
         default_factory=lambda: {"email_norm": "email_hash", "phone_e164": "phone_hash"},
         description="gold.person_profile column -> its keyed-hash column")
+    no_stats_columns: list[str] = Field(
+        default_factory=lambda: ["birth_date", "age"],
+        description="numeric/date columns that never get min/max statistics in the Delta log (text never does)")
 
     def key(self) -> bytes:
         value = os.environ.get(self.hash_key_env, "")

@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
@@ -115,9 +116,10 @@ class RsDeltaStore:
 
     engine = "rs"
 
-    def __init__(self, spark: SparkSession, lake_root: str) -> None:
+    def __init__(self, spark: SparkSession, lake_root: str, private_columns: Sequence[str] = ()) -> None:
         self.spark = spark
         self.lake_root = str(Path(lake_root).absolute())
+        self.private_columns = frozenset(private_columns)
 
     # ---- naming and metadata -------------------------------------------------------------------
     def path(self, table: str) -> str:
@@ -184,7 +186,7 @@ class RsDeltaStore:
                 os.replace(part, f"{table_path}/{final_name}")
                 stat = os.stat(f"{table_path}/{final_name}")
                 adds.append(AddAction(final_name, stat.st_size, {}, int(stat.st_mtime * 1000), True,
-                                      json.dumps(_file_stats(meta))))
+                                      json.dumps(_file_stats(meta, self.private_columns))))
                 rows += meta.num_rows
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -462,8 +464,10 @@ class SparkDeltaStore:
         return []
 
 
-def open_store(spark: SparkSession, lake_root: str, engine: str = "auto") -> TableStore:
-    """Chooses the engine: ``spark`` when delta-spark's classes load, else ``rs`` (DESIGN §2)."""
+def open_store(spark: SparkSession, lake_root: str, engine: str = "auto",
+               private_columns: Sequence[str] = ()) -> TableStore:
+    """Chooses the engine: ``spark`` when delta-spark's classes load, else ``rs`` (DESIGN §2).
+    ``private_columns`` never get min/max statistics in the transaction log (rs engine)."""
     from cdp_spark.session import delta_spark_available
 
     if engine == "auto":
@@ -476,7 +480,7 @@ def open_store(spark: SparkSession, lake_root: str, engine: str = "auto") -> Tab
     if "://" in lake_root and not lake_root.startswith("file://"):
         raise TableError(f"the rs engine writes through the local filesystem; lake_root {lake_root} needs "
                          "the delta-spark engine (storage.engine=spark)")
-    return RsDeltaStore(spark, lake_root.removeprefix("file://"))
+    return RsDeltaStore(spark, lake_root.removeprefix("file://"), private_columns)
 
 
 # ---- helpers --------------------------------------------------------------------------------------
@@ -496,9 +500,10 @@ def _stat_value(value: Any) -> Any:
     return None
 
 
-def _file_stats(meta: pq.FileMetaData) -> dict[str, Any]:
+def _file_stats(meta: pq.FileMetaData, private: frozenset[str] = frozenset()) -> dict[str, Any]:
     """Delta file statistics from a parquet footer: record count, null counts, and min/max only for
-    numbers and dates (never for text, which may hold personal values)."""
+    numbers and dates (never for text, which may hold personal values, nor for the ``private`` columns,
+    e.g. birth dates), so the transaction log never holds a personal value."""
     null_count: dict[str, int] = {}
     mins: dict[str, Any] = {}
     maxs: dict[str, Any] = {}
@@ -506,8 +511,8 @@ def _file_stats(meta: pq.FileMetaData) -> dict[str, Any]:
     for index, field in enumerate(schema):
         if pa.types.is_nested(field.type):
             continue
-        orderable = pa.types.is_integer(field.type) or pa.types.is_floating(field.type) or pa.types.is_date(
-            field.type)
+        orderable = field.name not in private and (
+            pa.types.is_integer(field.type) or pa.types.is_floating(field.type) or pa.types.is_date(field.type))
         nulls, lo, hi, complete = 0, None, None, True
         for rg in range(meta.num_row_groups):
             stats = meta.row_group(rg).column(index).statistics

@@ -73,7 +73,7 @@ class RunContext:
 
 def make_context(spark: SparkSession, cfg: CdpConfig, as_of: date | None = None,
                  full_refresh: bool = False) -> RunContext:
-    store = open_store(spark, cfg.lake_root, cfg.storage.engine)
+    store = open_store(spark, cfg.lake_root, cfg.storage.engine, cfg.privacy.no_stats_columns)
     if spark.sparkContext.getCheckpointDir() is None:  # iterative jobs cut their lineage there
         spark.sparkContext.setCheckpointDir(cfg.resolve(cfg.storage.checkpoint_dir))
     return RunContext(cfg=cfg, store=store, as_of=as_of or datetime.now(UTC).date(), full_refresh=full_refresh)

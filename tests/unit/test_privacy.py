@@ -30,3 +30,17 @@ def test_key_only_from_the_environment(monkeypatch):
         PrivacySettings(hash_key_env="CDP_TEST_NO_KEY").key()
     monkeypatch.setenv("CDP_TEST_NO_KEY", "k1")
     assert PrivacySettings(hash_key_env="CDP_TEST_NO_KEY").key() == b"k1"
+
+
+def test_delta_log_has_no_statistics_for_private_columns(spark, tmp_path):
+    from datetime import date
+
+    from cdp_spark.io.delta import open_store
+
+    store = open_store(spark, str(tmp_path / "lake"), "rs", private_columns=["birth_date"])
+    df = spark.createDataFrame([("P1", date(1980, 5, 17), date(2026, 1, 2), "ana@x.es")],
+                               "person_id string, birth_date date, order_date date, email string")
+    store.write("silver.people", df)
+    log_text = "".join(p.read_text() for p in (tmp_path / "lake" / "silver" / "people" / "_delta_log").glob("*.json"))
+    assert "2026-01-02" in log_text  # other dates keep their statistics (data skipping)
+    assert "1980-05-17" not in log_text and "ana@x.es" not in log_text

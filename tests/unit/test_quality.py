@@ -142,3 +142,13 @@ def test_quarantine_needs_a_row_level_rule(tmp_path):
         load_suite(suite_file(tmp_path, text))
     with pytest.raises(SuiteError, match="action 'drop' is not one of"):
         load_suite(suite_file(tmp_path, text.replace("quarantine", "drop")))
+
+
+def test_column_types_are_checked(spark, tmp_path):
+    text = ("table: gold.people\nexpectations:\n  - type: expect_column_values_to_be_of_type\n"
+            "    kwargs: {column: n, type_: LongType}\n")
+    suite = load_suite(suite_file(tmp_path, text))
+    good = spark.createDataFrame([("P1", 3)], "person_id string, n long")
+    bad = spark.createDataFrame([("P1", 3)], "person_id string, n int")
+    assert [o.success for o in validate(good, suite)] == [True]
+    assert [o.success for o in validate(bad, suite)] == [False]
