@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import click
@@ -136,6 +137,26 @@ def erase(obj: dict[str, Any], email: str | None, person_id: str | None) -> None
         click.echo(f"ERROR: {exc}", err=True)
         sys.exit(1)
     click.echo(json.dumps(receipt, indent=2))
+
+
+@main.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("docs/data_dictionary.md"), show_default=True)
+@click.pass_obj
+def dictionary(obj: dict[str, Any], out: Path) -> None:
+    """Write the data dictionary of the gold tables (every column, its type and meaning) as Markdown."""
+    from cdp_spark import dictionary as data_dictionary
+    from cdp_spark.pipelines.common import make_context
+    from cdp_spark.session import build_session
+
+    try:
+        cfg = _config(obj)
+        ctx = make_context(build_session(cfg.spark, "cdp-dictionary"), cfg)
+        rows = data_dictionary.build(ctx.store, cfg)
+    except USER_ERRORS as exc:
+        click.echo(f"ERROR: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"{len(rows)} columns of {len({r.table for r in rows})} tables written to "
+               f"{data_dictionary.write(rows, out)}")
 
 
 @main.command()

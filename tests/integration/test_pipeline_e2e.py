@@ -16,8 +16,11 @@ from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import duckdb
 import pytest
+from deltalake import DeltaTable
 
+from cdp_spark import dictionary as data_dictionary
 from cdp_spark.demo.generator import generate
 from cdp_spark.pipelines import pipeline
 from cdp_spark.pipelines.common import make_context
@@ -206,6 +209,17 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     # no personal value in the logs, the run summary output or the quality results
     outputs = caplog.text + json.dumps(store.read("quality.results").toPandas().astype(str).to_dict("records"))
     assert emails and not [e for e in emails if e in outputs]
+
+    # downstream: every gold column is documented, and DuckDB reads the Delta tables through delta-rs
+    documented = data_dictionary.build(store, cfg)
+    assert {r.table for r in documented} >= {"gold.person_profile", "gold.person_scores", "gold.clv",
+                                             "gold.report_funnel"}
+    assert [(r.table, r.column) for r in documented if not r.meaning] == []
+    scores_arrow = DeltaTable(store.path("gold.person_scores")).to_pyarrow_table()
+    with duckdb.connect() as con:
+        con.register("person_scores", scores_arrow)
+        duck_total = con.execute("SELECT sum(orders_total_amount), count(*) FROM person_scores").fetchone()
+    assert duck_total == (sum((t[1] for t in totals.values()), Decimal("0")), len(by_person))
 
     # warehouse: the published versions, queryable with plain SQL
     assert postgres.psql("SELECT count(*) FROM cdp.person_profile") == str(len(by_person))

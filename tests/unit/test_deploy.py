@@ -1,0 +1,57 @@
+"""The managed-Spark deployment files are valid: the Databricks bundle's tasks call the wheel's entry point
+with real stage commands in pipeline order and take secrets only from a secret scope; the EMR step points
+at files that exist."""
+
+from __future__ import annotations
+
+import json
+import re
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from cdp_spark.cli import main
+from cdp_spark.config import PrivacySettings, WarehouseSettings
+from cdp_spark.pipelines.pipeline import STAGES
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_databricks_bundle_runs_every_stage_through_the_wheel_entry_point():
+    bundle = yaml.safe_load((ROOT / "databricks.yml").read_text())
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts") if e.value.startswith("cdp_spark")}
+    job = bundle["resources"]["jobs"]["cdp_pipeline"]
+    tasks = {t["task_key"]: t for t in job["tasks"]}
+    assert list(tasks) == list(STAGES)
+    commands = set(main.commands)
+    for key, task in tasks.items():
+        wheel = task["python_wheel_task"]
+        assert wheel["package_name"] == "cdp_spark" and wheel["entry_point"] in scripts
+        assert wheel["parameters"][-1] == key and key in commands
+        assert wheel["parameters"][:4] == ["--conf", "${var.conf_dir}", "--env", "cluster"]
+        assert all(d["task_key"] in tasks for d in task.get("depends_on", []))
+    order = list(STAGES)
+    for key, task in tasks.items():  # every dependency comes earlier in the pipeline
+        assert all(order.index(d["task_key"]) < order.index(key) for d in task.get("depends_on", []))
+    env = job["job_clusters"][0]["new_cluster"]["spark_env_vars"]
+    assert set(env) == {PrivacySettings().hash_key_env, WarehouseSettings().user_env, WarehouseSettings().password_env}
+    assert all(re.fullmatch(r"\{\{secrets/\$\{var\.secret_scope\}/[a-z_]+\}\}", v) for v in env.values())
+
+
+def test_cli_lists_every_stage_the_schedulers_call():
+    result = CliRunner().invoke(main, ["--help"])
+    assert result.exit_code == 0
+    assert all(stage in result.output for stage in STAGES)
+
+
+def test_emr_step_points_at_existing_jobs_and_overlay():
+    steps = json.loads((ROOT / "deploy" / "emr" / "steps.json").read_text())
+    args = steps[0]["HadoopJarStep"]["Args"]
+    assert args[0] == "spark-submit"
+    job = next(a for a in args if a.endswith(".py"))
+    assert (ROOT / "jobs" / Path(job).name).is_file()
+    assert any(a.endswith("#environment") for a in args) and any(a.endswith("#conf") for a in args)
+    env = args[args.index("--env") + 1]
+    assert (ROOT / "conf" / env).is_dir()
