@@ -262,12 +262,22 @@ def _run_ge(df: DataFrame, suite: Suite, expectations: list[Expectation]) -> lis
 
 
 def _in_suite_order(results: list[Any], expectations: list[Expectation]) -> list[Any]:
-    """GE returns the results in the suite's order; checked, since outcomes are recorded per rule."""
-    for item, result in zip(expectations, results, strict=True):
-        config = result.expectation_config
-        if config is None or config.type != item.type:
-            raise SuiteError(f"GE returned a result for {getattr(config, 'type', None)} where {item.type} was expected")
-    return results
+    """GE's results matched back to the suite's expectations (GE may reorder them): by type and by the
+    kwargs the suite gave; outcomes are recorded per rule, with the rule's action."""
+    remaining = list(results)
+    ordered = []
+    for item in expectations:
+        wanted = _kwargs_text(item.kwargs)
+        same_type = [r for r in remaining
+                     if r.expectation_config is not None and r.expectation_config.type == item.type]
+        exact = [r for r in same_type if _kwargs_text({k: v for k, v in dict(r.expectation_config.kwargs).items()
+                                                      if k in item.kwargs}) == wanted]
+        chosen = (exact or same_type or [None])[0]
+        if chosen is None:
+            raise SuiteError(f"GE returned no result for {item.label}")
+        remaining.remove(chosen)
+        ordered.append(chosen)
+    return ordered
 
 
 def _row_failure(df: DataFrame, item: Expectation) -> Column:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -152,3 +153,28 @@ def test_column_types_are_checked(spark, tmp_path):
     bad = spark.createDataFrame([("P1", 3)], "person_id string, n int")
     assert [o.success for o in validate(good, suite)] == [True]
     assert [o.success for o in validate(bad, suite)] == [False]
+
+
+def test_outcomes_follow_the_suite_order_with_their_actions(spark, tmp_path):
+    text = """
+table: gold.people
+expectations:
+  - type: expect_column_values_to_be_between
+    kwargs: {column: n, min_value: 0}
+    action: warn
+  - type: expect_column_values_to_be_of_type
+    kwargs: {column: n, type_: LongType}
+  - type: expect_column_values_to_be_between
+    kwargs: {column: n, min_value: 5}
+  - type: expect_column_values_to_not_be_null
+    kwargs: {column: person_id}
+    action: quarantine
+"""
+    df = spark.createDataFrame([("P1", 3), (None, -1)], "person_id string, n long")
+    outcomes = validate(df, load_suite(suite_file(tmp_path, text)))
+    assert [(o.expectation, o.action, o.success, o.unexpected_count) for o in outcomes] == [
+        ("expect_column_values_to_be_between", "warn", False, 1),
+        ("expect_column_values_to_be_of_type", "fail", True, None),
+        ("expect_column_values_to_be_between", "fail", False, 2),
+        ("expect_column_values_to_not_be_null", "quarantine", False, 1)]
+    assert json.loads(outcomes[2].kwargs)["min_value"] == 5
