@@ -10,13 +10,14 @@ CONF ?= conf
 ENV ?= local
 AS_OF ?= 2026-06-30
 
-.PHONY: help venv install install-test system-deps check-java demo-data run test lint typecheck clean bench bench-ingest bench-er bench-scores
+.PHONY: help venv install install-test system-deps check-java demo-data run test lint typecheck clean bench bench-ingest bench-er bench-scores bench-pipeline dist
 
 help:
 	@echo "make run     install, generate demo data, run the whole pipeline locally, print a summary"
 	@echo "make test    install test needs (PostgreSQL + JDBC driver from Debian if missing), run pytest"
 	@echo "make lint    ruff + mypy"
 	@echo "make bench   benchmarks (figures in benchmarks/results/)"
+	@echo "make dist    wheel, relocatable environment archive, conf.zip and jobs/ for spark-submit (in dist/)"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +33,10 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
 	touch $@ $(VENV)/.installed
+
+$(VENV)/.installed-dist: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dist]'
+	touch $@
 
 install: $(VENV)/.installed check-java
 install-test: $(VENV)/.installed-test check-java system-deps
@@ -76,7 +81,16 @@ SCORE_ORDERS ?= 5000000
 bench-scores: install-test
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python scripts/bench_scores.py --persons $(SCORE_PERSONS) --orders $(SCORE_ORDERS)
 
-bench: bench-ingest bench-er bench-scores
+PIPELINE_PERSONS ?= 10000,100000,1000000
+bench-pipeline: install
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python scripts/bench_pipeline.py --persons $(PIPELINE_PERSONS)
+
+bench: bench-ingest bench-er bench-scores bench-pipeline
+
+# Cluster artefacts (see README, "Run on a cluster"); DIST_PYTHON_PREFIX=/usr for EMR's Python.
+DIST ?= dist
+dist: $(VENV)/.installed-dist
+	DIST=$(DIST) PYTHON=$(PYTHON) scripts/build_dist.sh
 
 clean:
 	rm -rf $(DATA) build dist *.egg-info .pytest_cache .mypy_cache .ruff_cache spark-warehouse

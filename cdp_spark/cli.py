@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import asdict
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -62,11 +63,11 @@ def _run(obj: dict[str, Any], stages: list[str] | None) -> None:
         cfg = _config(obj)
         spark = build_session(cfg.spark)
         ctx = make_context(spark, cfg, obj["as_of"], full_refresh=obj.get("full_refresh", False))
-        summary = pipeline.run(spark, cfg, ctx, stages)
+        summary = pipeline.run(spark, cfg, ctx, stages, since=obj.get("since"), every_days=obj.get("every", 1))
     except USER_ERRORS as exc:
         click.echo(f"ERROR: {exc}", err=True)
         sys.exit(1)
-    click.echo(render_summary(summary))
+    click.echo(json.dumps(asdict(summary), indent=2) if obj.get("json") else render_summary(summary))
 
 
 def render_summary(summary: Any) -> str:
@@ -83,11 +84,16 @@ def render_summary(summary: Any) -> str:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
+@click.option("--since", default=None, callback=_parse_date,
+              help="backfill: score, predict and report every as-of date from this one to --as-of, oldest first")
+@click.option("--every", default=1, show_default=True, type=click.IntRange(min=1),
+              help="with --since: days between as-of dates (7 = weekly)")
 @click.pass_obj
-def run(obj: dict[str, Any], as_json: bool) -> None:
+def run(obj: dict[str, Any], as_json: bool, since: date | None, every: int) -> None:
     """Run the whole pipeline: ingest, normalise, resolve, score, predict, report, validate, sync, export."""
     if as_json:
         obj["json"] = True
+    obj.update(since=since, every=every)
     _run(obj, None)
 
 
@@ -157,6 +163,15 @@ def dictionary(obj: dict[str, Any], out: Path) -> None:
         sys.exit(1)
     click.echo(f"{len(rows)} columns of {len({r.table for r in rows})} tables written to "
                f"{data_dictionary.write(rows, out)}")
+
+
+@main.command("config-reference")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("docs/configuration.md"), show_default=True)
+def config_reference(out: Path) -> None:
+    """Write the configuration reference (every section and key, its type, default and meaning) as Markdown."""
+    from cdp_spark import config_reference as reference
+
+    click.echo(f"configuration reference written to {reference.write(out)}")
 
 
 @main.command()

@@ -22,6 +22,10 @@ def parse_args(job: str, argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--as-of", type=date.fromisoformat, default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    if job == "pipeline":
+        parser.add_argument("--since", type=date.fromisoformat, default=None,
+                            help="backfill: score, predict and report every as-of date from this one to --as-of")
+        parser.add_argument("--every", type=int, default=1, help="with --since: days between as-of dates")
     return parser.parse_args(argv)
 
 
@@ -38,7 +42,8 @@ def main(job: str, argv: list[str] | None = None) -> int:
         spark = build_session(cfg.spark, f"cdp-{job}")
         ctx = make_context(spark, cfg, args.as_of)
         module = importlib.import_module(f"cdp_spark.pipelines.{job}")
-        result = module.run(spark, cfg, ctx)
+        extra = {"since": args.since, "every_days": args.every} if job == "pipeline" else {}
+        result = module.run(spark, cfg, ctx, **extra)
     except USER_ERRORS as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         sys.exit(1)

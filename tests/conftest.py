@@ -96,3 +96,36 @@ def fault_proxy(s3_server):
     proxy = FaultProxy(int(s3_server.rsplit(":", 1)[1])).start()
     yield proxy
     proxy.stop()
+
+
+# `make dist` takes minutes of mostly pip and gzip work: when the packaging test is selected, it starts in
+# the background at collection and that test runs last, so the build overlaps the rest of the suite.
+DIST_TEST = "tests/integration/test_dist.py"
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    import subprocess
+
+    dist_items = [item for item in items if item.nodeid.startswith(DIST_TEST)]
+    if not dist_items:
+        return
+    items[:] = [item for item in items if item not in dist_items] + dist_items
+    build_dir = Path(tempfile.mkdtemp(prefix="cdp-test-dist-"))
+    log = (build_dir / "make-dist.log").open("w")
+    env = {**os.environ, "DIST_BUILD_ENV": str(build_dir / "build-env")}
+    process = subprocess.Popen(["make", "--no-print-directory", "dist", f"DIST={build_dir / 'dist'}"], cwd=REPO_ROOT,
+                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    config.stash[DIST_BUILD] = (process, build_dir)
+
+
+DIST_BUILD = pytest.StashKey[tuple]()
+
+
+@pytest.fixture(scope="session")
+def packed_dist(request: pytest.FixtureRequest) -> Iterator[Path]:
+    """The `make dist` output directory, built in the background since collection."""
+    process, build_dir = request.config.stash[DIST_BUILD]
+    if process.wait(timeout=1200) != 0:
+        pytest.fail(f"make dist failed:\n{(build_dir / 'make-dist.log').read_text()[-4000:]}")
+    yield build_dir / "dist"
+    shutil.rmtree(build_dir, ignore_errors=True)

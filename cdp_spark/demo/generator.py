@@ -68,8 +68,10 @@ def strip_accents(text: str) -> str:
 
 
 class Generator:
-    def __init__(self, customers: int, seed: int, reference: date = REFERENCE_DATE) -> None:
+    def __init__(self, customers: int, seed: int, reference: date = REFERENCE_DATE,
+                 orders_mean: float = 3.0) -> None:
         self.n = customers
+        self.orders_mean = orders_mean
         self.rng = random.Random(seed)
         self.reference = reference
 
@@ -236,7 +238,7 @@ class Generator:
         orders, items = [], []
         order_no = 1
         for person in persons:
-            n_orders = min(int(rng.expovariate(1 / 3.0)), 25) if rng.random() < 0.85 else 0
+            n_orders = min(int(rng.expovariate(1 / self.orders_mean)), 25) if rng.random() < 0.85 else 0
             for _ in range(n_orders):
                 channel = rng.choices(["store", "web", "app"], weights=[5, 4, 1])[0]
                 if channel == "store":
@@ -308,11 +310,12 @@ class Generator:
 
 
 def generate(out: Path, customers: int, seed: int = 42, truth_path: Path | None = None,
-             with_events: bool = True) -> dict[str, int]:
+             with_events: bool = True, orders_mean: float = 3.0) -> dict[str, int]:
     """Writes the demo landing files under ``out`` and returns row counts per file (events last, so the
-    other files are the same with or without them)."""
+    other files are the same with or without them). ``orders_mean`` is the mean of the exponential draw of
+    a buyer's number of orders (capped at 25; 15 % of persons never order)."""
     truth = truth_path or out.parent / "ground_truth" / "person_records.csv"
-    return Generator(customers, seed).run(out, truth, with_events)
+    return Generator(customers, seed, orders_mean=orders_mean).run(out, truth, with_events)
 
 
 @click.command()

@@ -65,9 +65,10 @@ class RunContext:
     def wrote(self, table: str, version: int) -> None:
         self.outputs[table] = version
 
-    def for_stage(self) -> RunContext:
-        """A context for the next stage of the same run: same run id and as-of, fresh lineage."""
-        return RunContext(cfg=self.cfg, store=self.store, as_of=self.as_of, run_id=self.run_id,
+    def for_stage(self, as_of: date | None = None) -> RunContext:
+        """A context for the next stage of the same run: same run id, the same (or the given) as-of date,
+        fresh lineage."""
+        return RunContext(cfg=self.cfg, store=self.store, as_of=as_of or self.as_of, run_id=self.run_id,
                           full_refresh=self.full_refresh)
 
 

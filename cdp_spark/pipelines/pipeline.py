@@ -1,5 +1,10 @@
 """The whole pipeline: ingest -> normalise -> resolve -> score -> predict -> report -> validate -> sync ->
-export, one run id."""
+export, one run id.
+
+With ``since`` (``cdp run --since``), the dated stages (score, predict, report) run once per as-of date from
+``since`` to the run's as-of date, oldest first, so segment changes, measures and the state history build
+up as if the job had run on each of those days; the other stages run once (validate, sync and export
+publish the last date)."""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from datetime import date, timedelta
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -14,7 +20,7 @@ from pyspark.sql import SparkSession
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.notify import NotificationError, post_json
 from cdp_spark.pipelines import export, ingest, normalise, predict, report, resolve, score, sync, validate
-from cdp_spark.pipelines.common import RunContext, make_context
+from cdp_spark.pipelines.common import RunContext, StageError, make_context
 
 log = logging.getLogger("cdp.pipeline")
 
@@ -30,6 +36,7 @@ STAGES: dict[str, Stage] = {
     "sync": sync.run,
     "export": export.run,
 }
+DATED_STAGES = ("score", "predict", "report")
 SUMMARY_TABLES = ["bronze.contacts", "bronze.customers", "bronze.loyalty", "bronze.orders", "silver.orders",
                   "gold.person_registry", "gold.person_profile", "gold.person_scores", "gold.segment_membership",
                   "gold.clv", "gold.person_personas", "gold.product_recommendations", "gold.report_segment_metrics",
@@ -64,19 +71,49 @@ def summarise(ctx: RunContext, seconds: dict[str, float]) -> PipelineSummary:
     return summary
 
 
-def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None,
-        stages: list[str] | None = None) -> PipelineSummary:
-    """Runs the stages in order with one run id; a failing stage stops the run with its error."""
+def as_of_dates(since: date | None, until: date, every_days: int = 1) -> list[date]:
+    """The as-of dates of a run: ``since``, ``since + every_days``, ... and always ``until`` last."""
+    if since is None:
+        return [until]
+    if since > until:
+        raise StageError(f"--since {since} is after the as-of date {until}")
+    if every_days < 1:
+        raise StageError(f"--every must be at least 1 day, not {every_days}")
+    dates = [since + timedelta(days=n) for n in range(0, (until - since).days + 1, every_days)]
+    return dates if dates[-1] == until else [*dates, until]
+
+
+def stage_plan(stages: list[str], as_of: date, since: date | None = None,
+               every_days: int = 1) -> list[tuple[str, date]]:
+    """(stage, as-of date) in run order: stages before the dated ones once, then the dated stages for each
+    date (all three for a date before the next date), then the rest once at ``as_of``."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise StageError(f"unknown stage(s) {unknown}; stages are {list(STAGES)}")
+    ordered = [s for s in STAGES if s in stages]
+    dated = [s for s in ordered if s in DATED_STAGES]
+    first = ordered.index(dated[0]) if dated else len(ordered)
+    before = [(s, as_of) for s in ordered[:first] if s not in DATED_STAGES]
+    after = [(s, as_of) for s in ordered[first:] if s not in DATED_STAGES]
+    return [*before, *[(s, d) for d in as_of_dates(since, as_of, every_days) for s in dated], *after]
+
+
+def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None, stages: list[str] | None = None,
+        since: date | None = None, every_days: int = 1) -> PipelineSummary:
+    """Runs the stages in order with one run id; a failing stage stops the run with its error. With
+    ``since``, the dated stages run for every as-of date from ``since`` to the run's as-of date."""
     ctx = ctx or make_context(spark, cfg)
+    plan = stage_plan(stages or list(STAGES), ctx.as_of, since, every_days)
     seconds: dict[str, float] = {}
     current = ""
     try:
-        for current in stages or list(STAGES):
+        for current, as_of in plan:
             started = time.monotonic()
-            log.info("stage %s: started (run %s, as of %s)", current, ctx.run_id, ctx.as_of)
-            STAGES[current](spark, cfg, ctx.for_stage())
-            seconds[current] = round(time.monotonic() - started, 1)
-            log.info("stage %s: done in %.1f s", current, seconds[current])
+            log.info("stage %s: started (run %s, as of %s)", current, ctx.run_id, as_of)
+            STAGES[current](spark, cfg, ctx.for_stage(as_of))
+            took = time.monotonic() - started
+            seconds[current] = round(seconds.get(current, 0.0) + took, 1)
+            log.info("stage %s: done in %.1f s", current, took)
     except Exception as exc:
         notify(cfg, {"status": "failed", "run_id": ctx.run_id, "as_of": ctx.as_of.isoformat(), "stage": current,
                      "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500],

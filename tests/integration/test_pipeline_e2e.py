@@ -251,7 +251,7 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     assert store.read("meta.sync_log").count() == synced_before + 3  # new gold versions were published and synced
 
 
-def test_probabilistic_resolution_against_ground_truth_and_explain(spark, tmp_path_factory, cfg_factory):
+def test_probabilistic_resolution_against_ground_truth_explain_and_backfill(spark, tmp_path_factory, cfg_factory):
     from click.testing import CliRunner
     from pyspark.sql import functions as F
 
@@ -283,3 +283,23 @@ def test_probabilistic_resolution_against_ground_truth_and_explain(spark, tmp_pa
     assert "first_name_key" in result.output and "probability" in result.output
     missing = CliRunner().invoke(main, ["--conf", str(REPO_ROOT / "conf"), "--data-dir", str(data), "explain", "P0"])
     assert missing.exit_code == 1 and "no person P0 in gold.person_registry" in missing.output
+
+    # a backfill over these persons: the score stage for two as-of dates, oldest first, one run id
+    since = AS_OF - timedelta(days=7)
+    backfill = make_context(spark, cfg, AS_OF)
+    pipeline.run(spark, cfg, backfill, ["score"], since=since, every_days=7)
+    manifest = ctx.store.read("meta.run_manifest").where(F.col("run_id") == backfill.run_id)
+    assert sorted((r.job, r.as_of) for r in manifest.collect()) == [("score", since), ("score", AS_OF)]
+    assert {r.as_of for r in ctx.store.read("gold.measures").collect()} == {since, AS_OF}
+    # the state history opened every state at the first date and closed exactly the states that differ
+    # between the two dates' versions of gold.person_scores
+    latest = ctx.store.version("gold.person_scores")
+    states = ["rfm_segment", "hibernation_state"]
+    first, second = ({(r.person_id, s): r[s] for r in ctx.store.read("gold.person_scores", version=v).collect()
+                      for s in states} for v in (latest - 1, latest))
+    history = ctx.store.read("gold.person_state_history").collect()
+    assert {(r.person_id, r.state) for r in history if r.valid_from == since} == set(first)
+    changed = {key for key in first if first[key] != second[key]}
+    assert {(r.person_id, r.state) for r in history if r.valid_to == AS_OF} == changed
+    assert sorted((r.person_id, r.state, r.value) for r in history if r.valid_to is None) == sorted(
+        (person_id, state, value) for (person_id, state), value in second.items())

@@ -71,3 +71,43 @@ def test_project_configs_parse(env):
 def test_paths_expand_from_data_dir(tmp_path):
     cfg = load_config(REPO_ROOT / "conf", "local", data_dir=str(tmp_path))
     assert (cfg.lake_root, cfg.landing_dir) == (f"{tmp_path}/lake", f"{tmp_path}/landing")
+
+
+def test_the_configuration_reference_is_current_and_explains_every_key():
+    from cdp_spark import config_reference
+    from cdp_spark.config import CdpConfig
+
+    text = config_reference.render()
+    assert (REPO_ROOT / "docs" / "configuration.md").read_text(encoding="utf-8") == text, (
+        "docs/configuration.md is stale: run `cdp config-reference`")
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert [row for row in rows if not row.rsplit("|", 2)[-2].strip()] == []
+    for heading in ("## `identity.matching`", "## `identity.matching.snm_passes[]`", "## `sources.<name>`",
+                    "## `scores.rfm.segments[]`", "## `predictions.clv`", "## `warehouse`"):
+        assert heading in text
+    assert len(rows) == len(_field_paths(CdpConfig, ""))
+
+
+def _field_paths(model, path: str) -> list[str]:
+    """Every key of the model tree by dotted path, computed independently of the renderer's walk."""
+    import typing
+
+    from pydantic import BaseModel
+
+    found = []
+    for name, field in model.model_fields.items():
+        dotted = f"{path}.{name}".lstrip(".")
+        found.append(dotted)
+        todo = [(field.annotation, dotted)]
+        while todo:
+            annotation, at = todo.pop()
+            args = typing.get_args(annotation)
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+                found += _field_paths(annotation, at)
+            elif typing.get_origin(annotation) is dict:
+                todo.append((args[1], f"{at}.<name>"))
+            elif typing.get_origin(annotation) is list:
+                todo.append((args[0], f"{at}[]"))
+            else:
+                todo += [(arg, at) for arg in args if arg is not type(None)]
+    return found

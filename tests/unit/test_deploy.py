@@ -52,6 +52,11 @@ def test_emr_step_points_at_existing_jobs_and_overlay():
     assert args[0] == "spark-submit"
     job = next(a for a in args if a.endswith(".py"))
     assert (ROOT / "jobs" / Path(job).name).is_file()
-    assert any(a.endswith("#environment") for a in args) and any(a.endswith("#conf") for a in args)
+    assert args.count("--archives") == 1  # spark-submit keeps only the last --archives flag
+    shipped = [(Path(uri).name, name) for uri, name in
+               (item.split("#") for item in args[args.index("--archives") + 1].split(","))]
+    assert shipped == [("cdp-spark-env.tar.gz", "environment"), ("conf.zip", "conf")]
+    build = (ROOT / "scripts" / "build_dist.sh").read_text()
+    assert all(f"$DIST/{artefact}" in build for artefact, _ in shipped)  # the names `make dist` writes
     env = args[args.index("--env") + 1]
     assert (ROOT / "conf" / env).is_dir()

@@ -1,0 +1,44 @@
+"""The stage plan of a run: which stage runs as of which date, with and without --since."""
+
+from __future__ import annotations
+
+from datetime import date
+
+import pytest
+
+from cdp_spark.pipelines.common import StageError
+from cdp_spark.pipelines.pipeline import STAGES, as_of_dates, stage_plan
+
+D = date.fromisoformat
+
+
+def test_without_since_every_stage_runs_once_as_of_the_run_date():
+    assert stage_plan(list(STAGES), D("2026-06-30")) == [(stage, D("2026-06-30")) for stage in STAGES]
+
+
+def test_since_repeats_the_dated_stages_per_date_oldest_first_and_publishes_once():
+    plan = stage_plan(list(STAGES), D("2026-06-30"), since=D("2026-06-14"), every_days=7)
+    dated = [(stage, D(day)) for day in ("2026-06-14", "2026-06-21", "2026-06-28", "2026-06-30")
+             for stage in ("score", "predict", "report")]
+    assert plan == [("ingest", D("2026-06-30")), ("normalise", D("2026-06-30")), ("resolve", D("2026-06-30")),
+                    *dated,
+                    ("validate", D("2026-06-30")), ("sync", D("2026-06-30")), ("export", D("2026-06-30"))]
+
+
+def test_one_stage_and_daily_dates():
+    assert stage_plan(["score"], D("2026-01-03"), since=D("2026-01-01")) == [
+        ("score", D("2026-01-01")), ("score", D("2026-01-02")), ("score", D("2026-01-03"))]
+    assert stage_plan(["validate"], D("2026-01-03"), since=D("2026-01-01")) == [("validate", D("2026-01-03"))]
+    assert as_of_dates(None, D("2026-01-03")) == [D("2026-01-03")]
+    assert as_of_dates(D("2026-01-03"), D("2026-01-03"), 7) == [D("2026-01-03")]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ((["score"], D("2026-01-01"), D("2026-02-01"), 1), "--since 2026-02-01 is after the as-of date 2026-01-01"),
+    ((["score"], D("2026-02-01"), D("2026-01-01"), 0), "--every must be at least 1 day"),
+    ((["scoring"], D("2026-02-01"), None, 1), "unknown stage(s) ['scoring']"),
+])
+def test_bad_plans_are_refused_with_a_clear_message(args, message):
+    with pytest.raises(StageError) as raised:
+        stage_plan(*args)
+    assert str(raised.value).startswith(message)
