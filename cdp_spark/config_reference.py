@@ -98,8 +98,8 @@ def _section(path: str, model: type[BaseModel], out: list[str], seen: set[str]) 
         out.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {description.strip()} |")
         children += nested
     out.append("")
-    for child_path, nested in children:
-        _section(child_path, nested, out, seen)
+    for child_path, child in children:
+        _section(child_path, child, out, seen)
 
 
 def render() -> str:
