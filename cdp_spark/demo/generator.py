@@ -72,6 +72,8 @@ class Generator:
                  orders_mean: float = 3.0) -> None:
         self.n = customers
         self.orders_mean = orders_mean
+        # customers differ in basket size (drawn apart so the main stream, and every other value, is unchanged)
+        self.basket_rng = random.Random(seed * 7919 + 1)
         self.rng = random.Random(seed)
         self.reference = reference
 
@@ -238,6 +240,7 @@ class Generator:
         orders, items = [], []
         order_no = 1
         for person in persons:
+            basket = 0.5 + self.basket_rng.gammavariate(2.0, 0.75)
             n_orders = min(int(rng.expovariate(1 / self.orders_mean)), 25) if rng.random() < 0.85 else 0
             for _ in range(n_orders):
                 channel = rng.choices(["store", "web", "app"], weights=[5, 4, 1])[0]
@@ -258,7 +261,7 @@ class Generator:
                 for line in range(1, rng.randint(1, 4) + 1):
                     pool = by_category[rng.choice(person.favourite_categories)] if rng.random() < 0.8 else products
                     product = rng.choice(pool)
-                    qty = rng.randint(1, 3)
+                    qty = max(1, round(rng.randint(1, 3) * basket))
                     gross += qty * float(product[3])
                     items.append([order_id, str(line), product[0], str(qty), product[3]])
                 discount = round(gross * rng.choice([0.1, 0.15, 0.2]), 2) if rng.random() < 0.3 else 0.0
