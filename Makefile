@@ -32,7 +32,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[test]'
-	touch $@ $(VENV)/.installed
+	touch $@ $(VENV)/.installed $(VENV)/.installed-dist
 
 $(VENV)/.installed-dist: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dist]'
