@@ -153,14 +153,20 @@ def main(persons: str, orders_per_person: float, driver_memory: str, shuffle_par
     if one is not None:
         print("RESULT " + json.dumps(run_one(one, orders_per_person, driver_memory, shuffle_partitions)))
         return
-    runs = []
+    runs: list[dict[str, Any]] = []
     for size in [int(p) for p in persons.split(",")]:
-        child = subprocess.run([sys.executable, __file__, "--one", str(size), "--orders-per-person",
-                                str(orders_per_person), "--driver-memory", driver_memory, "--shuffle-partitions",
-                                str(shuffle_partitions)], capture_output=True, text=True)
+        # the child's log goes to a file next to the results, to follow a long run (tail -f)
+        log_path = RESULTS.parent / f"pipeline-{size}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        with log_path.open("w") as log_file:
+            child = subprocess.run([sys.executable, __file__, "--one", str(size), "--orders-per-person",
+                                    str(orders_per_person), "--driver-memory", driver_memory,
+                                    "--shuffle-partitions", str(shuffle_partitions)],
+                                   stdout=subprocess.PIPE, stderr=log_file, text=True)
         lines = [line for line in child.stdout.splitlines() if line.startswith("RESULT ")]
         if child.returncode != 0 or not lines:
-            sys.exit(f"size {size} failed:\n{child.stderr[-3000:]}")
+            sys.exit(f"size {size} failed, log in {log_path}:\n{log_path.read_text()[-3000:]}")
+        log_path.unlink()
         run = json.loads(lines[-1][len("RESULT "):])
         runs.append(run)
         print(f"{size:>9,} persons, {run['generated']['orders']:>9,} orders: "
@@ -169,20 +175,24 @@ def main(persons: str, orders_per_person: float, driver_memory: str, shuffle_par
         for stage, figures in run["stages"].items():
             print(f"    {stage:<10} {figures['seconds']:>7.1f} s  {figures['rows']:>10,} rows  "
                   f"{figures['rows_per_s'] or 0:>8,} rows/s  peak {figures['peak_jvm_rss_mb']} MiB")
+        write_results(runs, orders_per_person, driver_memory, shuffle_partitions)  # kept if a larger size fails
     exponents = growth(runs)
     if exponents:
         print("time ~ rows^k between consecutive sizes:")
         for stage, values in exponents.items():
             print(f"    {stage:<10} k = {', '.join('-' if v is None else f'{v:.2f}' for v in values)}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    print(f"written to {RESULTS.relative_to(ROOT)}")
+
+
+def write_results(runs: list[dict[str, Any]], orders_per_person: float, driver_memory: str,
+                  shuffle_partitions: int) -> None:
     RESULTS.write_text(json.dumps({
         "benchmark": "pipeline", "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "master": "local[2]", "driver_memory": driver_memory,
                     "shuffle_partitions": shuffle_partitions},
         "as_of": AS_OF.isoformat(), "orders_per_person": orders_per_person, "runs": runs,
-        "growth_exponents": exponents, "target": "1M persons / 5M orders under 15 minutes",
+        "growth_exponents": growth(runs), "target": "1M persons / 5M orders under 15 minutes",
     }, indent=2) + "\n")
-    print(f"written to {RESULTS.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":

@@ -28,9 +28,26 @@ wheel=$(ls "$DIST"/cdp_spark-*.whl)
 
 echo "installing $wheel into a fresh environment ($BUILD_ENV)"
 "$PYTHON" -m venv "$BUILD_ENV"
-"$BUILD_ENV/bin/pip" install "${PIP_QUIET[@]}" "$wheel"
-if [[ "$WITH_PYSPARK" != 1 ]]; then
-  "$BUILD_ENV/bin/pip" uninstall "${PIP_QUIET[@]}" -y pyspark
+if [[ "$WITH_PYSPARK" == 1 ]]; then
+  "$BUILD_ENV/bin/pip" install "${PIP_QUIET[@]}" "$wheel"
+else
+  # the wheel's requirements without pyspark, and delta-spark (whose only other requirement is
+  # importlib-metadata) without its dependencies: pip never fetches or unpacks pyspark
+  "$BUILD_ENV/bin/python" - "$wheel" "$BUILD_ENV" <<'PY'
+import email, sys, zipfile
+from pathlib import Path
+with zipfile.ZipFile(sys.argv[1]) as wheel:
+    metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+    requirements = email.message_from_bytes(wheel.read(metadata)).get_all("Requires-Dist") or []
+runtime = [r for r in requirements if "extra ==" not in r and not r.startswith("pyspark")]
+without_deps = [r for r in runtime if r.startswith("delta-spark")]
+with_deps = [r for r in runtime if r not in without_deps] + ["importlib-metadata"]
+Path(sys.argv[2], "requirements.txt").write_text("\n".join(with_deps) + "\n")
+Path(sys.argv[2], "requirements-no-deps.txt").write_text("\n".join(without_deps + [sys.argv[1]]) + "\n")
+PY
+  "$BUILD_ENV/bin/pip" install "${PIP_QUIET[@]}" -r "$BUILD_ENV/requirements.txt"
+  "$BUILD_ENV/bin/pip" install "${PIP_QUIET[@]}" --no-deps -r "$BUILD_ENV/requirements-no-deps.txt"
+  rm "$BUILD_ENV"/requirements*.txt
 fi
 
 echo "packing the environment"

@@ -113,8 +113,8 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     build_dir = Path(tempfile.mkdtemp(prefix="cdp-test-dist-"))
     log = (build_dir / "make-dist.log").open("w")
     env = {**os.environ, "DIST_BUILD_ENV": str(build_dir / "build-env")}
-    process = subprocess.Popen(["make", "--no-print-directory", "dist", f"DIST={build_dir / 'dist'}"], cwd=REPO_ROOT,
-                               env=env, stdout=log, stderr=subprocess.STDOUT)
+    command = ["nice", "-n", "10", "make", "--no-print-directory", "dist", f"DIST={build_dir / 'dist'}"]
+    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     config.stash[DIST_BUILD] = (process, build_dir)
 
 
