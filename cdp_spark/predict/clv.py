@@ -82,6 +82,8 @@ def bgnbd_log_likelihood(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, big
 
 
 def _fit(objective: Callable[[np.ndarray], float], start: np.ndarray, what: str) -> np.ndarray:
+    """Nelder-Mead on log parameters. The objective is the mean negative log-likelihood per customer: the
+    tolerances are absolute, and a sum over 100k customers (~1e5) cannot move by 1e-10 within float precision."""
     result = minimize(objective, np.log(start), method="Nelder-Mead",
                       options={"maxiter": 20_000, "xatol": 1e-8, "fatol": 1e-10})
     if not result.success or not np.all(np.isfinite(result.x)):
@@ -100,7 +102,7 @@ def fit_bgnbd(frequency: np.ndarray, recency: np.ndarray, big_t: np.ndarray, min
         raise PredictionError("BG/NBD summary is inconsistent: recency above T or negative frequency")
 
     def objective(log_params: np.ndarray) -> float:
-        value = -bgnbd_log_likelihood(np.exp(log_params), x, t_x, t).sum()
+        value = -bgnbd_log_likelihood(np.exp(log_params), x, t_x, t).mean()
         return float(value) if np.isfinite(value) else 1e300
 
     r, alpha, a, b = _fit(objective, np.array([1.0, max(float(t.mean()), 1.0), 1.0, 1.0]), "BG/NBD")
@@ -124,7 +126,7 @@ def fit_gamma_gamma(frequency: np.ndarray, monetary_value: np.ndarray, min_repea
                               f"purchases of positive value; got {len(x)}")
 
     def objective(log_params: np.ndarray) -> float:
-        value = -gamma_gamma_log_likelihood(np.exp(log_params), x, m).sum()
+        value = -gamma_gamma_log_likelihood(np.exp(log_params), x, m).mean()
         return float(value) if np.isfinite(value) else 1e300
 
     p, q, gamma = _fit(objective, np.array([1.0, 1.0, max(float(m.mean()), 1.0)]), "Gamma-Gamma")
