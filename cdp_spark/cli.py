@@ -82,18 +82,23 @@ def render_summary(summary: Any) -> str:
     return "\n".join(lines)
 
 
+FULL_REFRESH_HELP = ("ignore the stored state: JDBC watermarks (ingest) and the bronze version silver was "
+                     "built from (normalise)")
+
+
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="print the summary as JSON")
 @click.option("--since", default=None, callback=_parse_date,
               help="backfill: score, predict and report every as-of date from this one to --as-of, oldest first")
 @click.option("--every", default=1, show_default=True, type=click.IntRange(min=1),
               help="with --since: days between as-of dates (7 = weekly)")
+@click.option("--full-refresh", is_flag=True, help=FULL_REFRESH_HELP)
 @click.pass_obj
-def run(obj: dict[str, Any], as_json: bool, since: date | None, every: int) -> None:
+def run(obj: dict[str, Any], as_json: bool, since: date | None, every: int, full_refresh: bool) -> None:
     """Run the whole pipeline: ingest, normalise, resolve, score, predict, report, validate, sync, export."""
     if as_json:
         obj["json"] = True
-    obj.update(since=since, every=every)
+    obj.update(since=since, every=every, full_refresh=full_refresh)
     _run(obj, None)
 
 
@@ -113,8 +118,17 @@ def ingest(obj: dict[str, Any], full_refresh: bool) -> None:
     _run(obj, ["ingest"])
 
 
-for _name, _help in [("normalise", "Build silver tables from bronze."),
-                     ("resolve", "Resolve persons: identity edges, registry, profile."),
+@main.command()
+@click.option("--full-refresh", is_flag=True,
+              help="rebuild silver from all of bronze (after changing normalisation rules), not only new keys")
+@click.pass_obj
+def normalise(obj: dict[str, Any], full_refresh: bool) -> None:
+    """Build silver tables from bronze: only the keys that arrived since the last build."""
+    obj["full_refresh"] = full_refresh
+    _run(obj, ["normalise"])
+
+
+for _name, _help in [("resolve", "Resolve persons: identity edges, registry, profile."),
                      ("score", "Compute person scores, segments, measures and state history as of --as-of."),
                      ("predict", "Predict CLV, personas and product recommendations as of --as-of."),
                      ("report", "Write the gold.report_* tables and the HTML report as of --as-of."),

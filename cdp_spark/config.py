@@ -432,6 +432,9 @@ class RecommendationSettings(Model):
     """products recommended per person"""
     max_products_per_person: int = Field(50, ge=2, description="most recent distinct products considered")
     min_co_buyers: int = Field(2, ge=1, description="a pair of products needs this many common buyers")
+    max_in_memory_pairs: int = Field(
+        5_000_000, ge=0, description="up to this many product pairs, scoring is a broadcast sparse-matrix "
+                                     "product per batch of persons; above it, a Spark join")
 
 
 class PredictionSettings(Model):

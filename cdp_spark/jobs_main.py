@@ -8,7 +8,7 @@ import importlib
 import sys
 from datetime import date
 
-from cdp_spark.cli import USER_ERRORS, render_summary
+from cdp_spark.cli import FULL_REFRESH_HELP, USER_ERRORS, render_summary
 from cdp_spark.config import load_config
 from cdp_spark.log import configure
 
@@ -22,6 +22,8 @@ def parse_args(job: str, argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--as-of", type=date.fromisoformat, default=None)
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    if job in ("ingest", "normalise", "pipeline"):
+        parser.add_argument("--full-refresh", action="store_true", help=FULL_REFRESH_HELP)
     if job == "pipeline":
         parser.add_argument("--since", type=date.fromisoformat, default=None,
                             help="backfill: score, predict and report every as-of date from this one to --as-of")
@@ -40,7 +42,7 @@ def main(job: str, argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.conf, args.env, args.overrides, data_dir=args.data_dir)
         spark = build_session(cfg.spark, f"cdp-{job}")
-        ctx = make_context(spark, cfg, args.as_of)
+        ctx = make_context(spark, cfg, args.as_of, full_refresh=getattr(args, "full_refresh", False))
         module = importlib.import_module(f"cdp_spark.pipelines.{job}")
         extra = {"since": args.since, "every_days": args.every} if job == "pipeline" else {}
         result = module.run(spark, cfg, ctx, **extra)

@@ -70,6 +70,7 @@ class TableStore(Protocol):
     def exists(self, table: str) -> bool: ...
     def version(self, table: str) -> int | None: ...
     def read(self, table: str, version: int | None = None, timestamp: datetime | None = None) -> DataFrame: ...
+    def added_since(self, table: str, version: int) -> DataFrame | None: ...
     def create(self, table: str, schema: StructType) -> WriteResult: ...
     def write(self, table: str, df: DataFrame, mode: WriteMode = "append", txn: Txn | None = None,
               evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult: ...
@@ -158,16 +159,33 @@ class RsDeltaStore:
                 dt.load_as_version(timestamp)
             except Exception as exc:
                 raise TableError(f"{table}: no version as of {timestamp.isoformat()}: {exc}") from exc
-        features = set(dt.protocol().reader_features or [])
-        unsupported = features & UNSUPPORTED_READER_FEATURES
+        return self._parquet(table, dt, dt.file_uris())
+
+    def _parquet(self, table: str, dt: Any, files: Sequence[str]) -> DataFrame:
+        """``files`` of the table version ``dt`` as a DataFrame with the table's schema."""
+        unsupported = set(dt.protocol().reader_features or []) & UNSUPPORTED_READER_FEATURES
         if unsupported:
             raise TableError(f"{table}: reader features {sorted(unsupported)} need the delta-spark engine "
                              "(set storage.engine=spark on a cluster with Delta)")
         schema = StructType.fromJson(json.loads(dt.schema().to_json()))
-        files = dt.file_uris()
         if not files:
             return self.spark.createDataFrame([], schema)
         return self.spark.read.schema(schema).parquet(*files)
+
+    def added_since(self, table: str, version: int) -> DataFrame | None:
+        """The rows of the files added after ``version``, when the commits since then only added files
+        (appends); None when a file of ``version`` was removed since (an erasure, a rewrite, an overwrite)
+        or ``version`` can no longer be loaded: the caller then reads the whole table."""
+        current = self._open(table)
+        try:
+            before = set(self._open(table, version).file_uris())
+        except Exception as exc:  # the version's log entries were cleaned up
+            log.info("%s: version %d cannot be loaded (%s); reading the whole table", table, version, exc)
+            return None
+        now = current.file_uris()
+        if not before <= set(now):
+            return None
+        return self._parquet(table, current, [f for f in now if f not in before])
 
     # ---- writes --------------------------------------------------------------------------------
     def _stage_files(self, df: DataFrame, table_path: str) -> tuple[list[Any], int]:
@@ -399,6 +417,25 @@ class SparkDeltaStore:
         if timestamp is not None:
             reader = reader.option("timestampAsOf", timestamp.isoformat())
         return reader.load(self.path(table))
+
+    def added_since(self, table: str, version: int) -> DataFrame | None:
+        """The rows of the files added after ``version``, when every commit since then was a blind append
+        (so no added file carries a deletion vector); None otherwise, or when ``version`` is gone."""
+        since = [h for h in self.history(table) if int(h["version"]) > version]
+        appends_only = all(h["operation"] == "WRITE" and (h.get("operationParameters") or {}).get("mode") == "Append"
+                           for h in since)
+        if not appends_only or (since and min(int(h["version"]) for h in since) != version + 1):
+            return None
+        try:
+            before = set(self.read(table, version=version).inputFiles())
+        except Exception as exc:
+            log.info("%s: version %d cannot be loaded (%s); reading the whole table", table, version, exc)
+            return None
+        current = self.read(table)
+        added = [f for f in current.inputFiles() if f not in before]
+        if not added:
+            return self.spark.createDataFrame([], current.schema)
+        return self.spark.read.schema(current.schema).parquet(*added)
 
     def create(self, table: str, schema: StructType) -> WriteResult:
         if self.exists(table):

@@ -76,6 +76,18 @@ def test_merge_upserts_on_keys(spark, store):
                        ignore_nullable=True)
 
 
+def test_added_since_reads_appended_files_and_none_after_a_rewrite(spark, store):
+    store.write("silver.people", frame(spark, [(1, "ana", None)]))
+    store.write("silver.people", frame(spark, [(2, "bo", None)]))
+    store.write("silver.people", frame(spark, [(3, "cy", "2001-12-31")]))
+    assert_df_equality(sorted_frame(store.added_since("silver.people", 0)),
+                       frame(spark, [(2, "bo", None), (3, "cy", "2001-12-31")]), ignore_nullable=True)
+    assert_df_equality(store.added_since("silver.people", 2), frame(spark, []), ignore_nullable=True)
+    store.merge("silver.people", frame(spark, [(1, "ANA", None)]), keys=["id"])  # rewrites the first file
+    assert store.added_since("silver.people", 2) is None
+    assert store.added_since("silver.people", 0) is None
+
+
 def test_merge_rejects_duplicate_source_keys(spark, store):
     store.write("silver.people", frame(spark, [(1, "ana", None)]))
     with pytest.raises(Exception, match="duplicate"):

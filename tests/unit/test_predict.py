@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import datetime
 
 import pytest
@@ -62,13 +63,30 @@ def test_personas_refuse_too_few_customers(spark):
         personas(spark, persona_counts(spark), PersonaSettings(k=5))
 
 
-def test_recommendations_from_co_buyers(spark):
+@pytest.mark.parametrize("max_in_memory_pairs", [5_000_000, 0], ids=["sparse-matrix", "spark-join"])
+def test_recommendations_from_co_buyers(spark, max_in_memory_pairs):
     facts = purchase_facts(spark, [("p1", "o1", 1), ("p2", "o2", 2), ("p3", "o3", 3), ("p4", "o4", 4)])
     lines = spark.createDataFrame([("o1", "A"), ("o1", "B"), ("o1", "C"), ("o2", "A"), ("o2", "B"),
                                    ("o3", "A"), ("o3", "C"), ("o3", "D"), ("o4", "A")],
                                   "order_id string, product_id string")
-    got = recommendations(facts, lines, RecommendationSettings(top_n=2, min_co_buyers=2)).orderBy("person_id", "rank")
+    settings = RecommendationSettings(top_n=2, min_co_buyers=2, max_in_memory_pairs=max_in_memory_pairs)
+    got = recommendations(facts, lines, settings).orderBy("person_id", "rank")
     # co-buyers: A-B 2, A-C 2, others 1 (ignored). p2 owns A,B -> C (via A: 2); p4 owns A -> B 2, C 2 (tie: id)
     assert_df_equality(got, spark.createDataFrame(
         [("p2", 1, "C", 2), ("p3", 1, "B", 2), ("p4", 1, "B", 2), ("p4", 2, "C", 2)],
         "person_id string, rank int, product_id string, score long"), ignore_nullable=True)
+
+
+def test_sparse_matrix_and_spark_join_give_the_same_recommendations(spark):
+    rng = random.Random(11)
+    orders = [(f"p{p:03d}", f"o{p:03d}-{n}", rng.randint(1, 28)) for p in range(300) for n in range(rng.randint(1, 4))]
+    lines = [(order_id, f"SKU-{rng.randint(1, 30):02d}") for _, order_id, _ in orders for _ in range(rng.randint(1, 5))]
+    facts = purchase_facts(spark, orders)
+    lines_frame = spark.createDataFrame(lines, "order_id string, product_id string")
+    by = {limit: recommendations(facts, lines_frame, RecommendationSettings(top_n=4, min_co_buyers=3,
+                                                                            max_products_per_person=6,
+                                                                            max_in_memory_pairs=limit))
+          for limit in (5_000_000, 0)}
+    assert by[0].count() > 900
+    assert_df_equality(by[5_000_000], by[0], ignore_row_order=True, ignore_nullable=True)
+
