@@ -147,8 +147,10 @@ def growth(runs: list[dict[str, Any]]) -> dict[str, list[float | None]]:
 @click.option("--orders-per-person", default=5.0, show_default=True)
 @click.option("--driver-memory", default="14g", show_default=True)
 @click.option("--shuffle-partitions", default=8, show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=RESULTS, show_default=True,
+              help="results file (another name keeps pipeline.json, e.g. for a partial rerun)")
 @click.option("--one", type=int, default=None, hidden=True, help="child process: run this size, print JSON")
-def main(persons: str, orders_per_person: float, driver_memory: str, shuffle_partitions: int,
+def main(persons: str, orders_per_person: float, driver_memory: str, shuffle_partitions: int, out: Path,
          one: int | None) -> None:
     if one is not None:
         print("RESULT " + json.dumps(run_one(one, orders_per_person, driver_memory, shuffle_partitions)))
@@ -175,18 +177,18 @@ def main(persons: str, orders_per_person: float, driver_memory: str, shuffle_par
         for stage, figures in run["stages"].items():
             print(f"    {stage:<10} {figures['seconds']:>7.1f} s  {figures['rows']:>10,} rows  "
                   f"{figures['rows_per_s'] or 0:>8,} rows/s  peak {figures['peak_jvm_rss_mb']} MiB")
-        write_results(runs, orders_per_person, driver_memory, shuffle_partitions)  # kept if a larger size fails
+        write_results(out, runs, orders_per_person, driver_memory, shuffle_partitions)  # kept if a larger size fails
     exponents = growth(runs)
     if exponents:
         print("time ~ rows^k between consecutive sizes:")
         for stage, values in exponents.items():
             print(f"    {stage:<10} k = {', '.join('-' if v is None else f'{v:.2f}' for v in values)}")
-    print(f"written to {RESULTS.relative_to(ROOT)}")
+    print(f"written to {out}")
 
 
-def write_results(runs: list[dict[str, Any]], orders_per_person: float, driver_memory: str,
+def write_results(out: Path, runs: list[dict[str, Any]], orders_per_person: float, driver_memory: str,
                   shuffle_partitions: int) -> None:
-    RESULTS.write_text(json.dumps({
+    out.write_text(json.dumps({
         "benchmark": "pipeline", "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "master": "local[2]", "driver_memory": driver_memory,
                     "shuffle_partitions": shuffle_partitions},
