@@ -36,17 +36,12 @@ def to_silver(bronze: DataFrame, source: SourceSettings | JdbcSourceSettings, pe
     return normalise_person(selected, identity) if person_entity else selected
 
 
-def rows_to_rebuild(ctx: RunContext, bronze_name: str, bronze: DataFrame, keys: list[str],
-                    built_from: int | None) -> tuple[DataFrame, str]:
-    """(bronze rows to rebuild silver from, ``incremental`` | ``full``): every bronze row of the keys in
-    the files added after version ``built_from`` (the version silver was last built from), or all of
-    bronze when there is no such version, bronze was rewritten since, or a full refresh is asked for."""
-    added = None if ctx.full_refresh or built_from is None else ctx.store.added_since(bronze_name, built_from)
-    if added is None:
-        return bronze, "full"
+def rows_of_arrived_keys(bronze: DataFrame, added: DataFrame, keys: list[str]) -> DataFrame:
+    """Every ``bronze`` row whose key (null-safe) is the key of a row in ``added`` (the rows that arrived
+    since the last build); same columns as ``bronze``."""
     arrived = added.select(*[F.col(f"`{k}`").alias(f"_arrived_{k}") for k in keys]).distinct()
     same_key = reduce(lambda a, b: a & b, [bronze[f"`{k}`"].eqNullSafe(arrived[f"_arrived_{k}"]) for k in keys])
-    return bronze.join(arrived, same_key, "left_semi"), "incremental"
+    return bronze.join(arrived, same_key, "left_semi")
 
 
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:
@@ -62,13 +57,16 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         bronze = ctx.read(bronze_name)
         bronze_version = ctx.inputs[bronze_name] or 0
         txn = Txn(f"silver/{source.entity}", bronze_version + 1)
-        token = ctx.store.txn_version(silver_name, txn.app_id)
-        built_from = None if token is None or token >= txn.version else token - 1
-        rows, mode = rows_to_rebuild(ctx, bronze_name, bronze, source.source_key, built_from)
+        token = ctx.store.txn_version(silver_name, txn.app_id)  # bronze version silver was built from + 1
+        up_to_date = token is not None and token >= txn.version
+        added = (ctx.store.added_since(bronze_name, token - 1)
+                 if token is not None and not up_to_date and not ctx.full_refresh else None)
+        rows = bronze if added is None else rows_of_arrived_keys(bronze, added, source.source_key)
+        mode = "full" if added is None else "incremental"
         silver = to_silver(rows, source, source.entity in cfg.identity.person_sources, cfg.identity)
-        refresh_again = ctx.full_refresh and token is not None and token >= txn.version
-        result = ctx.store.merge(silver_name, silver, keys=source.source_key, txn=None if refresh_again else txn,
-                                 evolve_schema=True)
+        # a full refresh of an up-to-date table writes again: without the token, which it already has
+        result = ctx.store.merge(silver_name, silver, keys=source.source_key,
+                                 txn=None if ctx.full_refresh and up_to_date else txn, evolve_schema=True)
         ctx.wrote(silver_name, result.version)
         merged[silver_name] = result.rows_written
         modes[silver_name] = "unchanged" if result.skipped else mode

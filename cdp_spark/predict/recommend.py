@@ -109,4 +109,6 @@ def recommendations(facts: DataFrame, lines: DataFrame, settings: Recommendation
     pairs = co_occurrence(owned, settings.min_co_buyers).persist()
     if pairs.count() > settings.max_in_memory_pairs:
         return scored_by_join(owned, pairs, settings.top_n)
-    return scored_in_memory(facts.sparkSession, owned, pairs.toPandas(), settings.top_n)
+    local_pairs = pairs.toPandas()
+    pairs.unpersist()
+    return scored_in_memory(facts.sparkSession, owned, local_pairs, settings.top_n)

@@ -51,3 +51,15 @@ def test_show_config_prints_no_secret_values(env, monkeypatch):
     result = CliRunner().invoke(main, ["--conf", str(REPO_ROOT / "conf"), "--env", env, "show-config"])
     assert result.exit_code == 0, result.output
     assert '"password_env": "CDP_WAREHOUSE_PASSWORD"' in result.output and "hunter2" not in result.output
+
+
+def test_full_refresh_flags_reach_the_run(monkeypatch):
+    assert parse_args("normalise", ["--full-refresh"]).full_refresh is True
+    assert parse_args("pipeline", []).full_refresh is False
+    assert not hasattr(parse_args("score", []), "full_refresh")
+    calls = []
+    monkeypatch.setattr("cdp_spark.cli._run", lambda obj, stages: calls.append((stages, obj["full_refresh"])))
+    for command in (["normalise", "--full-refresh"], ["normalise"], ["run", "--full-refresh"]):
+        assert CliRunner().invoke(main, command).exit_code == 0
+    assert calls == [(["normalise"], True), (["normalise"], False), (None, True)]
+
