@@ -73,8 +73,10 @@ def _level(c: ComparisonSettings, settings: MatchingSettings) -> Column:
         level = (level.when(similarity >= settings.jaro_winkler_high, F.lit(2))
                  .when(similarity >= settings.jaro_winkler_low, F.lit(1)))
     elif c.kind == "email":
-        same_local = F.split(left, "@").getItem(0) == F.split(right, "@").getItem(0)
-        level = level.when(same_local | (F.levenshtein(left, right) <= 1), F.lit(1))
+        same_local = F.substring_index(left, "@", 1) == F.substring_index(right, "@", 1)
+        # bounded edit distance (-1 above 1), only for lengths that can be one edit apart
+        one_edit = (F.abs(F.length(left) - F.length(right)) <= 1) & (F.levenshtein(left, right, 1) >= 0)
+        level = level.when(same_local | one_edit, F.lit(1))
     elif c.kind == "phone":
         level = level.when(F.substring(left, -7, 7) == F.substring(right, -7, 7), F.lit(1))
     elif c.kind == "date":

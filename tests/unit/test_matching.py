@@ -71,6 +71,18 @@ def test_comparison_levels_for_every_kind(spark):
     assert_df_equality(levels, expected, ignore_nullable=True)
 
 
+def test_email_levels_near_is_same_local_part_or_one_edit(spark):
+    records = spark.createDataFrame([("a", "jo@x.es"), ("b", "jo@y.org"), ("c", "jo@x.ez"), ("d", "oj@x.es"),
+                                     ("e", "joxx@x.es"), ("f", "ajo@x.es")], "record_id string, email string")
+    settings = MatchingSettings(comparisons=[ComparisonSettings(field="email", kind="email")])
+    pairs = spark.createDataFrame([("a", x) for x in "bcdef"], "record_a string, record_b string")
+    levels = compare(attach_records(pairs, records), settings.comparisons, settings).select("record_b", "lvl_email")
+    # same local part; one substitution; two edits; two insertions; one insertion
+    expected = spark.createDataFrame([("b", 1), ("c", 1), ("d", 0), ("e", 0), ("f", 1)],
+                                     "record_b string, lvl_email int")
+    assert_df_equality(levels, expected, ignore_nullable=True, ignore_row_order=True)
+
+
 def test_jaro_winkler_bands(spark):
     records = spark.createDataFrame([("x", "martha", "martha"), ("y", "marhta", "marhta"), ("z", "dwayne", "dwayne"),
                                      ("w", "duane", "duane")], "record_id string, first string, canon string")
