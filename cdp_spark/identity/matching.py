@@ -117,16 +117,15 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
                      levels.alias("levels"), "field_weights",
                      F.round("match_weight", 4).alias("match_weight"),
                      F.round("match_probability", 6).alias("match_probability"), "forced").persist())
-    edges.count()  # materialised while ``compared`` is still cached
-    totals = decided.agg(F.count("*").alias("candidates"), F.sum(F.col("accepted").cast("int")).alias("accepted"),
-                         F.sum(F.when(F.col("forced") == "nonmatch", 1).otherwise(0)).alias("forced_nonmatch")
-                         ).first()
+    # counted from the cached levels and the materialised edges (one edge per accepted pair): no second
+    # scoring pass over the candidates
+    totals = compared.agg(F.count("*").alias("candidates"),
+                          F.count(F.when(F.col("forced") == "nonmatch", 1)).alias("forced_nonmatch")).first()
+    counts = {"candidate_pairs": int(totals["candidates"]) if totals else 0, "accepted_pairs": edges.count(),
+              "forced_nonmatch": int(totals["forced_nonmatch"]) if totals else 0,
+              "prior": round(model.prior, 6), "em_iterations": model.iterations}
     for frame in (compared, slim, numbered):
         frame.unpersist()
-    counts = {"candidate_pairs": int(totals["candidates"] or 0) if totals else 0,
-              "accepted_pairs": int(totals["accepted"] or 0) if totals else 0,
-              "forced_nonmatch": int(totals["forced_nonmatch"] or 0) if totals else 0,
-              "prior": round(model.prior, 6), "em_iterations": model.iterations}
     log.info("matching: %(candidate_pairs)d candidate pairs, %(accepted_pairs)d accepted", counts)
     return MatchResult(edges, model, counts)
 

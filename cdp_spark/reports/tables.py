@@ -154,9 +154,10 @@ def repeat_purchase_timing(lines: DataFrame) -> DataFrame:
 
 
 def _top_pairs(pairs: DataFrame, left: str, right: str, base: DataFrame, top: int, min_orders: int) -> DataFrame:
-    """pairs: (left, right, order_key) occurrences; base: (left, base_orders). Top ``top`` per left, with
-    share = orders / base_orders (unrounded)."""
-    counted = (pairs.groupBy(left, right).agg(F.countDistinct("order_key").alias("orders"))
+    """pairs: (left, right, order_key), each at most once (both callers pair distinct (order, product)
+    rows, and an order has one next order), so a plain count is the number of orders; base: (left,
+    base_orders). Top ``top`` per left, with share = orders / base_orders (unrounded)."""
+    counted = (pairs.groupBy(left, right).agg(F.count("order_key").alias("orders"))
                .where(F.col("orders") >= min_orders).join(base, left))
     rank = F.row_number().over(Window.partitionBy(left).orderBy(F.col("orders").desc(), F.col(right)))
     return counted.withColumn("share", F.col("orders") / F.col("base_orders")).withColumn("rank", rank) \
@@ -170,7 +171,7 @@ def next_order_products(lines: DataFrame, top: int, min_orders: int) -> DataFram
         Window.partitionBy("person_id").orderBy("order_ts", "order_id"))).where(F.col("next_order_id").isNotNull())
     products = lines.select("order_id", "product_id").distinct()
     with_next = following.join(products, "order_id")
-    base = with_next.groupBy("product_id").agg(F.countDistinct("order_id").alias("base_orders"))
+    base = with_next.groupBy("product_id").agg(F.count("order_id").alias("base_orders"))  # (order, product) unique
     pairs = with_next.join(products.withColumnRenamed("order_id", "next_order_id")
                            .withColumnRenamed("product_id", "next_product_id"), "next_order_id") \
         .select("product_id", "next_product_id", F.col("order_id").alias("order_key"))

@@ -107,9 +107,10 @@ def score_library(persons: DataFrame, facts: DataFrame, items: DataFrame, as_of:
         F.count("*").alias("orders_total_count"),
         F.sum("net_amount").cast("decimal(16,2)").alias("orders_total_amount"),
         F.max("order_date").alias("last_order_date"), F.min("order_date").alias("first_order_date"),
+        # sizes of collected sets rather than COUNT(DISTINCT): distinct aggregates would expand every row
         F.array_sort(F.collect_set("store_name")).alias("all_stores"),
-        F.countDistinct("store_name").alias("distinct_stores_count"),
-        F.countDistinct("channel").alias("channels"),
+        F.size(F.collect_set("store_name")).alias("distinct_stores_count"),
+        F.size(F.collect_set("channel")).alias("channels"),
         F.sum(F.when(F.col("discount_amount") > 0, 1).otherwise(0)).alias("discounted_orders_count"),
         F.avg(F.when(F.col("gross_amount") > 0, F.col("discount_amount") / F.col("gross_amount"))).alias("disc_rate"))
     days = purchases.select("person_id", "order_date").distinct()

@@ -130,3 +130,33 @@ def test_score_adds_prior_field_weights_and_term_frequency(spark):
     assert got["c"].match_weight == pytest.approx(prior + math.log2(0.2 / 0.95))  # null city adds nothing
     assert got["b"].match_probability == pytest.approx(1 / (1 + 2 ** -got["b"].match_weight))
     assert got["c"].field_weights == {"first": round(math.log2(0.2 / 0.95), 4), "city": 0.0}
+
+
+def test_match_with_a_given_model_accepts_forces_and_counts(spark):
+    from cdp_spark.identity.matching import match
+
+    records = spark.createDataFrame([
+        ("crm:1", "ana", "a@x.es", date(1990, 1, 2)),
+        ("web:1", "ana", "a@x.es", date(1990, 1, 2)),
+        ("web:2", "bob", "a@x.es", date(1975, 5, 9)),   # shares the e-mail; every birth date part differs
+        ("web:3", "eva", "e@x.es", date(1980, 3, 3)),   # no candidate
+    ], "record_id string, first string, email string, born date")
+    settings = MatchingSettings(
+        blocking_keys=["email"], comparisons=[ComparisonSettings(field="first", kind="name"),
+                                              ComparisonSettings(field="email", kind="email"),
+                                              ComparisonSettings(field="born", kind="date")],
+        force_nonmatch=["year(l.born) <> year(r.born) AND month(l.born) <> month(r.born) "
+                        "AND day(l.born) <> day(r.born)"])
+    model = FsModel(["first", "email", "born"], {"first": "name", "email": "email", "born": "date"},
+                    m={"first": [0.05, 0.05, 0.05, 0.05, 0.8], "email": [0.05, 0.05, 0.9], "born": [0.05, 0.05, 0.9]},
+                    u={"first": [0.9, 0.04, 0.03, 0.02, 0.01], "email": [0.98, 0.01, 0.01], "born": [0.9, 0.05, 0.05]},
+                    prior=0.1)
+    result = match(records, settings, model=model)
+    weight = math.log2(0.1 / 0.9) + model.weight("first", 4) + model.weight("email", 2) + model.weight("born", 2)
+    expected = spark.createDataFrame([("crm:1", "web:1", ["key:email"], round(weight, 4), None)],
+                                     "record_a string, record_b string, sources array<string>, match_weight double, "
+                                     "forced string")
+    assert_df_equality(result.edges.select("record_a", "record_b", "sources", "match_weight", "forced"), expected,
+                       ignore_nullable=True)
+    assert {k: result.counts[k] for k in ("candidate_pairs", "accepted_pairs", "forced_nonmatch")} == {
+        "candidate_pairs": 2, "accepted_pairs": 1, "forced_nonmatch": 1}
