@@ -12,6 +12,7 @@ to ``benchmarks/results/er.json``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -77,6 +78,7 @@ def run_size(spark, records: int, work: Path) -> dict[str, object]:  # type: ign
 @click.option("--records", default="10000,100000,1000000", show_default=True, help="comma-separated sizes")
 @click.option("--out", default=str(ROOT / "benchmarks" / "results" / "er.json"), show_default=True)
 def main(records: str, out: str) -> None:
+    os.environ.setdefault("CDP_HASH_KEY", "bench-hash-key")  # the profile's keyed hashes (privacy) need a key
     work = Path(tempfile.mkdtemp(prefix="cdp-bench-er-"))
     spark = build_session(SparkSettings(master="local[2]", shuffle_partitions=8, driver_memory="10g"))
     spark.sparkContext.setCheckpointDir(str(work / "checkpoints"))
