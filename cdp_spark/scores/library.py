@@ -99,6 +99,11 @@ def timing_label(days_since_last: Column, mean_gap: Column, std_gap: Column, ord
             .otherwise(F.lit("significantly_late")))
 
 
+def _size_or_zero(column: str) -> Column:
+    """The array's size as an int, 0 for a null array (``size(null)`` is -1 in Spark, not null)."""
+    return F.when(F.col(column).isNull(), F.lit(0)).otherwise(F.size(column)).cast("int")
+
+
 def score_library(persons: DataFrame, facts: DataFrame, items: DataFrame, as_of: date,
                   lifecycle: LifecycleSettings) -> DataFrame:
     purchases = facts.where("is_purchase")
@@ -107,9 +112,8 @@ def score_library(persons: DataFrame, facts: DataFrame, items: DataFrame, as_of:
         F.count("*").alias("orders_total_count"),
         F.sum("net_amount").cast("decimal(16,2)").alias("orders_total_amount"),
         F.max("order_date").alias("last_order_date"), F.min("order_date").alias("first_order_date"),
-        # sizes of collected sets rather than COUNT(DISTINCT): distinct aggregates would expand every row
         F.array_sort(F.collect_set("store_name")).alias("all_stores"),
-        F.size(F.collect_set("store_name")).alias("distinct_stores_count"),
+        # the size of a collected set, not COUNT(DISTINCT): distinct aggregates would expand every row
         F.size(F.collect_set("channel")).alias("channels"),
         F.sum(F.when(F.col("discount_amount") > 0, 1).otherwise(0)).alias("discounted_orders_count"),
         F.avg(F.when(F.col("gross_amount") > 0, F.col("discount_amount") / F.col("gross_amount"))).alias("disc_rate"))
@@ -140,11 +144,9 @@ def score_library(persons: DataFrame, facts: DataFrame, items: DataFrame, as_of:
         joined = joined.join(frame, "person_id", "left")
     count = F.coalesce(F.col("orders_total_count"), F.lit(0)).cast("long")
     since_last = F.datediff(as_of_lit, "last_order_date")
-    # size(null) is -1 in Spark, not null
-    categories_n = F.when(F.col("all_ordered_categories").isNull(), F.lit(0)).otherwise(
-        F.size("all_ordered_categories")).cast("int")
+    categories_n = _size_or_zero("all_ordered_categories")
     items_n = F.coalesce(F.col("orders_total_items"), F.lit(0)).cast("long")
-    stores_n = F.coalesce(F.col("distinct_stores_count"), F.lit(0)).cast("int")
+    stores_n = _size_or_zero("all_stores")
     hibernation = (F.when(count == 0, F.lit("no_order"))
                    .when(since_last < lifecycle.inactive_after_days, F.lit("active"))
                    .when(since_last < lifecycle.hibernating_after_days, F.lit("inactive"))
