@@ -62,4 +62,3 @@ def test_full_refresh_flags_reach_the_run(monkeypatch):
     for command in (["normalise", "--full-refresh"], ["normalise"], ["run", "--full-refresh"]):
         assert CliRunner().invoke(main, command).exit_code == 0
     assert calls == [(["normalise"], True), (["normalise"], False), (None, True)]
-
