@@ -7,7 +7,8 @@
 ``snm_pairs(records, passes)``
     Per pass: key = the pass's SQL expression; records are sorted by (key, record_id) inside partitions of
     the key's first ``prefix_length`` characters, and each record is paired with the next ``window - 1``
-    records (Spark ``lead`` over the window), so no partition takes the whole table.
+    records (Spark ``lead`` over the window), so no partition takes the whole table. All passes share
+    one shuffle and sort: a row per (record, pass), partitioned by (pass, prefix).
 ``candidate_pairs`` is their union, each pair once, with the passes that proposed it (``candidate_masks``:
     the same as a bit mask, what matching carries through its shuffles).
 """
@@ -50,23 +51,27 @@ def key_pairs(records: DataFrame, keys: Sequence[str], max_group: int) -> DataFr
 
 
 def snm_pairs(records: DataFrame, passes: Sequence[SnmPass]) -> DataFrame | None:
-    frames = []
-    for snm in passes:
-        keyed = records.select("record_id", F.expr(snm.key).cast("string").alias("sort_key")).where(
-            F.col("sort_key").isNotNull() & (F.col("sort_key") != ""))
-        block = F.substring("sort_key", 1, snm.prefix_length) if snm.prefix_length > 0 else F.lit("")
-        window = Window.partitionBy(block).orderBy("sort_key", "record_id")
-        neighbours = [F.lead("record_id", offset).over(window).alias(f"n{offset}") for offset in range(1, snm.window)]
-        with_next = keyed.select("record_id", *neighbours)
-        pairs = (with_next.select("record_id", F.explode(F.array(*[F.col(f"n{o}") for o in range(1, snm.window)]))
-                                  .alias("other")).where(F.col("other").isNotNull()))
-        frames.append(pairs.select(*_ordered("record_id", "other"), F.lit(f"snm:{snm.name}").alias("source")))
-    if not frames:
+    if not passes:
         return None
-    union = frames[0]
-    for frame in frames[1:]:
-        union = union.unionByName(frame)
-    return union
+    # every pass in one shuffle: a row per (record, pass), windows partitioned by (pass, key prefix)
+    entries = F.array(*[F.struct(F.lit(i).alias("pass"), F.expr(snm.key).cast("string").alias("sort_key"))
+                        for i, snm in enumerate(passes)])
+    keyed = records.select("record_id", F.inline(entries)).where(
+        F.col("sort_key").isNotNull() & (F.col("sort_key") != ""))
+
+    def per_pass(values: Sequence[object]) -> Column:
+        return F.element_at(F.array(*[F.lit(v) for v in values]), F.col("pass") + 1)
+
+    block = F.substring(F.col("sort_key"), F.lit(1), per_pass([snm.prefix_length for snm in passes]))
+    window = Window.partitionBy("pass", block).orderBy("sort_key", "record_id")
+    offsets = range(1, max(snm.window for snm in passes))
+    with_next = keyed.select("record_id", "pass",
+                             *[F.lead("record_id", o).over(window).alias(f"n{o}") for o in offsets])
+    size = per_pass([snm.window for snm in passes])
+    pairs = (with_next.select("record_id", "pass", F.explode(F.array(*[
+        F.when(F.lit(o) < size, F.col(f"n{o}")) for o in offsets])).alias("other")).where(F.col("other").isNotNull()))
+    labels = per_pass([f"snm:{snm.name}" for snm in passes])
+    return pairs.select(*_ordered("record_id", "other"), labels.alias("source"))
 
 
 def source_labels(keys: Sequence[str], passes: Sequence[SnmPass]) -> list[str]:

@@ -1,13 +1,14 @@
 """Fellegi-Sunter match weights (DESIGN §4).
 
 * ``u`` (probability of each level among non-matches) from random record pairs, which are almost all
-  non-matches: ``estimate_u``.
+  non-matches: ``level_shares`` of their level patterns.
 * ``m`` (probability of each level among matches) by expectation-maximisation with ``u`` fixed, in
   training sessions (``train_sessions``): one per deterministic key, on the pairs agreeing on that key,
   leaving that key's own field out (Splink's approach; EM on all candidates at once drifts to "everything
   matches" because blocked candidates do not look like random pairs). Then the prior ``lambda`` is fitted
-  on all candidates with m and u fixed. Pairs are aggregated to (pattern, count) first, so EM runs on the
-  driver over a few hundred rows, exactly.
+  on all candidates with m and u fixed. Pairs are aggregated to (pattern, count) first (one Spark
+  aggregation serves u, every session and the prior), so EM runs on the driver over a few hundred
+  rows, exactly.
 * A pair's weight is ``log2(lambda / (1 - lambda)) + sum over fields of log2(m / u)`` for its levels
   (null levels add nothing); exact agreement on a term-frequency field adds ``log2(u_exact / tf(value))``
   so a common surname weighs less than a rare one. Probability = 1 / (1 + 2^-weight).
@@ -55,26 +56,25 @@ class FsModel:
         return cls(**json.loads(text))
 
 
-def level_distribution(compared: DataFrame, fields: Sequence[str],
-                       kinds: Mapping[str, str]) -> dict[str, list[float]]:
-    """Share of each level per field among non-null comparisons, smoothed (+1) so no level is 0."""
-    counts = compared.select(F.explode(F.array(*[
-        F.struct(F.lit(f).alias("f"), F.col(f"lvl_{f}").alias("level")) for f in fields])).alias("x")
-    ).where(F.col("x.level") != NULL_LEVEL).groupBy("x.f", "x.level").count().collect()
-    found: dict[tuple[str, int], int] = {(r["f"], int(r["level"])): int(r["count"]) for r in counts}
+def level_shares(patterns: np.ndarray, counts: np.ndarray, fields: Sequence[str],
+                 kinds: Mapping[str, str]) -> dict[str, list[float]]:
+    """Share of each level per field among non-null comparisons, smoothed (+1) so no level is 0.
+    ``patterns`` holds one column of levels per field in ``fields``, ``counts`` the pairs per row."""
     out = {}
-    for name in fields:
-        n_levels = len(LEVELS[kinds[name]])
-        raw = np.array([found.get((name, level), 0) for level in range(n_levels)], dtype=float) + 1.0
-        out[name] = list(raw / raw.sum())
+    for j, name in enumerate(fields):
+        levels = patterns[:, j]
+        seen = levels != NULL_LEVEL
+        raw = np.bincount(levels[seen], weights=counts[seen], minlength=len(LEVELS[kinds[name]])) + 1.0
+        out[name] = list(map(float, raw / raw.sum()))
     return out
 
 
-def random_pairs(records: DataFrame, n_pairs: int, seed: int) -> DataFrame:
+def random_pairs(records: DataFrame, n_pairs: int, seed: int, total: int | None = None) -> DataFrame:
     """About ``n_pairs`` (record_a, record_b) pairs of distinct records drawn at random: two samples of
     about ``n_pairs`` records each, every record thrown into one of ``n_pairs`` random buckets, pairs
-    formed inside buckets (one expected pair per bucket; no single-partition window)."""
-    total = records.count()
+    formed inside buckets (one expected pair per bucket; no single-partition window). ``total``: the
+    number of records, when the caller knows it."""
+    total = records.count() if total is None else total
     fraction = min(1.0, n_pairs / max(total, 1))
     buckets = max(1, min(n_pairs, total))
     ids = records.select("record_id")
@@ -85,13 +85,6 @@ def random_pairs(records: DataFrame, n_pairs: int, seed: int) -> DataFrame:
 
     return (bucketed(1, "record_a").join(bucketed(2, "record_b"), "bucket")
             .where(F.col("record_a") != F.col("record_b")).select("record_a", "record_b"))
-
-
-def pattern_counts(compared: DataFrame, fields: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-    rows = compared.groupBy(*[f"lvl_{f}" for f in fields]).count().collect()
-    patterns = np.array([[int(r[f"lvl_{f}"]) for f in fields] for r in rows], dtype=int).reshape(-1, len(fields))
-    counts = np.array([int(r["count"]) for r in rows], dtype=float)
-    return patterns, counts
 
 
 def expectation_maximisation(patterns: np.ndarray, counts: np.ndarray, u: Mapping[str, Sequence[float]],
@@ -140,10 +133,11 @@ def expectation_maximisation(patterns: np.ndarray, counts: np.ndarray, u: Mappin
     return {name: list(map(float, m[name])) for name in fields}, prior, done
 
 
-def train_sessions(compared: DataFrame, u: Mapping[str, Sequence[float]], fields: Sequence[str],
-                   kinds: Mapping[str, str], session_fields: Sequence[str], iterations: int,
-                   ) -> tuple[dict[str, list[float]], float, int]:
-    """Splink-style training. For each session field (a deterministic key such as the e-mail), EM runs on
+def train_sessions(patterns: np.ndarray, counts: np.ndarray, u: Mapping[str, Sequence[float]],
+                   fields: Sequence[str], kinds: Mapping[str, str], session_fields: Sequence[str],
+                   iterations: int) -> tuple[dict[str, list[float]], float, int]:
+    """Splink-style training on the candidates' level patterns (one column per field in ``fields``, with
+    ``counts`` pairs per row). For each session field (a deterministic key such as the e-mail), EM runs on
     the pairs that agree exactly on it, estimating m for every *other* field (the session's own field
     agrees by construction and says nothing there). m is averaged over the sessions; then the prior is
     fitted on all pairs with m and u fixed. Returns (m, prior, total iterations)."""
@@ -151,11 +145,13 @@ def train_sessions(compared: DataFrame, u: Mapping[str, Sequence[float]], fields
     total_iterations = 0
     for key in session_fields:
         exact = len(LEVELS[kinds[key]]) - 1
+        column = list(fields).index(key)
         others = [f for f in fields if f != key]
-        patterns, counts = pattern_counts(compared.where(F.col(f"lvl_{key}") == exact), others)
-        if counts.sum() == 0:
+        agree = patterns[:, column] == exact
+        if counts[agree].sum() == 0:
             continue
-        m, _, used = expectation_maximisation(patterns, counts, u, others, kinds, iterations, prior=0.9)
+        session = np.delete(patterns[agree], column, axis=1)
+        m, _, used = expectation_maximisation(session, counts[agree], u, others, kinds, iterations, prior=0.9)
         total_iterations += used
         for name in others:
             estimates[name].append(np.asarray(m[name]))
@@ -167,7 +163,6 @@ def train_sessions(compared: DataFrame, u: Mapping[str, Sequence[float]], fields
             start = np.linspace(0.05, 1.0, len(LEVELS[kinds[name]])) ** 3
             mean = start / start.sum()
         m_final[name] = list(map(float, mean / mean.sum()))
-    patterns, counts = pattern_counts(compared, fields)
     _, prior, used = expectation_maximisation(patterns, counts, u, fields, kinds, iterations, prior=0.1,
                                               m_start=m_final, update_m=False)
     return m_final, prior, total_iterations + used

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
@@ -21,7 +22,7 @@ from cdp_spark.identity.candidates import candidate_masks, source_labels, source
 from cdp_spark.identity.compare import attach_records, compare
 from cdp_spark.identity.fellegi_sunter import (
     FsModel,
-    level_distribution,
+    level_shares,
     random_pairs,
     score,
     term_column,
@@ -68,14 +69,42 @@ def numbered_records(records: DataFrame) -> DataFrame:
             .withColumn("record_id", F.monotonically_increasing_id()))
 
 
-def fit_model(records: DataFrame, compared: DataFrame, settings: MatchingSettings, broadcast: bool) -> FsModel:
+@dataclass
+class LevelPatterns:
+    """Pairs per distinct (random, forced non-match, levels) row, collected in one aggregation: u comes
+    from the random rows, m and the prior from the candidate rows, the counts from both."""
+
+    fields: list[str]
+    random: np.ndarray
+    nonmatch: np.ndarray
+    patterns: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def collect(cls, compared: DataFrame, fields: list[str]) -> LevelPatterns:
+        rows = compared.groupBy(
+            "random", F.coalesce(F.col("forced") == "nonmatch", F.lit(False)).alias("nonmatch"),
+            *[f"lvl_{f}" for f in fields]).count().collect()
+        # sorted, so EM sums in the same order on every run (the collect order is not fixed)
+        table = np.array(sorted([(int(r["random"]), int(r["nonmatch"]), *[int(r[f"lvl_{f}"]) for f in fields],
+                                  int(r["count"])) for r in rows]), dtype=np.int64).reshape(-1, len(fields) + 3)
+        return cls(fields, table[:, 0] == 1, table[:, 1] == 1, table[:, 2:-1], table[:, -1].astype(float))
+
+    def of(self, random: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(patterns, counts) of the random or the candidate pairs, one row per distinct pattern."""
+        chosen = self.random == random
+        patterns, inverse = np.unique(self.patterns[chosen], axis=0, return_inverse=True)
+        return patterns.reshape(-1, len(self.fields)), np.bincount(inverse.ravel(), weights=self.counts[chosen],
+                                                                    minlength=len(patterns))
+
+
+def fit_model(patterns: LevelPatterns, settings: MatchingSettings) -> FsModel:
     fields = [c.field for c in settings.comparisons]
     kinds: dict[str, str] = {c.field: str(c.kind) for c in settings.comparisons}
-    randoms = compare(attach_records(random_pairs(records, settings.u_sample_pairs, settings.seed), records,
-                                     broadcast), settings.comparisons, settings)
-    u = level_distribution(randoms, fields, kinds)
+    u = level_shares(*patterns.of(random=True), fields, kinds)
     sessions = [k for k in settings.blocking_keys if k in fields]
-    m, prior, iterations = train_sessions(compared, u, fields, kinds, sessions, settings.em_iterations)
+    m, prior, iterations = train_sessions(*patterns.of(random=False), u, fields, kinds, sessions,
+                                          settings.em_iterations)
     tf_fields = [c.field for c in settings.comparisons if c.term_frequency]
     return FsModel(fields, kinds, m, u, prior, iterations, tf_fields)
 
@@ -84,7 +113,8 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
           touching: DataFrame | None = None) -> MatchResult:
     """Scores every candidate pair; fits the model on these records unless one is given. With
     ``touching`` (record_id of new/changed records) only the pairs involving one of them are compared:
-    the incremental mode."""
+    the incremental mode. When fitting, the random pairs for u are compared in the same pass as the
+    candidates (flagged ``random``), so the comparisons run once and one aggregation feeds the model."""
     numbered = numbered_records(records).persist()
     pairs = candidate_masks(numbered, settings.blocking_keys, settings.snm_passes, settings.max_key_group)
     if touching is not None:
@@ -94,17 +124,26 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
                  .unionByName(pairs.join(ids.withColumnRenamed("record_id", "record_b"), "record_b", "left_semi"))
                  .distinct())
     slim = compared_columns(numbered, settings).persist()
-    broadcast = slim.count() <= settings.broadcast_records
+    total = slim.count()
+    broadcast = total <= settings.broadcast_records
+    pairs = pairs.withColumn("random", F.lit(False))
+    if model is None:
+        randoms = random_pairs(slim, settings.u_sample_pairs, settings.seed, total)
+        pairs = pairs.unionByName(randoms.select("record_a", "record_b", F.lit(None).cast("long").alias("source_mask"),
+                                                 F.lit(True).alias("random")))
     tf_fields = model.tf_fields if model else [c.field for c in settings.comparisons if c.term_frequency]
     forced_match, forced_nonmatch = _any_rule(settings.force_match), _any_rule(settings.force_nonmatch)
+    fields = [c.field for c in settings.comparisons]
     # levels, the forced decision and the term-frequency values are all that scoring needs of l and r
     compared = compare(attach_records(pairs, slim, broadcast), settings.comparisons, settings).select(
-        "record_a", "record_b", "source_mask", *[f"lvl_{c.field}" for c in settings.comparisons],
+        "record_a", "record_b", "source_mask", "random", *[f"lvl_{f}" for f in fields],
         F.when(forced_nonmatch, F.lit("nonmatch")).when(forced_match, F.lit("match")).alias("forced"),
         *[F.col(f"l.{name}").alias(term_column(name)) for name in tf_fields]).persist()
-    model = model or fit_model(slim, compared, settings, broadcast)
+    patterns = LevelPatterns.collect(compared, fields)
+    model = model or fit_model(patterns, settings)
     tf = term_frequencies(records, model.tf_fields)
-    decided = score(compared, model, tf, settings.tf_max_boost, settings.tf_max_penalty).withColumn(
+    candidates = compared.where(~F.col("random")).drop("random")
+    decided = score(candidates, model, tf, settings.tf_max_boost, settings.tf_max_penalty).withColumn(
         "accepted", (F.col("forced") == "match") | (
             F.col("forced").isNull() & (F.col("match_probability") >= settings.match_probability)))
     levels = F.create_map(*[x for c in settings.comparisons for x in (F.lit(c.field), F.col(f"lvl_{c.field}"))])
@@ -117,12 +156,11 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
                      levels.alias("levels"), "field_weights",
                      F.round("match_weight", 4).alias("match_weight"),
                      F.round("match_probability", 6).alias("match_probability"), "forced").persist())
-    # counted from the cached levels and the materialised edges (one edge per accepted pair): no second
+    # counted from the level patterns and the materialised edges (one edge per accepted pair): no second
     # scoring pass over the candidates
-    totals = compared.agg(F.count("*").alias("candidates"),
-                          F.count(F.when(F.col("forced") == "nonmatch", 1)).alias("forced_nonmatch")).first()
-    counts = {"candidate_pairs": int(totals["candidates"]) if totals else 0, "accepted_pairs": edges.count(),
-              "forced_nonmatch": int(totals["forced_nonmatch"]) if totals else 0,
+    of_candidates = ~patterns.random
+    counts = {"candidate_pairs": int(patterns.counts[of_candidates].sum()), "accepted_pairs": edges.count(),
+              "forced_nonmatch": int(patterns.counts[of_candidates & patterns.nonmatch].sum()),
               "prior": round(model.prior, 6), "em_iterations": model.iterations}
     for frame in (compared, slim, numbered):
         frame.unpersist()

@@ -10,7 +10,7 @@ from chispa import assert_df_equality
 from cdp_spark.config import ComparisonSettings, MatchingSettings, SnmPass
 from cdp_spark.identity.candidates import candidate_pairs, key_pairs, snm_pairs
 from cdp_spark.identity.compare import attach_records, compare
-from cdp_spark.identity.fellegi_sunter import FsModel, expectation_maximisation, score
+from cdp_spark.identity.fellegi_sunter import FsModel, expectation_maximisation, level_shares, score, train_sessions
 
 KINDS = {"a": "exact", "b": "exact"}
 
@@ -37,6 +37,31 @@ def test_em_fits_only_the_prior_when_m_is_fixed():
                                            m_start={"a": [0.1, 0.9], "b": [0.1, 0.9]}, update_m=False,
                                            tolerance=1e-12)
     assert m == {"a": [0.1, 0.9], "b": [0.1, 0.9]} and prior == pytest.approx(0.2, abs=1e-6)
+
+
+def test_level_shares_count_non_null_levels_with_one_pseudo_pair_each():
+    # field a: level 0 x 3 pairs, level 1 x 5, null x 2 (left out) -> (3+1, 5+1) / 10
+    patterns = np.array([[0, 1], [1, 0], [-1, 0]])
+    counts = np.array([3.0, 5.0, 2.0])
+    u = level_shares(patterns, counts, ["a", "b"], KINDS)
+    assert u == {"a": pytest.approx([0.4, 0.6]), "b": pytest.approx([8 / 12, 4 / 12])}
+
+
+def test_training_sessions_leave_out_their_own_field_then_fit_the_prior():
+    # one session on "a": its agreeing rows (a = 1) hold b's patterns 170 x 1 and 90 x 0, which alone cannot
+    # separate matches from non-matches; EM from prior 0.9 gives b's m, and "a" (no session estimates it)
+    # keeps the default start; the prior is then fitted on all rows with that m and u fixed
+    patterns = np.array([[1, 1], [1, 0], [0, 1], [0, 0]])
+    counts = np.array([170.0, 90.0, 90.0, 650.0])
+    u = {"a": [0.9, 0.1], "b": [0.9, 0.1]}
+    m, prior, _ = train_sessions(patterns, counts, u, ["a", "b"], KINDS, ["a"], 200)
+    m_b, _, _ = expectation_maximisation(np.array([[1], [0]]), np.array([170.0, 90.0]), u, ["b"], KINDS, 200,
+                                         prior=0.9)
+    start = np.linspace(0.05, 1.0, 2) ** 3
+    assert m == {"a": pytest.approx(list(start / start.sum())), "b": pytest.approx(m_b["b"])}
+    _, expected_prior, _ = expectation_maximisation(patterns, counts, u, ["a", "b"], KINDS, 200, prior=0.1,
+                                                    m_start=m, update_m=False)
+    assert prior == pytest.approx(expected_prior)
 
 
 SETTINGS = MatchingSettings(comparisons=[
@@ -105,6 +130,24 @@ def test_snm_windows_give_exact_pairs(spark):
                                       ("r2", "r3", "snm:surname"), ("r4", "r5", "snm:surname")],
                                      "record_a string, record_b string, source string")
     assert_df_equality(pairs.orderBy("record_a", "record_b"), expected, ignore_nullable=True)
+
+
+def test_snm_passes_share_one_sort_with_their_own_windows_and_prefixes(spark):
+    records = spark.createDataFrame([("r1", "smith", "b"), ("r2", "smyth", "a"), ("r3", "smithe", "c"),
+                                     ("r4", "jones", "d"), ("r5", "jonas", None)],
+                                    "record_id string, surname string, city string")
+    passes = [SnmPass(name="surname", key="surname", window=3, prefix_length=1),
+              SnmPass(name="city", key="city", window=2, prefix_length=0)]
+    pairs = snm_pairs(records, passes)
+    assert pairs is not None
+    # surname: s -> smith(r1), smithe(r3), smyth(r2), window 3; j -> jonas(r5), jones(r4)
+    # city (one partition, window 2): a(r2), b(r1), c(r3), d(r4) -> neighbours only
+    expected = spark.createDataFrame([("r1", "r2", "snm:city"), ("r1", "r2", "snm:surname"),
+                                      ("r1", "r3", "snm:city"), ("r1", "r3", "snm:surname"),
+                                      ("r2", "r3", "snm:surname"), ("r3", "r4", "snm:city"),
+                                      ("r4", "r5", "snm:surname")],
+                                     "record_a string, record_b string, source string")
+    assert_df_equality(pairs.orderBy("record_a", "record_b", "source"), expected, ignore_nullable=True)
 
 
 def test_candidates_union_keys_and_passes_once(spark):
