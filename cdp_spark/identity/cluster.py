@@ -2,7 +2,9 @@
 
 ``connected_components(spark, nodes, edges, ...)``
     in:  nodes (record_id), undirected edges (record_a, record_b)
-    out: (record_id, component) where component is the smallest record_id of the component.
+    out: ``Clustering``: ``components`` (record_id, component) where component is the smallest record_id
+         of the component; on the driver path also the size of every component with an edge (so callers
+         need no Spark job to find oversized components or count them).
 
 Two equivalent paths: graphs of up to ``driver_max_edges`` edges (the usual case: accepted edges are
 about one per duplicate record, far fewer than records) are collected once and solved on the driver with
@@ -13,6 +15,7 @@ lineage cut by checkpoints.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,20 +27,31 @@ from scipy.sparse.csgraph import connected_components as sparse_components
 log = logging.getLogger(__name__)
 
 
+@dataclass
+class Clustering:
+    components: DataFrame
+    linked_sizes: dict[str, int] | None = None
+    """component -> records, for components with at least one edge; None when solved in Spark"""
+
+
 def connected_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame, max_iterations: int = 40,
-                         checkpoint_every: int = 5, driver_max_edges: int = 0) -> DataFrame:
-    """Components of the graph; on the driver when it has at most ``driver_max_edges`` edges."""
+                         checkpoint_every: int = 5, driver_max_edges: int = 0,
+                         edge_count: int | None = None) -> Clustering:
+    """Components of the graph; on the driver when it has at most ``driver_max_edges`` edges
+    (``edge_count``: the number of edges, when the caller knows it)."""
     pairs = edges.select("record_a", "record_b")
-    if driver_max_edges > 0 and pairs.limit(driver_max_edges + 1).count() <= driver_max_edges:
+    if edge_count is None and driver_max_edges > 0:
+        edge_count = pairs.limit(driver_max_edges + 1).count()
+    if driver_max_edges > 0 and edge_count is not None and edge_count <= driver_max_edges:
         return driver_components(spark, nodes, pairs)
-    return propagated_components(spark, nodes, pairs, max_iterations, checkpoint_every)
+    return Clustering(propagated_components(spark, nodes, pairs, max_iterations, checkpoint_every))
 
 
-def driver_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame) -> DataFrame:
+def driver_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame) -> Clustering:
     """One collect of the edges, scipy's components, the labels joined back to every node."""
     frame: pd.DataFrame = edges.toPandas()
     if frame.empty:
-        return nodes.select("record_id", F.col("record_id").alias("component")).distinct()
+        return Clustering(nodes.select("record_id", F.col("record_id").alias("component")).distinct(), {})
     codes, names = pd.factorize(pd.concat([frame["record_a"], frame["record_b"]], ignore_index=True))
     n_edges = len(frame)
     graph = coo_matrix((np.ones(n_edges, dtype=np.int8), (codes[:n_edges], codes[n_edges:])),
@@ -47,8 +61,9 @@ def driver_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame) -
     linked["component"] = linked.groupby("label")["record_id"].transform("min")
     labelled = spark.createDataFrame(linked[["record_id", "component"]], "record_id string, component string")
     log.info("connected components on the driver: %d edges, %d linked records", n_edges, len(linked))
-    return (nodes.select("record_id").distinct().join(labelled, "record_id", "left")
-            .select("record_id", F.coalesce("component", "record_id").alias("component")))
+    sizes = {str(k): int(v) for k, v in linked["component"].value_counts().items()}
+    return Clustering(nodes.select("record_id").distinct().join(labelled, "record_id", "left")
+                      .select("record_id", F.coalesce("component", "record_id").alias("component")), sizes)
 
 
 def propagated_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame, max_iterations: int = 40,

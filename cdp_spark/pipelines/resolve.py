@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.identity.candidates import candidate_pairs, junk_values
-from cdp_spark.identity.cluster import connected_components
+from cdp_spark.identity.cluster import Clustering, connected_components
 from cdp_spark.identity.fellegi_sunter import FsModel
 from cdp_spark.identity.matching import match
 from cdp_spark.identity.privacy import add_hashes
@@ -100,16 +100,21 @@ def latest_model(ctx: RunContext) -> FsModel | None:
     return FsModel.from_json(row["model"]) if row else None
 
 
-def guard_giant_clusters(spark: SparkSession, records: DataFrame, edges: DataFrame, components: DataFrame,
-                         cfg: CdpConfig) -> tuple[DataFrame, list[tuple[str, int]]]:
+def guard_giant_clusters(spark: SparkSession, records: DataFrame, edges: DataFrame, clustering: Clustering,
+                         cfg: CdpConfig) -> tuple[Clustering, list[tuple[str, int]]]:
     """Components larger than ``max_cluster_size`` are re-formed from their strongest evidence only
     (forced matches and key-sharing pairs); the oversized clusters are reported."""
     limit = cfg.identity.matching.max_cluster_size if cfg.identity.matching else MAX_KEY_GROUP
-    sizes = components.groupBy("component").count()
-    giants = [(r["component"], int(r["count"])) for r in sizes.where(F.col("count") > limit).collect()]
+    components = clustering.components
+    if clustering.linked_sizes is not None:  # sizes already known on the driver
+        giants = sorted((c, n) for c, n in clustering.linked_sizes.items() if n > limit)
+    else:
+        sizes = components.groupBy("component").count()
+        giants = [(r["component"], int(r["count"])) for r in sizes.where(F.col("count") > limit).collect()]
     if not giants:
-        return components, []
-    giant_ids = components.join(F.broadcast(sizes.where(F.col("count") > limit).select("component")), "component")
+        return clustering, []
+    giant_ids = components.join(F.broadcast(spark.createDataFrame([(c,) for c, _ in giants], "component string")),
+                                "component")
     inside = giant_ids.select(F.col("record_id").alias("record_a"))
     strong = (F.col("forced") == "match") | F.exists("sources", lambda s: s.startswith("key:"))
     kept = (edges.join(inside, "record_a", "left_anti").unionByName(
@@ -163,10 +168,12 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         edges = (candidate_pairs(records, keys, [], max_group).withColumn("run_id", F.lit(ctx.run_id))
                  .withColumn("forced", F.lit("match")))
     edges = edges.persist()
-    components = connected_components(spark, records.select("record_id"), edges,
+    n_edges, n_records = edges.count(), records.count()
+    clustering = connected_components(spark, records.select("record_id"), edges,
                                       cfg.identity.max_cluster_iterations, cfg.identity.checkpoint_every,
-                                      cfg.identity.driver_cluster_max_edges)
-    components, giants = guard_giant_clusters(spark, records, edges, components, cfg)
+                                      cfg.identity.driver_cluster_max_edges, edge_count=n_edges)
+    clustering, giants = guard_giant_clusters(spark, records, edges, clustering, cfg)
+    components = clustering.components
     previous = previous_registry.select("record_id", "person_id") if previous_registry is not None else None
     salt = str((ctx.inputs.get(REGISTRY) or -1) + 1)
     assigned = assign_person_ids(components, previous, salt).persist()
@@ -186,9 +193,12 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                                (EVENTS, events, "append"), (PROFILE, profile, "overwrite")):
         written = ctx.store.write(table, frame, mode=mode)  # type: ignore[arg-type]
         ctx.wrote(table, written.version)
-    counts = {"records": records.count(), "persons": assigned.select("person_id").distinct().count(),
-              "edges": edges.count(), "junk_identifiers": len(junk), "giant_clusters": len(giants),
-              **match_counts}
+    # one person per component: unlinked records are their own component
+    linked = clustering.linked_sizes
+    persons = (n_records - sum(linked.values()) + len(linked) if linked is not None
+               else assigned.select("person_id").distinct().count())
+    counts = {"records": n_records, "persons": persons, "edges": n_edges, "junk_identifiers": len(junk),
+              "giant_clusters": len(giants), **match_counts}
     for frame in (records, edges, assigned):
         frame.unpersist()
     ctx.counts["resolve"] = counts

@@ -97,8 +97,11 @@ def test_key_pairs_are_stars_and_skip_junk(spark):
 def test_connected_components_chain_converges(spark, driver_max_edges):
     nodes = spark.createDataFrame([(n,) for n in "abcdefg"], "record_id string")
     edges = spark.createDataFrame([("f", "e"), ("e", "d"), ("d", "c"), ("b", "a")], "record_a string, record_b string")
-    out = connected_components(spark, nodes, edges, max_iterations=10, checkpoint_every=2,
-                               driver_max_edges=driver_max_edges)
+    clustering = connected_components(spark, nodes, edges, max_iterations=10, checkpoint_every=2,
+                                      driver_max_edges=driver_max_edges)
+    out = clustering.components
+    # the driver path also knows the sizes of the linked components
+    assert clustering.linked_sizes == ({"a": 2, "c": 4} if driver_max_edges else None)
     expected = spark.createDataFrame([("a", "a"), ("b", "a"), ("c", "c"), ("d", "c"), ("e", "c"), ("f", "c"),
                                       ("g", "g")], "record_id string, component string")
     assert_df_equality(out.orderBy("record_id"), expected, ignore_nullable=True)
@@ -108,7 +111,7 @@ def test_connected_components_chain_converges(spark, driver_max_edges):
 def test_connected_components_without_edges_are_singletons(spark, driver_max_edges):
     nodes = spark.createDataFrame([("b",), ("a",)], "record_id string")
     edges = spark.createDataFrame([], "record_a string, record_b string")
-    out = connected_components(spark, nodes, edges, driver_max_edges=driver_max_edges)
+    out = connected_components(spark, nodes, edges, driver_max_edges=driver_max_edges).components
     assert_df_equality(out.orderBy("record_id"), comps(spark, [("a", "a"), ("b", "b")]), ignore_nullable=True)
 
 
@@ -178,3 +181,20 @@ def test_survivorship_rules(spark):
        "email_norm string, email_norm_source string, tier string, tier_source string, record_count long, "
        "systems array<string>, updated_at timestamp")
     assert_df_equality(out.orderBy("person_id"), expected, ignore_nullable=True)
+
+
+@pytest.mark.parametrize("driver_max_edges", [0, 10], ids=["spark_propagation", "driver_scipy"])
+def test_giant_clusters_are_split_back_to_their_key_and_forced_edges(spark, cfg_factory, driver_max_edges):
+    from cdp_spark.pipelines.resolve import guard_giant_clusters
+
+    cfg = cfg_factory(f"identity.driver_cluster_max_edges={driver_max_edges}", "identity.matching.max_cluster_size=2")
+    records = spark.createDataFrame([(r,) for r in "abcde"], "record_id string")
+    # a-b share an e-mail, b-c only sorted near each other, c-d forced by a rule: one component of 4 > 2
+    edges = spark.createDataFrame([("a", "b", ["key:email_norm"], None), ("b", "c", ["snm:given_surname"], None),
+                                   ("c", "d", ["snm:given_surname"], "match")],
+                                  "record_a string, record_b string, sources array<string>, forced string")
+    clustering = connected_components(spark, records, edges, driver_max_edges=driver_max_edges)
+    guarded, giants = guard_giant_clusters(spark, records, edges, clustering, cfg)
+    assert giants == [("a", 4)]
+    assert_df_equality(guarded.components.orderBy("record_id"),
+                       comps(spark, [("a", "a"), ("b", "a"), ("c", "c"), ("d", "c"), ("e", "e")]), ignore_nullable=True)
