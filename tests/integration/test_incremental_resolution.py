@@ -34,6 +34,8 @@ def test_only_new_records_are_compared_and_join_existing_persons(spark, tmp_path
     assert first["mode"] == "full"
     before = {r.record_id: r.person_id for r in ctx.store.read("gold.person_registry").collect()}
     edges_before = ctx.store.read("silver.identity_edges").count()
+    # the run's counts (persons from the driver-side component sizes) match the registry it wrote
+    assert (first["records"], first["persons"]) == (len(before), len(set(before.values())))
 
     with (data / "landing" / "crm" / "crm_contacts.csv").open(encoding="utf-8-sig") as f:
         existing = next(r for r in csv.DictReader(f, delimiter=";") if r["email"] and r["birth_date"])
@@ -51,6 +53,7 @@ def test_only_new_records_are_compared_and_join_existing_persons(spark, tmp_path
     assert {k: after[k] for k in before} == before  # no existing id changed
     assert after["crm:C90000001"] == before[f"crm:{existing['contact_id']}"]
     assert after["crm:C90000002"] not in before.values()
+    assert (second["records"], second["persons"]) == (len(before) + 2, len(set(before.values())) + 1)
     compared = json.loads(ctx.store.read("silver.identity_model").first().counts)
     assert compared["candidate_pairs"] > second["candidate_pairs"] > 0  # far fewer pairs than the full run
     new_edges = ctx.store.read("silver.identity_edges").where(F.col("run_id") == ctx.run_id)
