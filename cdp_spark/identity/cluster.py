@@ -52,16 +52,19 @@ def driver_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame) -
     frame: pd.DataFrame = edges.toPandas()
     if frame.empty:
         return Clustering(nodes.select("record_id", F.col("record_id").alias("component")).distinct(), {})
-    codes, names = pd.factorize(pd.concat([frame["record_a"], frame["record_b"]], ignore_index=True))
-    n_edges = len(frame)
+    # codes are ranks in sorted order, so a component's smallest record_id is its smallest code
+    codes, names = pd.factorize(pd.concat([frame["record_a"], frame["record_b"]], ignore_index=True), sort=True)
+    n_edges, n_nodes = len(frame), len(names)
     graph = coo_matrix((np.ones(n_edges, dtype=np.int8), (codes[:n_edges], codes[n_edges:])),
-                       shape=(len(names), len(names)))
-    _, labels = sparse_components(graph, directed=False)
-    linked = pd.DataFrame({"record_id": np.asarray(names, dtype=object), "label": labels})
-    linked["component"] = linked.groupby("label")["record_id"].transform("min")
-    labelled = spark.createDataFrame(linked[["record_id", "component"]], "record_id string, component string")
-    log.info("connected components on the driver: %d edges, %d linked records", n_edges, len(linked))
-    sizes = {str(k): int(v) for k, v in linked["component"].value_counts().items()}
+                       shape=(n_nodes, n_nodes))
+    n_labels, labels = sparse_components(graph, directed=False)
+    smallest = np.full(n_labels, n_nodes)
+    np.minimum.at(smallest, labels, np.arange(n_nodes))
+    anchors = np.asarray(names, dtype=object)[smallest]
+    linked = pd.DataFrame({"record_id": np.asarray(names, dtype=object), "component": anchors[labels]})
+    labelled = spark.createDataFrame(linked, "record_id string, component string")
+    log.info("connected components on the driver: %d edges, %d linked records", n_edges, n_nodes)
+    sizes = dict(zip(map(str, anchors), map(int, np.bincount(labels, minlength=n_labels)), strict=True))
     return Clustering(nodes.select("record_id").distinct().join(labelled, "record_id", "left")
                       .select("record_id", F.coalesce("component", "record_id").alias("component")), sizes)
 
