@@ -184,8 +184,9 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         F.lit(ctx.run_id).alias("run_id"), "person_id", "event", "predecessors",
         F.lit(datetime.now(UTC)).cast("timestamp").alias("at"))
     with_person = records.join(assigned.select("record_id", "person_id"), "record_id")
-    profile = computed_fields(survive(with_person, cfg.identity.profile_attributes,
-                                      cfg.identity.survivorship_default, cfg.identity.survivorship),
+    systems = [source.system for source in cfg.all_sources().values()]  # every record's system is one of these
+    profile = computed_fields(survive(with_person, cfg.identity.profile_attributes, cfg.identity.survivorship_default,
+                                      cfg.identity.survivorship, systems),
                               cfg.identity.computed_fields, PROFILE, ctx.as_of)
     if hash_key is not None:
         profile = add_hashes(profile, cfg.privacy.hashed_columns, hash_key)

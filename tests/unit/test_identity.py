@@ -159,7 +159,8 @@ def test_tie_break_is_deterministic(spark):
     assert merged == {"r1": "PA", "r2": "PA"}
 
 
-def test_survivorship_rules(spark):
+@pytest.mark.parametrize("systems", [None, ["loyalty", "crm", "ecommerce", "pos"]], ids=["any", "known"])
+def test_survivorship_rules(spark, systems):
     t = datetime
     recs = spark.createDataFrame([
         ("P1", "crm:1", "crm", t(2026, 1, 1), "Ana", "1990-01-01", "a@x.es", "gold"),
@@ -172,7 +173,7 @@ def test_survivorship_rules(spark):
     out = survive(recs, ["first_name", "birth_date", "email_norm", "tier"], SurvivorshipRule(),
                   {"birth_date": SurvivorshipRule(rule="source_priority", source_priority=["loyalty", "crm"]),
                    "email_norm": SurvivorshipRule(rule="most_frequent"),
-                   "tier": SurvivorshipRule(rule="most_complete")})
+                   "tier": SurvivorshipRule(rule="most_complete")}, systems)
     expected = spark.createDataFrame([
         ("P1", "Anita", "ecommerce", "1990-01-02", "loyalty", "a@x.es", "ecommerce", "silver", "loyalty", 4,
          ["crm", "ecommerce", "loyalty"], t(2026, 3, 1)),
