@@ -173,9 +173,10 @@ def _lookup(values: Sequence[float], level: Column) -> Column:
     return F.coalesce(F.element_at(table, level), F.lit(0.0))
 
 
-def term_frequencies(records: DataFrame, tf_fields: Sequence[str]) -> dict[str, DataFrame]:
-    """Per term-frequency field: (value, tf) with tf = share of records holding the value."""
-    total = records.count()
+def term_frequencies(records: DataFrame, tf_fields: Sequence[str], total: int | None = None) -> dict[str, DataFrame]:
+    """Per term-frequency field: (value, tf) with tf = share of records holding the value (``total``: the
+    number of records, when the caller knows it)."""
+    total = records.count() if total is None else total
     return {name: records.where(F.col(name).isNotNull()).groupBy(F.col(name).alias("tf_value"))
             .agg((F.count("*") / F.lit(total)).alias(f"tf_{name}")) for name in tf_fields}
 

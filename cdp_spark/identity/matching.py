@@ -141,7 +141,7 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
         *[F.col(f"l.{name}").alias(term_column(name)) for name in tf_fields]).persist()
     patterns = LevelPatterns.collect(compared, fields)
     model = model or fit_model(patterns, settings)
-    tf = term_frequencies(records, model.tf_fields)
+    tf = term_frequencies(records, model.tf_fields, total)
     candidates = compared.where(~F.col("random")).drop("random")
     decided = score(candidates, model, tf, settings.tf_max_boost, settings.tf_max_penalty).withColumn(
         "accepted", (F.col("forced") == "match") | (
