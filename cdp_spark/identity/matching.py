@@ -61,6 +61,16 @@ def compared_columns(records: DataFrame, settings: MatchingSettings) -> DataFram
     return records.select(*[c for c in dict.fromkeys(wanted) if c in records.columns])
 
 
+def matched_columns(records: DataFrame, settings: MatchingSettings) -> DataFrame:
+    """The records cut down to what matching reads: the compared columns, the blocking keys and every
+    column an SNM key expression names (a word match on the expression's text, so never too few): the
+    numbering sort and its cached copy carry nothing else."""
+    snm_text = " ".join(p.key for p in settings.snm_passes)
+    named = [c for c in records.columns if re.search(rf"(?<![A-Za-z0-9_]){re.escape(c)}(?![A-Za-z0-9_])", snm_text)]
+    wanted = [*compared_columns(records, settings).columns, *settings.blocking_keys, *named]
+    return records.select(*[c for c in dict.fromkeys(wanted) if c in records.columns])
+
+
 def numbered_records(records: DataFrame) -> DataFrame:
     """The records sorted by record_id and numbered in that order: ``record_id`` becomes a long (pairs,
     shuffles and joins carry 8 bytes instead of a string) and the string moves to ``record_name``. The
@@ -115,7 +125,7 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
     ``touching`` (record_id of new/changed records) only the pairs involving one of them are compared:
     the incremental mode. When fitting, the random pairs for u are compared in the same pass as the
     candidates (flagged ``random``), so the comparisons run once and one aggregation feeds the model."""
-    numbered = numbered_records(records).persist()
+    numbered = numbered_records(matched_columns(records, settings)).persist()
     pairs = candidate_masks(numbered, settings.blocking_keys, settings.snm_passes, settings.max_key_group)
     if touching is not None:
         ids = F.broadcast(numbered.join(touching.select(F.col("record_id").alias("record_name")), "record_name",

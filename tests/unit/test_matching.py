@@ -150,6 +150,21 @@ def test_snm_passes_share_one_sort_with_their_own_windows_and_prefixes(spark):
     assert_df_equality(pairs.orderBy("record_a", "record_b", "source"), expected, ignore_nullable=True)
 
 
+def test_matching_reads_only_compared_blocking_rule_and_snm_columns(spark):
+    from cdp_spark.identity.matching import matched_columns
+
+    records = spark.createDataFrame([], "record_id string, first string, email string, city string, "
+                                        "city_code string, phone string, tier string, born date, loyalty long")
+    settings = MatchingSettings(
+        blocking_keys=["phone"], comparisons=[ComparisonSettings(field="first", kind="name")],
+        snm_passes=[SnmPass(name="c", key="concat(city_code, 'city', first)", window=2, prefix_length=1)],
+        force_nonmatch=["year(l.born) <> year(r.born)"])
+    # city appears only inside a string literal and as part of city_code: a word match keeps it (never
+    # too few columns); tier, email and loyalty are read by nothing
+    assert matched_columns(records, settings).columns == ["record_id", "first", "born", "phone", "city",
+                                                          "city_code"]
+
+
 def test_candidates_union_keys_and_passes_once(spark):
     records = spark.createDataFrame([("r1", "a@x", "smith"), ("r2", "a@x", "smyth"), ("r3", None, "smithe")],
                                     "record_id string, email string, surname string")
