@@ -169,7 +169,8 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
     # counted from the level patterns and the materialised edges (one edge per accepted pair): no second
     # scoring pass over the candidates
     of_candidates = ~patterns.random
-    counts = {"candidate_pairs": int(patterns.counts[of_candidates].sum()), "accepted_pairs": edges.count(),
+    counts = {"records": total, "candidate_pairs": int(patterns.counts[of_candidates].sum()),
+              "accepted_pairs": edges.count(),
               "forced_nonmatch": int(patterns.counts[of_candidates & patterns.nonmatch].sum()),
               "prior": round(model.prior, 6), "em_iterations": model.iterations}
     for frame in (compared, slim, numbered):

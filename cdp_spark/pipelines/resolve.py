@@ -139,6 +139,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         log.warning("junk identifier ignored: %s value (sha256 %s…) shared by %d records", row["rule"],
                     row["key_hash"][:12], row["records"])
     match_counts: dict[str, object] = {}
+    cached = [records]  # unpersisted at the end
     previous_registry = ctx.read(REGISTRY) if ctx.store.exists(REGISTRY) else None
     if matching:
         stored = latest_model(ctx) if cfg.identity.incremental else None
@@ -151,14 +152,18 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
             gone = known.join(records, "record_id", "left_anti").select("record_id")
             stale = changed.unionByName(gone)
             result = match(records, matching, model=stored, touching=changed)
+            cached.append(result.edges)
             kept = (ctx.read(EDGES).join(stale.withColumnRenamed("record_id", "record_a"), "record_a", "left_anti")
                     .join(stale.withColumnRenamed("record_id", "record_b"), "record_b", "left_anti"))
-            edges = kept.unionByName(result.edges.withColumn("run_id", F.lit(ctx.run_id)))
+            edges = kept.unionByName(result.edges.withColumn("run_id", F.lit(ctx.run_id))).persist()
+            n_edges = edges.count()
+            cached.append(edges)
             match_counts = {**result.counts, "mode": "incremental", "changed_records": changed.count(),
                             "removed_records": gone.count()}
         else:
             result = match(records, matching)
-            edges = result.edges.withColumn("run_id", F.lit(ctx.run_id))
+            cached.append(result.edges)  # persisted and counted by match: adding run_id reads the cache
+            edges, n_edges = result.edges.withColumn("run_id", F.lit(ctx.run_id)), int(result.counts["accepted_pairs"])
             match_counts = {**result.counts, "mode": "full"}
             model_row = spark.createDataFrame(
                 [(ctx.run_id, result.model.to_json(), json.dumps(result.counts), datetime.now(UTC))],
@@ -166,9 +171,10 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
             ctx.wrote(MODEL, ctx.store.write(MODEL, model_row, evolve_schema=True).version)
     else:
         edges = (candidate_pairs(records, keys, [], max_group).withColumn("run_id", F.lit(ctx.run_id))
-                 .withColumn("forced", F.lit("match")))
-    edges = edges.persist()
-    n_edges, n_records = edges.count(), records.count()
+                 .withColumn("forced", F.lit("match"))).persist()
+        n_edges = edges.count()
+        cached.append(edges)
+    n_records = int(match_counts["records"]) if matching else records.count()  # type: ignore[call-overload]
     clustering = connected_components(spark, records.select("record_id"), edges,
                                       cfg.identity.max_cluster_iterations, cfg.identity.checkpoint_every,
                                       cfg.identity.driver_cluster_max_edges, edge_count=n_edges)
@@ -200,7 +206,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                else assigned.select("person_id").distinct().count())
     counts = {"records": n_records, "persons": persons, "edges": n_edges, "junk_identifiers": len(junk),
               "giant_clusters": len(giants), **match_counts}
-    for frame in (records, edges, assigned):
+    for frame in (*cached, assigned):
         frame.unpersist()
     ctx.counts["resolve"] = counts
     record_manifest(spark, ctx, "resolve", "succeeded")

@@ -216,5 +216,5 @@ def test_match_with_a_given_model_accepts_forces_and_counts(spark):
                                      "forced string")
     assert_df_equality(result.edges.select("record_a", "record_b", "sources", "match_weight", "forced"), expected,
                        ignore_nullable=True)
-    assert {k: result.counts[k] for k in ("candidate_pairs", "accepted_pairs", "forced_nonmatch")} == {
-        "candidate_pairs": 2, "accepted_pairs": 1, "forced_nonmatch": 1}
+    assert {k: result.counts[k] for k in ("records", "candidate_pairs", "accepted_pairs", "forced_nonmatch")} == {
+        "records": 4, "candidate_pairs": 2, "accepted_pairs": 1, "forced_nonmatch": 1}
