@@ -69,21 +69,27 @@ def level_shares(patterns: np.ndarray, counts: np.ndarray, fields: Sequence[str]
     return out
 
 
-def random_pairs(records: DataFrame, n_pairs: int, seed: int, total: int | None = None) -> DataFrame:
+def random_pairs(records: DataFrame, n_pairs: int, seed: int, total: int | None = None,
+                 draw_key: str = "record_id") -> DataFrame:
     """About ``n_pairs`` (record_a, record_b) pairs of distinct records drawn at random: two samples of
     about ``n_pairs`` records each, every record thrown into one of ``n_pairs`` random buckets, pairs
     formed inside buckets (one expected pair per bucket; no single-partition window). ``total``: the
-    number of records, when the caller knows it."""
+    number of records, when the caller knows it. The draws are hashes of ``draw_key`` (a column that
+    identifies a record across runs) and the seed, not per-partition random numbers: the same records give
+    the same pairs however they are partitioned."""
     total = records.count() if total is None else total
     fraction = min(1.0, n_pairs / max(total, 1))
     buckets = max(1, min(n_pairs, total))
-    ids = records.select("record_id")
+    scale = 1 << 30
+
+    def draw(salt: int) -> Column:
+        return F.pmod(F.xxhash64(F.lit(seed), F.lit(salt), F.col(draw_key)), F.lit(scale))
 
     def bucketed(salt: int, name: str) -> DataFrame:
-        return ids.sample(fraction=fraction, seed=seed + salt).select(
-            F.col("record_id").alias(name), F.floor(F.rand(seed + 10 * salt) * buckets).alias("bucket"))
+        return records.where(draw(salt) < F.lit(int(fraction * scale))).select(
+            F.col("record_id").alias(name), F.pmod(draw(salt + 1), F.lit(buckets)).alias("bucket"))
 
-    return (bucketed(1, "record_a").join(bucketed(2, "record_b"), "bucket")
+    return (bucketed(1, "record_a").join(bucketed(3, "record_b"), "bucket")
             .where(F.col("record_a") != F.col("record_b")).select("record_a", "record_b"))
 
 

@@ -138,7 +138,9 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
     broadcast = total <= settings.broadcast_records
     pairs = pairs.withColumn("random", F.lit(False))
     if model is None:
-        randoms = random_pairs(slim, settings.u_sample_pairs, settings.seed, total)
+        # drawn by record name: the numbers depend on the numbering sort's partition bounds
+        randoms = random_pairs(numbered.select("record_id", "record_name"), settings.u_sample_pairs, settings.seed,
+                               total, draw_key="record_name")
         pairs = pairs.unionByName(randoms.select("record_a", "record_b", F.lit(None).cast("long").alias("source_mask"),
                                                  F.lit(True).alias("random")))
     tf_fields = model.tf_fields if model else [c.field for c in settings.comparisons if c.term_frequency]

@@ -6,11 +6,19 @@ from datetime import date
 import numpy as np
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
 from cdp_spark.config import ComparisonSettings, MatchingSettings, SnmPass
 from cdp_spark.identity.candidates import candidate_pairs, key_pairs, snm_pairs
 from cdp_spark.identity.compare import attach_records, compare
-from cdp_spark.identity.fellegi_sunter import FsModel, expectation_maximisation, level_shares, score, train_sessions
+from cdp_spark.identity.fellegi_sunter import (
+    FsModel,
+    expectation_maximisation,
+    level_shares,
+    random_pairs,
+    score,
+    train_sessions,
+)
 
 KINDS = {"a": "exact", "b": "exact"}
 
@@ -71,6 +79,23 @@ SETTINGS = MatchingSettings(comparisons=[
     ComparisonSettings(field="city", kind="exact")])
 RECORD_SCHEMA = ("record_id string, first string, canon string, email string, phone string, born date, "
                  "postcode string, city string")
+
+
+def test_random_pairs_do_not_depend_on_partitioning_or_numbering(spark):
+    names = spark.range(2000).select(F.format_string("crm:%05d", "id").alias("record_name"))
+    # the same records numbered two ways and split into partitions two ways
+    one = names.withColumn("record_id", F.monotonically_increasing_id()).repartition(1)
+    other = names.withColumn("record_id", F.xxhash64("record_name")).repartition(5, "record_name")
+
+    def drawn(frame):
+        pairs = random_pairs(frame, 500, seed=11, draw_key="record_name")
+        lookup = frame.select("record_id", "record_name")
+        return sorted((r.a, r.b) for r in pairs.join(lookup.toDF("record_a", "a"), "record_a")
+                      .join(lookup.toDF("record_b", "b"), "record_b").collect())
+
+    first = drawn(one)
+    assert first == drawn(other)
+    assert all(a != b for a, b in first) and 400 <= len(first) <= 600  # about one pair per bucket
 
 
 def test_comparison_levels_for_every_kind(spark):
