@@ -11,8 +11,9 @@ to ``benchmarks/results/er.json``.
 The first resolve of a size runs in a JVM that has not yet compiled that work (JIT, code generation);
 sizes in ``--warm`` are resolved a second time from scratch (the identity tables removed, so a full run
 again, not an incremental one) and that time is reported as ``resolve_seconds_warm``: the steady state
-of a long-lived driver. A fixed Python loop is timed before and after (``cpu_loop_seconds``) because
-this shared 2-core machine's speed varies by tens of percent from one run to the next.
+of a long-lived driver; ``persons_warm`` is that run's person count, which must equal the first's. A
+fixed Python loop is timed before and after (``cpu_loop_seconds``) because this shared 2-core machine's
+speed varies by tens of percent from one run to the next.
 """
 
 from __future__ import annotations
@@ -75,9 +76,10 @@ def run_size(spark, records: int, work: Path, warm: bool) -> dict[str, object]: 
         for table in (resolve.REGISTRY, resolve.EDGES, resolve.MODEL, resolve.PROFILE, resolve.EVENTS):
             shutil.rmtree(store.path(table), ignore_errors=True)
         t2 = time.monotonic()
-        resolve.run(spark, cfg, make_context(spark, cfg, date(2026, 6, 30)).for_stage())
+        warm_counts = resolve.run(spark, cfg, make_context(spark, cfg, date(2026, 6, 30)).for_stage())
         warm_seconds = time.monotonic() - t2
-        warm_figures = {"resolve_seconds_warm": round(warm_seconds, 1),
+        # a full rerun on the same records must give the same persons (determinism check)
+        warm_figures = {"persons_warm": warm_counts["persons"], "resolve_seconds_warm": round(warm_seconds, 1),
                         "records_per_s_warm": round(int(counts["records"]) / warm_seconds)}  # type: ignore[call-overload]
     registry = store.read("gold.person_registry").select("record_id", "person_id")
     truth = (spark.read.option("header", True).csv(str(data / "ground_truth" / "person_records.csv"))
