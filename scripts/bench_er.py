@@ -102,7 +102,7 @@ def run_size(spark, records: int, work: Path, warm: bool) -> dict[str, object]: 
 
 @click.command()
 @click.option("--records", default="10000,100000,1000000", show_default=True, help="comma-separated sizes")
-@click.option("--warm", default="10000,100000", show_default=True,
+@click.option("--warm", default="10000,100000,1000000", show_default=True,
               help="comma-separated sizes also timed in a second, warm run")
 @click.option("--out", default=str(ROOT / "benchmarks" / "results" / "er.json"), show_default=True)
 def main(records: str, warm: str, out: str) -> None:
