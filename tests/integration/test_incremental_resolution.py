@@ -17,11 +17,18 @@ from cdp_spark.pipelines.common import make_context
 pytestmark = pytest.mark.integration
 
 
+def persisted(spark):
+    return set(spark.sparkContext._jsc.getPersistentRDDs().keySet())
+
+
 def run_stages(spark, cfg):
     ctx = make_context(spark, cfg, date(2026, 6, 30))
     ingest.run(spark, cfg, ctx.for_stage())
     normalise.run(spark, cfg, ctx.for_stage())
-    return ctx, resolve.run(spark, cfg, ctx.for_stage())
+    cached_before = persisted(spark)
+    counts = resolve.run(spark, cfg, ctx.for_stage())
+    assert persisted(spark) == cached_before  # resolve releases everything it cached (a long-lived driver)
+    return ctx, counts
 
 
 def test_only_new_records_are_compared_and_join_existing_persons(spark, tmp_path, cfg_factory):
