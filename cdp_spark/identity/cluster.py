@@ -60,8 +60,9 @@ def driver_components(spark: SparkSession, nodes: DataFrame, edges: DataFrame) -
     n_labels, labels = sparse_components(graph, directed=False)
     smallest = np.full(n_labels, n_nodes)
     np.minimum.at(smallest, labels, np.arange(n_nodes))
-    anchors = np.asarray(names, dtype=object)[smallest]
-    linked = pd.DataFrame({"record_id": np.asarray(names, dtype=object), "component": anchors[labels]})
+    record_ids = np.asarray(names, dtype=object)
+    anchors = record_ids[smallest]
+    linked = pd.DataFrame({"record_id": record_ids, "component": anchors[labels]})
     labelled = spark.createDataFrame(linked, "record_id string, component string")
     log.info("connected components on the driver: %d edges, %d linked records", n_edges, n_nodes)
     sizes = dict(zip(map(str, anchors), map(int, np.bincount(labels, minlength=n_labels)), strict=True))
