@@ -69,16 +69,38 @@ def customer_summary(facts: DataFrame, as_of: date, unit_days: float = 7.0) -> D
         .otherwise(F.lit(0.0)).alias("monetary_value"))
 
 
+class _Distinct:
+    """A column as its distinct values and, per row, the position of its value: functions of one column
+    are computed once per distinct value and gathered (the summary has few distinct frequencies and days)."""
+
+    def __init__(self, column: np.ndarray) -> None:
+        self.values, self.at = np.unique(column, return_inverse=True)
+
+
+class BgNbdSample:
+    """The summary columns of a BG/NBD fit, prepared once for the many likelihood evaluations of the fit."""
+
+    def __init__(self, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray) -> None:
+        self.x, self.t_x, self.big_t = _Distinct(x), _Distinct(t_x), _Distinct(big_t)
+
+    def log_likelihood(self, params: np.ndarray) -> np.ndarray:
+        """Per-customer log-likelihood (FHL 2005, eq. 6), in logs throughout for stability."""
+        r, alpha, a, b = params
+        xs = self.x.values
+        with np.errstate(divide="ignore", invalid="ignore"):
+            per_x = (gammaln(r + xs) - gammaln(r) + r * np.log(alpha) + betaln(a, b + xs) - betaln(a, b))
+            # the second term exists for repeat buyers only: log 0 (-inf) for x = 0
+            repeat_x = np.where(xs > 0, np.log(a) - np.log(b + xs - 1), -np.inf)
+        r_x = (r + xs)[self.x.at]
+        a3 = -r_x * np.log(alpha + self.big_t.values)[self.big_t.at]
+        a4 = repeat_x[self.x.at] - r_x * np.log(alpha + self.t_x.values)[self.t_x.at]
+        return per_x[self.x.at] + np.logaddexp(a3, a4)
+
+
 def bgnbd_log_likelihood(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, big_t: np.ndarray) -> np.ndarray:
-    """Per-customer log-likelihood (FHL 2005, eq. 6), in logs throughout for stability."""
-    r, alpha, a, b = params
-    a1 = gammaln(r + x) - gammaln(r) + r * np.log(alpha)
-    a2 = betaln(a, b + x) - betaln(a, b)
-    a3 = -(r + x) * np.log(alpha + big_t)
-    repeat = x > 0
-    a4 = np.full_like(a3, -np.inf)
-    a4[repeat] = (np.log(a) - np.log(b + x[repeat] - 1) - (r + x[repeat]) * np.log(alpha + t_x[repeat]))
-    return a1 + a2 + np.logaddexp(a3, a4)
+    """Per-customer log-likelihood (FHL 2005, eq. 6)."""
+    return BgNbdSample(np.asarray(x, dtype=float), np.asarray(t_x, dtype=float),
+                       np.asarray(big_t, dtype=float)).log_likelihood(params)
 
 
 def _fit(objective: Callable[[np.ndarray], float], start: np.ndarray, what: str) -> np.ndarray:
@@ -101,20 +123,36 @@ def fit_bgnbd(frequency: np.ndarray, recency: np.ndarray, big_t: np.ndarray, min
     if np.any(t_x > t + 1e-9) or np.any(x < 0):
         raise PredictionError("BG/NBD summary is inconsistent: recency above T or negative frequency")
 
+    sample = BgNbdSample(x, t_x, t)
+
     def objective(log_params: np.ndarray) -> float:
-        value = -bgnbd_log_likelihood(np.exp(log_params), x, t_x, t).mean()
+        value = -sample.log_likelihood(np.exp(log_params)).mean()
         return float(value) if np.isfinite(value) else 1e300
 
     r, alpha, a, b = _fit(objective, np.array([1.0, max(float(t.mean()), 1.0), 1.0, 1.0]), "BG/NBD")
-    ll = float(bgnbd_log_likelihood(np.array([r, alpha, a, b]), x, t_x, t).sum())
+    ll = float(sample.log_likelihood(np.array([r, alpha, a, b])).sum())
     return BgNbd(float(r), float(alpha), float(a), float(b), ll, len(x))
+
+
+class GammaGammaSample:
+    """The repeat buyers' (x, m_x) of a Gamma-Gamma fit, with the logs that do not depend on the parameters."""
+
+    def __init__(self, x: np.ndarray, m_x: np.ndarray) -> None:
+        self.x = _Distinct(x)
+        self.log_m, self.log_xm, self.spend = np.log(m_x), np.log(x) + np.log(m_x), x * m_x
+
+    def log_likelihood(self, params: np.ndarray) -> np.ndarray:
+        """Per-customer log-likelihood of the mean spend m_x over x transactions (FHL 2005b, eq. 2)."""
+        p, q, gamma = params
+        px_values = p * self.x.values
+        per_x = gammaln(px_values + q) - gammaln(px_values) - gammaln(q) + q * np.log(gamma)
+        px = px_values[self.x.at]
+        return per_x[self.x.at] + px * self.log_xm - self.log_m - (px + q) * np.log(gamma + self.spend)
 
 
 def gamma_gamma_log_likelihood(params: np.ndarray, x: np.ndarray, m_x: np.ndarray) -> np.ndarray:
     """Per-customer log-likelihood of the mean spend m_x over x transactions (FHL 2005b, eq. 2)."""
-    p, q, gamma = params
-    return (gammaln(p * x + q) - gammaln(p * x) - gammaln(q) + q * np.log(gamma) + (p * x - 1) * np.log(m_x)
-            + p * x * np.log(x) - (p * x + q) * np.log(gamma + m_x * x))
+    return GammaGammaSample(np.asarray(x, dtype=float), np.asarray(m_x, dtype=float)).log_likelihood(params)
 
 
 def fit_gamma_gamma(frequency: np.ndarray, monetary_value: np.ndarray, min_repeat_customers: int = 20) -> GammaGamma:
@@ -125,12 +163,14 @@ def fit_gamma_gamma(frequency: np.ndarray, monetary_value: np.ndarray, min_repea
         raise PredictionError(f"Gamma-Gamma needs at least {min_repeat_customers} customers with repeat "
                               f"purchases of positive value; got {len(x)}")
 
+    sample = GammaGammaSample(x, m)
+
     def objective(log_params: np.ndarray) -> float:
-        value = -gamma_gamma_log_likelihood(np.exp(log_params), x, m).mean()
+        value = -sample.log_likelihood(np.exp(log_params)).mean()
         return float(value) if np.isfinite(value) else 1e300
 
     p, q, gamma = _fit(objective, np.array([1.0, 1.0, max(float(m.mean()), 1.0)]), "Gamma-Gamma")
-    ll = float(gamma_gamma_log_likelihood(np.array([p, q, gamma]), x, m).sum())
+    ll = float(sample.log_likelihood(np.array([p, q, gamma])).sum())
     return GammaGamma(float(p), float(q), float(gamma), ll, len(x))
 
 

@@ -12,15 +12,18 @@ import numpy as np
 import pandas as pd
 import pytest
 from pyspark.sql import functions as F
+from scipy.special import betaln, gammaln
 
 from cdp_spark.predict.clv import (
     BgNbd,
     GammaGamma,
     PredictionError,
+    bgnbd_log_likelihood,
     customer_summary,
     expected_purchases,
     fit_bgnbd,
     fit_gamma_gamma,
+    gamma_gamma_log_likelihood,
     predict,
     probability_alive,
 )
@@ -117,3 +120,25 @@ def test_gamma_gamma_fit_on_many_customers_does_not_depend_on_row_order():
         fit = fit_gamma_gamma(x[order], m[order])
         fits.append((significant(fit.p), significant(fit.q), significant(fit.gamma)))
     assert fits == [(2.01, 4.02, 502.0)] * 2
+
+
+def test_likelihoods_computed_per_distinct_value_equal_the_per_customer_formulas():
+    # the fits evaluate the terms of x, t_x and T once per distinct value; the textbook formulas row by row
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 6, 500).astype(float)
+    t_x = np.where(x > 0, rng.integers(0, 40, 500) / 7, 0.0)
+    big_t = t_x + rng.integers(0, 20, 500) / 7
+    for r, alpha, a, b in [(0.24, 4.4, 0.79, 2.4), (1.5, 32.0, 0.3, 0.6)]:  # b < 1: log(b - 1) at x = 0 is unused
+        textbook = [gammaln(r + xi) - gammaln(r) + r * math.log(alpha) + betaln(a, b + xi) - betaln(a, b)
+                    + np.logaddexp(-(r + xi) * math.log(alpha + ti),
+                                   math.log(a) - math.log(b + xi - 1) - (r + xi) * math.log(alpha + txi)
+                                   if xi > 0 else -np.inf)
+                    for xi, txi, ti in zip(x, t_x, big_t, strict=True)]
+        assert np.allclose(bgnbd_log_likelihood(np.array([r, alpha, a, b]), x, t_x, big_t), textbook,
+                           rtol=1e-12, atol=1e-9)
+    m = rng.gamma(2.0, 20.0, 500)
+    n = np.maximum(x, 1)
+    p, q, gamma = 6.25, 3.74, 15.44
+    textbook = (gammaln(p * n + q) - gammaln(p * n) - gammaln(q) + q * np.log(gamma) + (p * n - 1) * np.log(m)
+                + p * n * np.log(n) - (p * n + q) * np.log(gamma + m * n))
+    assert np.allclose(gamma_gamma_log_likelihood(np.array([p, q, gamma]), n, m), textbook, rtol=1e-12, atol=1e-9)
