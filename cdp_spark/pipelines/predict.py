@@ -97,9 +97,14 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
             raise StageError(f"personas: {exc} (set predictions.personas: null to skip them)") from None
         _write(ctx, PERSONA_MODEL, result.model.withColumn("run_id", F.lit(ctx.run_id)))
         counts["persona_persons"] = _write(ctx, PERSONAS, result.members)
+        for frame in result.cached:
+            frame.unpersist()
     if cfg.predictions.recommendations:
+        cached: list[DataFrame] = []
         counts["recommendations"] = _write(ctx, RECOMMENDATIONS,
-                                           recommendations(facts, lines, cfg.predictions.recommendations))
+                                           recommendations(facts, lines, cfg.predictions.recommendations, cached))
+        for frame in cached:
+            frame.unpersist()
     facts.unpersist()
     ctx.counts["predict"] = counts
     record_manifest(spark, ctx, "predict", "succeeded")

@@ -6,8 +6,8 @@
 ``personas(spark, counts, settings, previous)``
     k-means (Spark ML, fixed seed) on the customer x category matrix, scaled as configured. Returns
     ``PersonaResult``: ``members`` (person_id, persona_id, persona_name, propensity map category -> level),
-    ``model`` (persona_id, persona_name, persons, share map category -> mean share, levels map) and the
-    propensity cut points.
+    ``model`` (persona_id, persona_name, persons, share map category -> mean share, levels map), the
+    propensity cut points and the frames cached for ``members`` (to unpersist once it is written).
 
 Propensity of a persona for a category = the mean, over its members, of the share of their purchases in
 that category. Levels: ``zero`` when nobody bought it, else ``low`` / ``medium`` / ``high`` by the tertile
@@ -41,6 +41,8 @@ class PersonaResult:
     members: DataFrame
     model: DataFrame
     cut_points: list[float]
+    cached: list[DataFrame]
+    """frames persisted for ``members``: unpersist them once it is written"""
 
 
 def category_matrix(facts: DataFrame, items: DataFrame) -> DataFrame:
@@ -89,30 +91,36 @@ def _stable_ids(shares: np.ndarray, sizes: np.ndarray, categories: list[str],
 
 def personas(spark: SparkSession, counts: DataFrame, settings: PersonaSettings,
              previous: dict[int, dict[str, float]] | None = None) -> PersonaResult:
+    counts = counts.persist()  # read by the category list and the pivot
     categories = sorted(r["category"] for r in counts.select("category").distinct().collect())
     wide = counts.groupBy("person_id").pivot("category", categories).agg(F.first("orders")).fillna(0.0)
     total = sum((F.col(f"`{c}`") for c in categories), F.lit(0.0))
     shares = wide.select("person_id", *[(F.col(f"`{c}`") / total).alias(f"s{j}") for j, c in enumerate(categories)],
                          *[F.col(f"`{c}`").alias(f"n{j}") for j, c in enumerate(categories)])
-    persons = shares.count()
+    source = "s" if settings.scaling == "normalise" else "n"
+    # computed once: counted here, then read by the scaler, every k-means pass and the assignment
+    features = VectorAssembler(inputCols=[f"{source}{j}" for j in range(len(categories))],
+                               outputCol="raw").transform(shares).persist()
+    persons = features.count()
+    counts.unpersist()
     if persons < settings.k * 5:
+        features.unpersist()
         raise PredictionError(f"personas need at least {settings.k * 5} customers with categorised purchases "
                               f"for k={settings.k}; got {persons}")
-    source = "s" if settings.scaling == "normalise" else "n"
-    features = VectorAssembler(inputCols=[f"{source}{j}" for j in range(len(categories))],
-                               outputCol="raw").transform(shares)
     if settings.scaling == "standardise":
-        features = StandardScaler(inputCol="raw", outputCol="features", withMean=True, withStd=True
-                                  ).fit(features).transform(features)
+        vectors = StandardScaler(inputCol="raw", outputCol="features", withMean=True, withStd=True
+                                 ).fit(features).transform(features).persist()
     else:
-        features = features.withColumnRenamed("raw", "features")
+        vectors = features.withColumnRenamed("raw", "features")
     model = KMeans(k=settings.k, seed=settings.seed, maxIter=settings.max_iterations,
-                   featuresCol="features", predictionCol="cluster").fit(features)
-    assigned = model.transform(features).select("person_id", "cluster", *[f"s{j}" for j in range(len(categories))]
-                                                ).persist()
+                   featuresCol="features", predictionCol="cluster").fit(vectors)
+    assigned = model.transform(vectors).select("person_id", "cluster", *[f"s{j}" for j in range(len(categories))]
+                                               ).persist()
     stats = assigned.groupBy("cluster").agg(F.count("*").alias("persons"),
                                             *[F.avg(f"s{j}").alias(f"s{j}") for j in range(len(categories))]
                                             ).orderBy("cluster").collect()
+    features.unpersist()
+    vectors.unpersist()
     clusters = [int(r["cluster"]) for r in stats]
     sizes = np.array([int(r["persons"]) for r in stats])
     share = np.array([[float(r[f"s{j}"]) for j in range(len(categories))] for r in stats])
@@ -131,4 +139,4 @@ def personas(spark: SparkSession, counts: DataFrame, settings: PersonaSettings,
                                    "cluster int, persona_id int, persona_name string, propensity map<string,string>")
     members = assigned.join(F.broadcast(lookup), "cluster").select("person_id", "persona_id", "persona_name",
                                                                    "propensity")
-    return PersonaResult(members, table.orderBy("persona_id"), cuts)
+    return PersonaResult(members, table.orderBy("persona_id"), cuts, [assigned])

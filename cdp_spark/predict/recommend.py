@@ -8,10 +8,11 @@
          ignored). Ties: higher score, then product id. Each person's ``max_products_per_person`` most
          recent distinct products are considered, which bounds the pair count.
 
-The scoring is a sparse matrix product, persons x products (owned) times products x products
-(co-buyers), done per batch of persons in a vectorised pandas function with scipy when the pair table
-has at most ``max_in_memory_pairs`` rows (it is broadcast), else as a Spark join of owned products with
-the pairs. Both give the same rows.
+The co-buyer counts are, per batch of persons, the transpose of the persons x products (owned) matrix
+times itself, summed over batches. The scoring is a sparse matrix product too, persons x products
+(owned) times products x products (co-buyers), done per batch of persons in a vectorised pandas
+function with scipy when the pair table has at most ``max_in_memory_pairs`` rows (it is broadcast),
+else as a Spark join of owned products with the pairs. Both give the same rows.
 """
 
 from __future__ import annotations
@@ -27,28 +28,47 @@ from cdp_spark.config import RecommendationSettings
 
 
 def person_products(facts: DataFrame, lines: DataFrame, max_products: int) -> DataFrame:
-    """(person_id, product_id): distinct products bought, the person's most recent ``max_products``."""
+    """(person_id, products): the distinct products a person bought, most recent purchase first (ties:
+    product id), at most ``max_products``. One aggregation per person: the purchase lines are sorted by
+    (newest first, product id) and the first occurrence of each product kept."""
+    newest_first = F.coalesce(-F.unix_micros("order_ts"), F.lit(2**63 - 1))  # no timestamp: oldest
     bought = (facts.where("is_purchase").select("person_id", "order_id", "order_ts")
-              .join(lines.select("order_id", "product_id"), "order_id")
-              .groupBy("person_id", "product_id").agg(F.max("order_ts").alias("last_ts")))
-    recent = Window.partitionBy("person_id").orderBy(F.col("last_ts").desc(), "product_id")
-    return (bought.withColumn("_n", F.row_number().over(recent)).where(F.col("_n") <= max_products)
-            .select("person_id", "product_id"))
+              .join(lines.where(F.col("product_id").isNotNull()).select("order_id", "product_id"), "order_id"))
+    ordered = F.sort_array(F.collect_list(F.struct(newest_first.alias("age"), F.col("product_id"))))
+    distinct = F.array_distinct(F.transform(ordered, lambda line: line["product_id"]))
+    return bought.groupBy("person_id").agg(F.slice(distinct, 1, max_products).alias("products"))
 
 
-def co_occurrence(owned: DataFrame, min_co_buyers: int) -> DataFrame:
-    """(product_id, other_id, co_buyers) for both orientations of every pair bought by one customer."""
-    left, right = owned.withColumnRenamed("product_id", "product_a"), owned.withColumnRenamed("product_id", "product_b")
-    return (left.join(right, "person_id").where(F.col("product_a") != F.col("product_b"))
-            .groupBy("product_a", "product_b").agg(F.count("*").alias("co_buyers"))
+def co_occurrence(per_person: DataFrame, min_co_buyers: int) -> DataFrame:
+    """(product_a, product_b, co_buyers) for both orientations of every pair bought by one customer, from
+    (person_id, products): per batch of persons, the product of the persons x products matrix with its
+    transpose counts the persons owning both, and the batches' counts are summed."""
+    from scipy.sparse import csr_matrix
+
+    def pair_counts(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            lengths = batch["products"].map(len).to_numpy()
+            if not lengths.sum():
+                continue
+            codes, products = pd.factorize(np.concatenate(batch["products"].to_numpy()))
+            rows = np.repeat(np.arange(len(batch)), lengths)
+            owned = csr_matrix((np.ones(len(codes), dtype=np.int64), (rows, codes)), shape=(len(batch), len(products)))
+            together = (owned.T @ owned).tocoo()
+            pair = together.row != together.col
+            yield pd.DataFrame({"product_a": products[together.row[pair]], "product_b": products[together.col[pair]],
+                                "co_buyers": together.data[pair]})
+
+    return (per_person.select("products").mapInPandas(pair_counts, "product_a string, product_b string, co_buyers long")
+            .groupBy("product_a", "product_b").agg(F.sum("co_buyers").alias("co_buyers"))
             .where(F.col("co_buyers") >= min_co_buyers))
 
 
 RECOMMENDATION_SCHEMA = "person_id string, rank int, product_id string, score long"
 
 
-def scored_by_join(owned: DataFrame, pairs: DataFrame, top_n: int) -> DataFrame:
-    """Spark join of owned products (person_id, product_id) with the pairs -> the top ``top_n`` rows."""
+def scored_by_join(per_person: DataFrame, pairs: DataFrame, top_n: int) -> DataFrame:
+    """Spark join of owned products (person_id, products) with the pairs -> the top ``top_n`` rows."""
+    owned = per_person.select("person_id", F.explode("products").alias("product_id"))
     scored = (owned.withColumnRenamed("product_id", "product_a").join(pairs, "product_a")
               .groupBy("person_id", F.col("product_b").alias("product_id"))
               .agg(F.sum("co_buyers").cast("long").alias("score"))
@@ -84,8 +104,8 @@ def top_products(person_ids: np.ndarray, owned_lists: pd.Series, product_ids: np
                          "score": best["score"].to_numpy(dtype=np.int64)})
 
 
-def scored_in_memory(spark: SparkSession, owned: DataFrame, pairs: pd.DataFrame, top_n: int) -> DataFrame:
-    """The pairs as a broadcast sparse matrix; owned products collected per person and scored per batch."""
+def scored_in_memory(spark: SparkSession, per_person: DataFrame, pairs: pd.DataFrame, top_n: int) -> DataFrame:
+    """The pairs as a broadcast sparse matrix; each batch of (person_id, products) scored with it."""
     from scipy.sparse import csr_matrix
 
     product_ids = np.sort(pd.unique(pd.concat([pairs["product_a"], pairs["product_b"]])).astype(object))
@@ -100,15 +120,19 @@ def scored_in_memory(spark: SparkSession, owned: DataFrame, pairs: pd.DataFrame,
         for batch in batches:
             yield top_products(batch["person_id"].to_numpy(dtype=object), batch["products"], ids, co_buyers, top_n)
 
-    per_person = owned.groupBy("person_id").agg(F.collect_list("product_id").alias("products"))
     return per_person.mapInPandas(score, RECOMMENDATION_SCHEMA)
 
 
-def recommendations(facts: DataFrame, lines: DataFrame, settings: RecommendationSettings) -> DataFrame:
-    owned = person_products(facts, lines, settings.max_products_per_person).persist()
-    pairs = co_occurrence(owned, settings.min_co_buyers).persist()
+def recommendations(facts: DataFrame, lines: DataFrame, settings: RecommendationSettings,
+                    cached: list[DataFrame] | None = None) -> DataFrame:
+    """The recommendations (lazy); the per-person product lists it reads are persisted and added to
+    ``cached`` (unpersist them once the result is written)."""
+    per_person = person_products(facts, lines, settings.max_products_per_person).persist()
+    if cached is not None:
+        cached.append(per_person)
+    pairs = co_occurrence(per_person, settings.min_co_buyers).persist()
     if pairs.count() > settings.max_in_memory_pairs:
-        return scored_by_join(owned, pairs, settings.top_n)
+        return scored_by_join(per_person, pairs, settings.top_n)
     local_pairs = pairs.toPandas()
     pairs.unpersist()
-    return scored_in_memory(facts.sparkSession, owned, local_pairs, settings.top_n)
+    return scored_in_memory(facts.sparkSession, per_person, local_pairs, settings.top_n)

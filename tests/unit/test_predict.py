@@ -11,7 +11,7 @@ from chispa import assert_df_equality
 from cdp_spark.config import PersonaSettings, RecommendationSettings
 from cdp_spark.predict.clv import PredictionError
 from cdp_spark.predict.personas import category_matrix, personas
-from cdp_spark.predict.recommend import recommendations
+from cdp_spark.predict.recommend import co_occurrence, person_products, recommendations
 
 
 def purchase_facts(spark, rows):
@@ -61,6 +61,28 @@ def test_personas_levels_names_and_stable_ids(spark):
 def test_personas_refuse_too_few_customers(spark):
     with pytest.raises(PredictionError, match=r"at least 25 customers .* for k=5; got 20"):
         personas(spark, persona_counts(spark), PersonaSettings(k=5))
+
+
+def test_person_products_keep_the_most_recent_distinct_products(spark):
+    facts = purchase_facts(spark, [("p1", "o1", 1), ("p1", "o2", 3), ("p1", "o3", 2), ("p2", "o4", 5)])
+    lines = spark.createDataFrame([("o1", "B"), ("o1", "A"), ("o2", "C"), ("o2", "A"), ("o3", "D"), ("o3", None),
+                                   ("o4", "E"), ("o4", "E")], "order_id string, product_id string")
+    # p1 newest first: o2 (A, C: ties by id), o3 (D), o1 (B; A already kept); at most 3; no null product
+    got = person_products(facts, lines, 3).orderBy("person_id")
+    assert_df_equality(got, spark.createDataFrame([("p1", ["A", "C", "D"]), ("p2", ["E"])],
+                                                  "person_id string, products array<string>"),
+                       ignore_nullable=True)
+
+
+def test_co_occurrence_counts_the_persons_owning_both_products(spark):
+    per_person = spark.createDataFrame([("p1", ["A", "C", "D"]), ("p2", ["C", "A"]), ("p3", ["B"]), ("p4", [])],
+                                       "person_id string, products array<string>")
+    got = co_occurrence(per_person, 1).orderBy("product_a", "product_b")
+    assert_df_equality(got, spark.createDataFrame(
+        [("A", "C", 2), ("A", "D", 1), ("C", "A", 2), ("C", "D", 1), ("D", "A", 1), ("D", "C", 1)],
+        "product_a string, product_b string, co_buyers long"), ignore_nullable=True)
+    assert_df_equality(co_occurrence(per_person, 2).orderBy("product_a"), spark.createDataFrame(
+        [("A", "C", 2), ("C", "A", 2)], "product_a string, product_b string, co_buyers long"), ignore_nullable=True)
 
 
 @pytest.mark.parametrize("max_in_memory_pairs", [5_000_000, 0], ids=["sparse-matrix", "spark-join"])
