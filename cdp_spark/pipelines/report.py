@@ -37,6 +37,7 @@ from cdp_spark.reports.tables import (
     clv_tiers,
     funnel,
     next_order_products,
+    order_products,
     persona_heatmap,
     purchase_lines,
     repeat_purchase_timing,
@@ -110,8 +111,10 @@ def report_tables(spark: SparkSession, ctx: RunContext, cfg: CdpConfig,
     lines = purchase_lines(facts, raw_lines, ctx.read("silver.products")).persist()
     cached.append(lines)
     tables["report_repeat_purchase"] = repeat_purchase_timing(lines)
-    tables["report_next_order_products"] = next_order_products(lines, cfg.reports.top_products, cfg.reports.min_orders)
-    tables["report_same_cart_products"] = same_cart_products(lines, cfg.reports.top_products, cfg.reports.min_orders)
+    orders = order_products(lines).persist()
+    cached.append(orders)
+    tables["report_next_order_products"] = next_order_products(orders, cfg.reports.top_products, cfg.reports.min_orders)
+    tables["report_same_cart_products"] = same_cart_products(orders, cfg.reports.top_products, cfg.reports.min_orders)
     return tables
 
 

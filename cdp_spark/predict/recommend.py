@@ -8,11 +8,11 @@
          ignored). Ties: higher score, then product id. Each person's ``max_products_per_person`` most
          recent distinct products are considered, which bounds the pair count.
 
-The co-buyer counts are, per batch of persons, the transpose of the persons x products (owned) matrix
-times itself, summed over batches. The scoring is a sparse matrix product too, persons x products
-(owned) times products x products (co-buyers), done per batch of persons in a vectorised pandas
-function with scipy when the pair table has at most ``max_in_memory_pairs`` rows (it is broadcast),
-else as a Spark join of owned products with the pairs. Both give the same rows.
+The co-buyer counts are sparse pair counts over the persons' product lists (:mod:`cdp_spark.pairs`).
+The scoring is a sparse matrix product too, persons x products (owned) times products x products
+(co-buyers), done per batch of persons in a vectorised pandas function with scipy when the pair table
+has at most ``max_in_memory_pairs`` rows (it is broadcast), else as a Spark join of owned products with
+the pairs. Both give the same rows.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from cdp_spark.config import RecommendationSettings
+from cdp_spark.pairs import pair_counts
 
 
 def person_products(facts: DataFrame, lines: DataFrame, max_products: int) -> DataFrame:
@@ -41,26 +42,10 @@ def person_products(facts: DataFrame, lines: DataFrame, max_products: int) -> Da
 
 def co_occurrence(per_person: DataFrame, min_co_buyers: int) -> DataFrame:
     """(product_a, product_b, co_buyers) for both orientations of every pair bought by one customer, from
-    (person_id, products): per batch of persons, the product of the persons x products matrix with its
-    transpose counts the persons owning both, and the batches' counts are summed."""
-    from scipy.sparse import csr_matrix
-
-    def pair_counts(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in batches:
-            lengths = batch["products"].map(len).to_numpy()
-            if not lengths.sum():
-                continue
-            codes, products = pd.factorize(np.concatenate(batch["products"].to_numpy()))
-            rows = np.repeat(np.arange(len(batch)), lengths)
-            owned = csr_matrix((np.ones(len(codes), dtype=np.int64), (rows, codes)), shape=(len(batch), len(products)))
-            together = (owned.T @ owned).tocoo()
-            pair = together.row != together.col
-            yield pd.DataFrame({"product_a": products[together.row[pair]], "product_b": products[together.col[pair]],
-                                "co_buyers": together.data[pair]})
-
-    return (per_person.select("products").mapInPandas(pair_counts, "product_a string, product_b string, co_buyers long")
-            .groupBy("product_a", "product_b").agg(F.sum("co_buyers").alias("co_buyers"))
-            .where(F.col("co_buyers") >= min_co_buyers))
+    (person_id, products): sparse pair counts over the persons' product lists (:mod:`cdp_spark.pairs`)."""
+    return (pair_counts(per_person, "products", "products", ("product_a", "product_b"))
+            .where((F.col("product_a") != F.col("product_b")) & (F.col("rows") >= min_co_buyers))
+            .withColumnRenamed("rows", "co_buyers"))
 
 
 RECOMMENDATION_SCHEMA = "person_id string, rank int, product_id string, score long"

@@ -12,12 +12,13 @@
     pct_of_previous
 ``repeat_purchase_timing(facts, lines)``: category, buyers, repeat_buyers, repeat_purchases,
     average_days_between, median_days_between
-``next_order_products(facts, lines, top, min_orders)``: product_id, next_product_id, orders, share, rank
-``same_cart_products(facts, lines, top, min_orders)``: product_id, other_product_id, orders, confidence,
-    lift, rank
+``order_products(lines)``: person_id, order_id, order_ts, products (distinct, per purchase)
+``next_order_products(orders, top, min_orders)``: product_id, next_product_id, orders, share, rank
+``same_cart_products(orders, top, min_orders)``: product_id, other_product_id, orders, confidence,
+    lift, rank (both count product pairs over the orders' product lists: :mod:`cdp_spark.pairs`)
 
-``lines`` are purchase lines: (order_id, product_id, category). Shares are fractions (0..1), rounded to 4
-decimals; amounts to 2.
+``lines`` are purchase lines: (person_id, order_id, order_ts, order_date, product_id, category). Shares are
+fractions (0..1), rounded to 4 decimals; amounts to 2.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
 from cdp_spark.config import FunnelSettings
+from cdp_spark.pairs import pair_counts
 
 
 def segment_metrics(customers: DataFrame, grouping: str) -> DataFrame:
@@ -153,43 +155,45 @@ def repeat_purchase_timing(lines: DataFrame) -> DataFrame:
             .orderBy(F.col("repeat_buyers").desc(), "category"))
 
 
-def _top_pairs(pairs: DataFrame, left: str, right: str, base: DataFrame, top: int, min_orders: int) -> DataFrame:
-    """pairs: (left, right, order_key), each at most once (both callers pair distinct (order, product)
-    rows, and an order has one next order), so a plain count is the number of orders; base: (left,
-    base_orders). Top ``top`` per left, with share = orders / base_orders (unrounded)."""
-    counted = (pairs.groupBy(left, right).agg(F.count("order_key").alias("orders"))
-               .where(F.col("orders") >= min_orders).join(base, left))
+def order_products(lines: DataFrame) -> DataFrame:
+    """(person_id, order_id, order_ts, products): the distinct products of each purchase."""
+    return (lines.where(F.col("product_id").isNotNull()).groupBy("person_id", "order_id", "order_ts")
+            .agg(F.collect_set("product_id").alias("products")))
+
+
+def _top_pairs(counted: DataFrame, left: str, right: str, base: DataFrame, top: int, min_orders: int) -> DataFrame:
+    """counted: (left, right, orders); base: (left, base_orders). Top ``top`` per left, with share =
+    orders / base_orders (unrounded)."""
+    kept = counted.where(F.col("orders") >= min_orders).join(base, left)
     rank = F.row_number().over(Window.partitionBy(left).orderBy(F.col("orders").desc(), F.col(right)))
-    return counted.withColumn("share", F.col("orders") / F.col("base_orders")).withColumn("rank", rank) \
+    return kept.withColumn("share", F.col("orders") / F.col("base_orders")).withColumn("rank", rank) \
         .where(F.col("rank") <= top)
 
 
-def next_order_products(lines: DataFrame, top: int, min_orders: int) -> DataFrame:
-    """For product A: the products in the same person's next purchase after an order with A."""
-    orders = lines.select("person_id", "order_id", "order_ts").distinct()
-    following = orders.withColumn("next_order_id", F.lead("order_id").over(
-        Window.partitionBy("person_id").orderBy("order_ts", "order_id"))).where(F.col("next_order_id").isNotNull())
-    products = lines.select("order_id", "product_id").distinct()
-    with_next = following.join(products, "order_id")
-    base = with_next.groupBy("product_id").agg(F.count("order_id").alias("base_orders"))  # (order, product) unique
-    pairs = with_next.join(products.withColumnRenamed("order_id", "next_order_id")
-                           .withColumnRenamed("product_id", "next_product_id"), "next_order_id") \
-        .select("product_id", "next_product_id", F.col("order_id").alias("order_key"))
-    return (_top_pairs(pairs, "product_id", "next_product_id", base, top, min_orders)
+def next_order_products(orders: DataFrame, top: int, min_orders: int) -> DataFrame:
+    """For product A: the products in the same person's next purchase after an order with A. ``orders``
+    from :func:`order_products`; the next order is the next by (order_ts, order_id)."""
+    following = orders.withColumn("next_products", F.lead("products").over(
+        Window.partitionBy("person_id").orderBy("order_ts", "order_id"))).where(F.col("next_products").isNotNull())
+    base = (following.select(F.explode("products").alias("product_id"))
+            .groupBy("product_id").agg(F.count("*").alias("base_orders")))
+    counted = pair_counts(following, "products", "next_products", ("product_id", "next_product_id"))
+    return (_top_pairs(counted.withColumnRenamed("rows", "orders"), "product_id", "next_product_id", base, top,
+                       min_orders)
             .select("product_id", "next_product_id", F.col("orders").cast("long").alias("orders"),
                     F.round("share", 4).alias("share"),
                     F.col("rank").cast("int").alias("rank"))
             .orderBy("product_id", "rank"))
 
 
-def same_cart_products(lines: DataFrame, top: int, min_orders: int) -> DataFrame:
-    """Products bought in the same order: orders together, confidence P(B | A) and lift."""
-    products = lines.select("order_id", "product_id").distinct()
-    total = products.select("order_id").distinct().count()
-    base = products.groupBy("product_id").agg(F.count("*").alias("base_orders"))
-    other = products.select(F.col("order_id"), F.col("product_id").alias("other_product_id"))
-    pairs = (products.join(other, "order_id").where(F.col("product_id") != F.col("other_product_id"))
-             .select("product_id", "other_product_id", F.col("order_id").alias("order_key")))
+def same_cart_products(orders: DataFrame, top: int, min_orders: int) -> DataFrame:
+    """Products bought in the same order (``orders`` from :func:`order_products`): orders together,
+    confidence P(B | A) and lift."""
+    total = orders.count()
+    counted = pair_counts(orders, "products", "products", ("product_id", "other_product_id"))
+    base = counted.where(F.col("product_id") == F.col("other_product_id")).select(
+        "product_id", F.col("rows").alias("base_orders"))
+    pairs = counted.where(F.col("product_id") != F.col("other_product_id")).withColumnRenamed("rows", "orders")
     other_base = base.select(F.col("product_id").alias("other_product_id"), F.col("base_orders").alias("other_orders"))
     return (_top_pairs(pairs, "product_id", "other_product_id", base, top, min_orders)
             .join(other_base, "other_product_id")

@@ -12,6 +12,7 @@ from cdp_spark.reports.tables import (
     clv_tiers,
     funnel,
     next_order_products,
+    order_products,
     persona_heatmap,
     purchase_lines,
     repeat_purchase_timing,
@@ -108,16 +109,16 @@ def test_repeat_purchase_timing_per_category(spark):
 
 
 def test_next_order_and_same_cart_products(spark):
-    lines = _catalog(spark)
-    got = next_order_products(lines, top=2, min_orders=1)
+    orders = order_products(_catalog(spark))
+    got = next_order_products(orders, top=2, min_orders=1)
     # next orders: o1 -> o2 {A, C}, o2 -> o3 {B}, o4 -> o5 {C}; A is in o1, o2, o4
     expected = spark.createDataFrame([("A", "C", 2, 0.6667, 1), ("A", "A", 1, 0.3333, 2), ("B", "C", 2, 1.0, 1),
                                       ("B", "A", 1, 0.5, 2), ("C", "B", 1, 1.0, 1)], got.schema)
     assert_df_equality(got, expected)
-    cart = same_cart_products(lines, top=5, min_orders=1)
+    cart = same_cart_products(orders, top=5, min_orders=1)
     # 5 orders; A in 3, B in 3, C in 2; A+B in o1 and o4, A+C in o2
     expected_cart = spark.createDataFrame([("A", "B", 2, 0.6667, 1.1111, 1), ("A", "C", 1, 0.3333, 0.8333, 2),
                                            ("B", "A", 2, 0.6667, 1.1111, 1), ("C", "A", 1, 0.5, 0.8333, 1)],
                                           cart.schema)
     assert_df_equality(cart, expected_cart)
-    assert same_cart_products(lines, top=5, min_orders=2).count() == 2  # only A+B, both directions
+    assert same_cart_products(orders, top=5, min_orders=2).count() == 2  # only A+B, both directions

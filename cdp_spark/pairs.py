@@ -1,0 +1,57 @@
+"""Counting pairs of items across rows of item lists, without exploding the pairs into rows.
+
+``pair_counts(rows, left, right, names)``
+    in:  rows with two array<string> columns ``left`` and ``right`` (distinct items per list; may be the
+         same column), e.g. a person's products, an order's products and the next order's products
+    out: (names[0], names[1], rows): per item pair (a, b), the number of rows whose ``left`` list holds a
+         and whose ``right`` list holds b. Pairs of an item with itself are included (a row counts for
+         (a, a) when both lists hold a); callers drop or use them.
+
+Per Arrow batch, a vectorised pandas function builds the sparse 0/1 matrices rows x items of both
+columns and multiplies the transpose of one by the other (scipy); Spark sums the batches' counts. A
+self-join would create one row per pair and row (tens of millions); this creates at most one per pair and
+batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+
+def _flat(lists: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """(row index per item, items) of a column of lists (None: empty)."""
+    lengths = lists.map(lambda items: 0 if items is None else len(items)).to_numpy()
+    if not lengths.sum():
+        return np.array([], dtype=np.int64), np.array([], dtype=object)
+    present = [items for items in lists.to_numpy() if items is not None and len(items)]
+    return np.repeat(np.arange(len(lists)), lengths), np.concatenate(present)
+
+
+def pair_counts(rows: DataFrame, left: str, right: str, names: tuple[str, str]) -> DataFrame:
+    from scipy.sparse import csr_matrix
+
+    left_name, right_name = names
+
+    def per_batch(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            left_rows, left_items = _flat(batch["l"])
+            right_rows, right_items = _flat(batch["r"])
+            if not len(left_items) or not len(right_items):
+                continue
+            codes, items = pd.factorize(np.concatenate([left_items, right_items]))
+            shape = (len(batch), len(items))
+            ones = np.ones(len(codes), dtype=np.int64)
+            left_matrix = csr_matrix((ones[:len(left_rows)], (left_rows, codes[:len(left_rows)])), shape=shape)
+            right_matrix = csr_matrix((ones[len(left_rows):], (right_rows, codes[len(left_rows):])), shape=shape)
+            together = (left_matrix.T @ right_matrix).tocoo()
+            yield pd.DataFrame({left_name: items[together.row], right_name: items[together.col],
+                                "rows": together.data})
+
+    schema = f"`{left_name}` string, `{right_name}` string, rows long"
+    return (rows.select(F.col(left).alias("l"), F.col(right).alias("r")).mapInPandas(per_batch, schema)
+            .groupBy(left_name, right_name).agg(F.sum("rows").alias("rows")))
