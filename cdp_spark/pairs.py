@@ -33,6 +33,7 @@ def _flat(lists: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def pair_counts(rows: DataFrame, left: str, right: str, names: tuple[str, str]) -> DataFrame:
+    """(names[0], names[1], rows) from the list columns ``left`` and ``right`` (see the module text)."""
     from scipy.sparse import csr_matrix
 
     left_name, right_name = names

@@ -110,13 +110,15 @@ def scored_in_memory(spark: SparkSession, per_person: DataFrame, pairs: pd.DataF
 
 def recommendations(facts: DataFrame, lines: DataFrame, settings: RecommendationSettings,
                     cached: list[DataFrame] | None = None) -> DataFrame:
-    """The recommendations (lazy); the per-person product lists it reads are persisted and added to
-    ``cached`` (unpersist them once the result is written)."""
+    """The recommendations (lazy); the frames it reads that are persisted (the per-person product lists,
+    and the pairs when they are joined) are added to ``cached``: unpersist them once the result is written."""
     per_person = person_products(facts, lines, settings.max_products_per_person).persist()
     if cached is not None:
         cached.append(per_person)
     pairs = co_occurrence(per_person, settings.min_co_buyers).persist()
     if pairs.count() > settings.max_in_memory_pairs:
+        if cached is not None:
+            cached.append(pairs)
         return scored_by_join(per_person, pairs, settings.top_n)
     local_pairs = pairs.toPandas()
     pairs.unpersist()
