@@ -10,7 +10,7 @@
 ``persona_heatmap(model)``: persona_id, persona_name, persons, category, share, level
 ``funnel(events, registry, spec, ...)``: funnel, step_number, step, actors, customers, pct_of_first,
     pct_of_previous
-``repeat_purchase_timing(facts, lines)``: category, buyers, repeat_buyers, repeat_purchases,
+``repeat_purchase_timing(lines)``: category, buyers, repeat_buyers, repeat_purchases,
     average_days_between, median_days_between
 ``order_products(lines)``: person_id, order_id, order_ts, products (distinct, per purchase)
 ``next_order_products(orders, top, min_orders)``: product_id, next_product_id, orders, share, rank
