@@ -112,3 +112,26 @@ def test_sparse_matrix_and_spark_join_give_the_same_recommendations(spark):
     assert by[0].count() > 900
     assert_df_equality(by[5_000_000], by[0], ignore_row_order=True, ignore_nullable=True)
 
+
+
+def _persistent(spark):
+    return set(spark.sparkContext._jsc.getPersistentRDDs().keySet())
+
+
+def test_personas_and_recommendations_hand_back_every_frame_they_keep_cached(spark):
+    before = _persistent(spark)
+    for scaling in ("normalise", "standardise"):
+        result = personas(spark, persona_counts(spark), PersonaSettings(k=2, scaling=scaling))
+        result.members.collect()
+        for frame in result.cached:
+            frame.unpersist()
+    facts = purchase_facts(spark, [("p1", "o1", 1), ("p2", "o2", 2), ("p3", "o3", 3)])
+    lines = spark.createDataFrame([("o1", "A"), ("o1", "B"), ("o2", "A"), ("o2", "B"), ("o3", "A")],
+                                  "order_id string, product_id string")
+    for limit in (5_000_000, 0):  # the joined pair table (limit 0) is handed back too
+        cached: list = []
+        recommendations(facts, lines, RecommendationSettings(min_co_buyers=1, max_in_memory_pairs=limit),
+                        cached).collect()
+        for frame in cached:
+            frame.unpersist()
+    assert _persistent(spark) == before
