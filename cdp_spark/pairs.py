@@ -1,5 +1,6 @@
 """Counting pairs of items across rows of item lists, without exploding the pairs into rows.
 
+``flat_lists(lists)``: (row index per item, items) of a pandas column of lists, for sparse matrices
 ``pair_counts(rows, left, right, names)``
     in:  rows with two array<string> columns ``left`` and ``right`` (distinct items per list; may be the
          same column), e.g. a person's products, an order's products and the next order's products
@@ -23,7 +24,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
 
-def _flat(lists: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+def flat_lists(lists: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """(row index per item, items) of a column of lists (None: empty)."""
     lengths = lists.map(lambda items: 0 if items is None else len(items)).to_numpy()
     if not lengths.sum():
@@ -40,8 +41,8 @@ def pair_counts(rows: DataFrame, left: str, right: str, names: tuple[str, str]) 
 
     def per_batch(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
         for batch in batches:
-            left_rows, left_items = _flat(batch["l"])
-            right_rows, right_items = _flat(batch["r"])
+            left_rows, left_items = flat_lists(batch["l"])
+            right_rows, right_items = flat_lists(batch["r"])
             if not len(left_items) or not len(right_items):
                 continue
             codes, items = pd.factorize(np.concatenate([left_items, right_items]))

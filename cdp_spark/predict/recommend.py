@@ -25,7 +25,7 @@ from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 
 from cdp_spark.config import RecommendationSettings
-from cdp_spark.pairs import pair_counts
+from cdp_spark.pairs import flat_lists, pair_counts
 
 
 def person_products(facts: DataFrame, lines: DataFrame, max_products: int) -> DataFrame:
@@ -69,10 +69,8 @@ def top_products(person_ids: np.ndarray, owned_lists: pd.Series, product_ids: np
     co-buyer matrix over ``product_ids`` (sorted, so index order is product id order)."""
     from scipy.sparse import csr_matrix
 
-    lengths = owned_lists.map(len).to_numpy()
-    flat = np.concatenate(owned_lists.to_numpy()) if lengths.sum() else np.array([], dtype=object)
+    rows, flat = flat_lists(owned_lists)
     columns = pd.Index(product_ids).get_indexer(flat)
-    rows = np.repeat(np.arange(len(person_ids)), lengths)
     paired = columns >= 0  # products without any pair add nothing
     owned = csr_matrix((np.ones(paired.sum(), dtype=np.int64), (rows[paired], columns[paired])),
                        shape=(len(person_ids), len(product_ids)))
