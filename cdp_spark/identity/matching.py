@@ -143,18 +143,22 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
                                total, draw_key="record_name")
         pairs = pairs.unionByName(randoms.select("record_a", "record_b", F.lit(None).cast("long").alias("source_mask"),
                                                  F.lit(True).alias("random")))
-    tf_fields = model.tf_fields if model else [c.field for c in settings.comparisons if c.term_frequency]
     forced_match, forced_nonmatch = _any_rule(settings.force_match), _any_rule(settings.force_nonmatch)
     fields = [c.field for c in settings.comparisons]
-    # levels, the forced decision and the term-frequency values are all that scoring needs of l and r
+    # the levels and the forced decision are all that scoring needs of l and r. The cached pairs hold no
+    # strings: the left record's term-frequency values are looked up again by record_a after the cache
+    # (at 100k records, caching them cost about 2 s of the cache's columnar encoding)
     compared = compare(attach_records(pairs, slim, broadcast), settings.comparisons, settings).select(
         "record_a", "record_b", "source_mask", "random", *[f"lvl_{f}" for f in fields],
-        F.when(forced_nonmatch, F.lit("nonmatch")).when(forced_match, F.lit("match")).alias("forced"),
-        *[F.col(f"l.{name}").alias(term_column(name)) for name in tf_fields]).persist()
+        F.when(forced_nonmatch, F.lit("nonmatch")).when(forced_match, F.lit("match")).alias("forced")).persist()
     patterns = LevelPatterns.collect(compared, fields)
     model = model or fit_model(patterns, settings)
     tf = term_frequencies(records, model.tf_fields, total)
     candidates = compared.where(~F.col("random")).drop("random")
+    if model.tf_fields:
+        terms = slim.select(F.col("record_id").alias("record_a"),
+                            *[F.col(name).alias(term_column(name)) for name in model.tf_fields])
+        candidates = candidates.join(F.broadcast(terms) if broadcast else terms, "record_a", "left")
     decided = score(candidates, model, tf, settings.tf_max_boost, settings.tf_max_penalty).withColumn(
         "accepted", (F.col("forced") == "match") | (
             F.col("forced").isNull() & (F.col("match_probability") >= settings.match_probability)))
