@@ -243,3 +243,29 @@ def test_match_with_a_given_model_accepts_forces_and_counts(spark):
                        ignore_nullable=True)
     assert {k: result.counts[k] for k in ("records", "candidate_pairs", "accepted_pairs", "forced_nonmatch")} == {
         "records": 4, "candidate_pairs": 2, "accepted_pairs": 1, "forced_nonmatch": 1}
+
+
+def test_match_adjusts_exact_agreement_on_a_common_value_by_its_term_frequency(spark):
+    from cdp_spark.identity.matching import match
+
+    records = spark.createDataFrame([
+        ("crm:1", "ana", "a@x.es"), ("web:1", "ana", "a@x.es"),   # "ana": 3 of 5 records
+        ("web:2", "zoe", "z@x.es"), ("web:3", "zoe", "z@x.es"),   # "zoe": 2 of 5
+        ("web:4", "ana", "q@x.es"),                               # no candidate
+    ], "record_id string, first string, email string")
+    settings = MatchingSettings(
+        blocking_keys=["email"], comparisons=[ComparisonSettings(field="first", kind="name", term_frequency=True),
+                                              ComparisonSettings(field="email", kind="email")],
+        match_probability=0.5, tf_max_penalty=10.0, tf_max_boost=10.0)
+    model = FsModel(["first", "email"], {"first": "name", "email": "email"},
+                    m={"first": [0.05, 0.05, 0.05, 0.05, 0.8], "email": [0.05, 0.05, 0.9]},
+                    u={"first": [0.9, 0.04, 0.03, 0.02, 0.01], "email": [0.98, 0.01, 0.01]},
+                    prior=0.1, tf_fields=["first"])
+    result = match(records, settings, model=model)
+    base = math.log2(0.1 / 0.9) + model.weight("first", 4) + model.weight("email", 2)
+    expected = spark.createDataFrame([
+        ("crm:1", "web:1", round(base + math.log2(0.01 / 0.6), 4)),   # the common name weighs less
+        ("web:2", "web:3", round(base + math.log2(0.01 / 0.4), 4)),
+    ], "record_a string, record_b string, match_weight double")
+    assert_df_equality(result.edges.select("record_a", "record_b", "match_weight"), expected,
+                       ignore_nullable=True, ignore_row_order=True)
