@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cdp_spark.config import SourceSettings
@@ -104,14 +104,21 @@ def apply_contract(parsed: DataFrame, contract: SourceSettings, present: Sequenc
                               detail.alias("_detail"))
 
 
-def flag_duplicate_keys(checked: DataFrame, source_key: Sequence[str]) -> DataFrame:
-    """Among otherwise valid rows, the first line of each source key wins; later lines get
-    ``duplicate_source_key`` with the winning line in ``_detail``. One window, one pass."""
-    by_key = Window.partitionBy(*[F.col(f"`{k}`") for k in source_key])
-    valid = F.col("_reasons") == ""
-    first_valid = F.min(F.when(valid, F.col("_row"))).over(by_key)
-    flagged = checked.withColumn("_first_row", first_valid)
-    duplicate = valid & (F.col("_row") != F.col("_first_row"))
+def duplicate_keys(checked: DataFrame, source_key: Sequence[str]) -> DataFrame:
+    """Source keys carried by more than one otherwise valid line: the key columns and ``_first_row``
+    (the winning, first valid line). A hash aggregation of the keys alone, no sort of whole rows."""
+    keys = [F.col(f"`{k}`") for k in source_key]
+    return (checked.where(F.col("_reasons") == "").groupBy(*keys)
+            .agg(F.min("_row").alias("_first_row"), F.count(F.lit(1)).alias("_lines"))
+            .where(F.col("_lines") > 1).drop("_lines"))
+
+
+def flag_duplicate_keys(checked: DataFrame, duplicates: DataFrame, source_key: Sequence[str]) -> DataFrame:
+    """``checked`` (``_row``, key columns, ``_reasons``, ``_detail``) with later valid lines of each key in
+    ``duplicates`` (from :func:`duplicate_keys`) flagged ``duplicate_source_key``, the winning line named in
+    ``_detail``. Same columns out; valid lines never have null keys, so an equality join finds them all."""
+    flagged = checked.join(duplicates, on=list(source_key), how="left")
+    duplicate = (F.col("_reasons") == "") & F.col("_first_row").isNotNull() & (F.col("_row") != F.col("_first_row"))
     return flagged.select(
         *[F.col(f"`{c}`") for c in checked.columns if c not in ("_reasons", "_detail")],
         F.when(duplicate, F.lit("duplicate_source_key")).otherwise(F.col("_reasons")).alias("_reasons"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import reduce
@@ -26,7 +27,15 @@ from pyspark.sql import types as T
 from cdp_spark.config import CdpConfig, JdbcSourceSettings, SourceSettings
 from cdp_spark.identity.normalise import apply_email_rules, email_norm, phone_e164_udf
 from cdp_spark.identity.privacy import hmac_sha256
-from cdp_spark.ingest.rules import apply_contract, flag_duplicate_keys, parse_csv, parse_json, row_hash, spark_type
+from cdp_spark.ingest.rules import (
+    apply_contract,
+    duplicate_keys,
+    flag_duplicate_keys,
+    parse_csv,
+    parse_json,
+    row_hash,
+    spark_type,
+)
 from cdp_spark.io import jdbc
 from cdp_spark.io.delta import Txn
 from cdp_spark.io.files import (
@@ -87,7 +96,8 @@ class FileOutcome:
 
 def checked_rows(spark: SparkSession, source: SourceSettings, path: str,
                  sample: bytes | None = None) -> tuple[DataFrame, list[str]]:
-    """The file's records with typed contract columns and ``_reasons``; also the rescued (unknown) columns.
+    """The file's records with typed contract columns, ``_rescued`` and ``_reasons`` (duplicate source keys
+    not yet flagged: see :func:`with_duplicates_flagged`); also a CSV header's rescued (unknown) columns.
     Raises :class:`FileRejected` for file-level problems."""
     if source.format == "csv":
         header = read_csv_header(path, source.separator, sample)
@@ -106,18 +116,30 @@ def checked_rows(spark: SparkSession, source: SourceSettings, path: str,
         header = read_json_header(path, sample)
         lines = read_json_array(spark, path) if header.json_array else numbered_lines(spark, path)
         parsed = parse_json(lines, list(source.columns))
-        keys = parsed.where(F.col("_rescued").isNotNull()).select(
-            F.explode(F.map_keys(F.from_json("_rescued", "MAP<STRING,STRING>"))).alias("k")).distinct()
-        rescued = sorted(r["k"] for r in keys.collect())
-        columns = list(source.columns)  # JSON objects name their own keys; absent keys are nulls
+        rescued = []  # JSON objects name their own keys: see rescued_keys, once the rows are persisted
+        columns = list(source.columns)  # absent keys are nulls
     missing_required = [c for c in source.required if c not in columns]
     if missing_required:
         raise FileRejected(path, "missing_required_column",
                            f"required columns {missing_required} are missing from the header {columns}")
     present = [c for c in source.columns if c in columns]
-    checked = apply_contract(parsed, source, present).transform(
-        lambda df: flag_duplicate_keys(df, source.source_key))
-    return checked, rescued
+    return apply_contract(parsed, source, present), rescued
+
+
+def rescued_keys(checked: DataFrame) -> list[str]:
+    """The keys found in ``_rescued`` (a JSON object per row) over all rows, sorted."""
+    keys = checked.where(F.col("_rescued").isNotNull()).select(
+        F.explode(F.map_keys(F.from_json("_rescued", "MAP<STRING,STRING>"))).alias("k")).distinct()
+    return sorted(r["k"] for r in keys.collect())
+
+
+def with_duplicates_flagged(checked: DataFrame, source_key: Sequence[str]) -> DataFrame:
+    """``checked`` (persisted by the caller) with ``duplicate_source_key`` flagged. Most files repeat no key:
+    then one aggregation of the keys finds that and ``checked`` itself comes back; otherwise a persisted join."""
+    duplicates = duplicate_keys(checked, source_key)
+    if duplicates.isEmpty():
+        return checked
+    return flag_duplicate_keys(checked, duplicates, source_key).persist()
 
 
 def suppression_flag(ctx: RunContext, source: SourceSettings | JdbcSourceSettings,
@@ -158,8 +180,11 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
         log.error("rejected %s", message)
         _log_row(spark, ctx, txn, name, source, info, "rejected", 0, 0, 0, [], message, now)
         return FileOutcome(name, info.lineage, "rejected", message=message)
-    checked = checked.persist()
+    parsed = checked = checked.persist()
     try:
+        if source.format == "json":
+            rescued = rescued_keys(parsed)
+        checked = with_duplicates_flagged(parsed, source.source_key)
         totals = checked.agg(F.count(F.lit(1)).alias("read"),
                              F.sum(F.when(F.col("_reasons") == "", 1).otherwise(0)).alias("accepted")).first()
         read = int(totals["read"] or 0) if totals else 0
@@ -188,6 +213,7 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
                              f"expected {accepted}")
     finally:
         checked.unpersist()
+        parsed.unpersist()
     message = f"rescued columns {rescued} kept in _rescued" if rescued else ""
     if rescued:
         log.warning("%s: schema drift, columns %s are not in the %s contract", info.lineage, rescued, name)

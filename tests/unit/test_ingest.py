@@ -10,7 +10,7 @@ from chispa import assert_df_equality
 from cdp_spark.config import SourceSettings
 from cdp_spark.io.files import FileRejected, detect_separator, file_info, numbered_lines, read_csv_header
 from cdp_spark.pipelines.common import make_context
-from cdp_spark.pipelines.ingest import INGESTION_LOG, ingest_file
+from cdp_spark.pipelines.ingest import INGESTION_LOG, checked_rows, ingest_file, with_duplicates_flagged
 
 CONTACTS = SourceSettings(
     entity="contacts", system="crm", format="csv", path="*.csv", source_key=["contact_id"],
@@ -85,6 +85,39 @@ def test_csv_rows_accepted_and_quarantined_with_reasons(spark, ctx, tmp_path):
     assert logged == (8, 2, 6, "nickname")
 
 
+def test_first_valid_line_of_a_source_key_wins_and_later_ones_name_it(spark, ctx, tmp_path):
+    content = (b"contact_id,points\n"
+               b"K1,1\n"   # 2 wins K1
+               b"K1,2\n"   # 3 duplicate of 2
+               b"K2,x\n"   # 4 invalid: cannot win K2
+               b"K1,3\n"   # 5 duplicate of 2
+               b"K2,4\n"   # 6 wins K2
+               b"K2,5\n"   # 7 duplicate of 6
+               b"K3,6\n")  # 8 ok
+    path = write_bytes(tmp_path / "landing" / "dups.csv", content)
+    outcome = ingest_file(spark, ctx, "crm_contacts", CONTACTS, file_info(path))
+
+    assert (outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined) == (7, 3, 4)
+    bronze = ctx.store.read("bronze.contacts").select("_row", "contact_id", "points").orderBy("_row")
+    expected_bronze = spark.createDataFrame([(2, "K1", 1), (6, "K2", 4), (8, "K3", 6)],
+                                            "_row long, contact_id string, points long")
+    assert_df_equality(bronze, expected_bronze, ignore_nullable=True)
+    quarantine = ctx.store.read("quarantine.contacts").select("_row", "reason", "detail").orderBy("_row")
+    expected_quarantine = spark.createDataFrame([
+        (3, "duplicate_source_key", "first seen at line 2"),
+        (4, "invalid_value", "columns: points"),
+        (5, "duplicate_source_key", "first seen at line 2"),
+        (7, "duplicate_source_key", "first seen at line 6"),
+    ], "_row long, reason string, detail string")
+    assert_df_equality(quarantine, expected_quarantine, ignore_nullable=True)
+
+
+def test_a_file_without_repeated_keys_is_not_joined_again(spark, tmp_path):
+    path = write_bytes(tmp_path / "landing" / "c.csv", b"contact_id,points\nK1,1\nK2,x\nK3,2\n")
+    checked, _ = checked_rows(spark, CONTACTS, path)
+    assert with_duplicates_flagged(checked, CONTACTS.source_key) is checked
+
+
 def test_same_file_twice_changes_nothing(spark, ctx, tmp_path):
     path = write_bytes(tmp_path / "landing" / "c.csv", b"contact_id,email\nC1,a@x.es\n")
     first = ingest_file(spark, ctx, "crm_contacts", CONTACTS, file_info(path))
@@ -107,8 +140,6 @@ def test_file_level_rejections_name_the_file(spark, ctx, tmp_path, content, code
     path = write_bytes(tmp_path / "landing" / "bad.csv", content)
     if code == "no_source_key":
         with pytest.raises(FileRejected) as err:
-            from cdp_spark.pipelines.ingest import checked_rows
-
             checked_rows(spark, CONTACTS, path)
     else:
         with pytest.raises(FileRejected) as err:
@@ -141,6 +172,8 @@ def test_json_lines_and_json_array(spark, ctx, tmp_path):
         b'{"customer_id": "E3"\n'))
     outcome = ingest_file(spark, ctx, "shop", CUSTOMERS, file_info(lines))
     assert (outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined) == (3, 1, 2)
+    assert outcome.message == "rescued columns ['vip'] kept in _rescued"
+    assert [r.rescued_columns for r in ctx.store.read(INGESTION_LOG).collect()] == ["vip"]
     array = write_bytes(tmp_path / "landing" / "b.json",
                         b'[{"customer_id": "E9", "spend": 1}, {"customer_id": "E10", "spend": 2.5}]')
     outcome = ingest_file(spark, ctx, "shop", CUSTOMERS, file_info(array))
