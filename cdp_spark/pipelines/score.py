@@ -48,9 +48,9 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                         cfg.scores.business_timezone, ctx.as_of, cfg.scores.order_customer_source,
                         cfg.scores.order_customer_key)
     items = order_items(ctx.read("silver.order_items"), ctx.read("silver.products"))
-    scores = score_library(ctx.read(PROFILE), facts, items, ctx.as_of, cfg.scores.lifecycle)
+    scores = library = score_library(ctx.read(PROFILE), facts, items, ctx.as_of, cfg.scores.lifecycle)
     if cfg.scores.rfm:
-        scores = scores.persist()
+        scores = library = library.persist()  # read by the cut points and again by the scoring
         cuts = cut_points(scores, cfg.scores.rfm.groups)
         stored = spark.createDataFrame([(ctx.run_id, ctx.as_of, metric, values, cfg.scores.rfm.groups)
                                         for metric, values in cuts.items()], CUTS_SCHEMA)
@@ -66,6 +66,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     ctx.wrote(SCORES, result.version)
     counts = {"persons_scored": result.rows_written, **publish_segments(ctx, cfg, scores)}
     scores.unpersist()
+    library.unpersist()
     ctx.counts["score"] = counts
     record_manifest(spark, ctx, "score", "succeeded")
     log.info("scored %d persons as of %s", result.rows_written, ctx.as_of)

@@ -236,7 +236,10 @@ def _run_ge(df: DataFrame, suite: Suite, expectations: list[Expectation]) -> lis
             raise SuiteError(f"{suite.path}: expectation {item.type} {item.kwargs} is invalid: {exc}") from None
     batch = (context.data_sources.add_spark(name="cdp").add_dataframe_asset(name=suite.table.replace(".", "_"))
              .add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": df}))
-    report = batch.validate(gx_suite, result_format=SUMMARY_FORMAT)
+    try:
+        report = batch.validate(gx_suite, result_format=SUMMARY_FORMAT)
+    finally:
+        df.unpersist()  # GE's Spark data source persists the frame it validates and never releases it
     if len(report.results) != len(expectations):
         raise SuiteError(f"{suite.path}: GE returned {len(report.results)} results for {len(expectations)} "
                          "expectations")

@@ -27,7 +27,9 @@ def run_stages(spark, cfg):
     normalise.run(spark, cfg, ctx.for_stage())
     cached_before = persisted(spark)
     counts = resolve.run(spark, cfg, ctx.for_stage())
-    assert persisted(spark) == cached_before  # resolve releases everything it cached (a long-lived driver)
+    # resolve releases everything it cached (a long-lived driver); the JVM's garbage collector may meanwhile
+    # clean RDDs that earlier tests left checkpointed, so this is a subset check
+    assert persisted(spark) <= cached_before
     return ctx, counts
 
 

@@ -148,11 +148,14 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     cfg = cfg_factory("warehouse.enabled=true", f"warehouse.url={postgres.jdbc_url}", "identity.matching=null",
                       "predictions.clv.min_customers=50", f"notifications.webhook_url={hook.url}", data_dir=demo)
     ctx = make_context(spark, cfg, AS_OF)
+    spark.catalog.clearCache()  # what earlier tests cached
     try:
         summary = pipeline.run(spark, cfg, ctx)
     finally:
         hook.stop()
     store = ctx.store
+    # every stage releases what it cached: a long-lived driver (a notebook, a scheduler) does not fill up
+    assert spark._jsparkSession.sharedState().cacheManager().isEmpty()
 
     # the run summary went to the webhook: one POST, counts and paths only
     assert [(m["body"]["status"], m["body"]["run_id"]) for m in hook.received] == [("succeeded", ctx.run_id)]
