@@ -46,7 +46,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
             raise StageError(f"{needed} does not exist; run the earlier stages first")
     facts = order_facts(ctx.read(orders_table), ctx.read(REGISTRY), ctx.read("silver.stores"),
                         cfg.scores.business_timezone, ctx.as_of, cfg.scores.order_customer_source,
-                        cfg.scores.order_customer_key)
+                        cfg.scores.order_customer_key).persist()  # every score reads the order facts
     items = order_items(ctx.read("silver.order_items"), ctx.read("silver.products"))
     scores = library = score_library(ctx.read(PROFILE), facts, items, ctx.as_of, cfg.scores.lifecycle)
     if cfg.scores.rfm:
@@ -67,6 +67,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     counts = {"persons_scored": result.rows_written, **publish_segments(ctx, cfg, scores)}
     scores.unpersist()
     library.unpersist()
+    facts.unpersist()
     ctx.counts["score"] = counts
     record_manifest(spark, ctx, "score", "succeeded")
     log.info("scored %d persons as of %s", result.rows_written, ctx.as_of)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 from cdp_spark.config import LifecycleSettings
@@ -82,10 +82,9 @@ SCORES: tuple[Score, ...] = (
 )
 
 
-def _ranked_first(frame: DataFrame, key: str, order: list[Column], alias: str) -> DataFrame:
-    window = Window.partitionBy("person_id").orderBy(*order)
-    return frame.withColumn("_rank", F.row_number().over(window)).where("_rank = 1").select(
-        "person_id", F.col(key).alias(alias))
+def _negated_micros(ts: Column) -> Column:
+    """Later timestamps sort first: for ``min_by`` / ascending sorts that want the most recent first."""
+    return -F.unix_micros(ts)
 
 
 def timing_label(days_since_last: Column, mean_gap: Column, std_gap: Column, order_days: Column) -> Column:
@@ -104,43 +103,66 @@ def _size_or_zero(column: str) -> Column:
     return F.when(F.col(column).isNull(), F.lit(0)).otherwise(F.size(column)).cast("int")
 
 
+def _order_day_gaps(days: Column) -> Column:
+    """struct(gaps, total, squares): the number of gaps between consecutive order days and the sum of the
+    gaps and of their squares (exact integers), in one pass over a person's sorted distinct order days."""
+    start = F.struct(F.lit(None).cast("date").alias("previous"), F.lit(0).cast("long").alias("gaps"),
+                     F.lit(0).cast("long").alias("total"), F.lit(0).cast("long").alias("squares"))
+
+    def step(acc: Column, day: Column) -> Column:
+        gap = F.coalesce(F.datediff(day, acc["previous"]).cast("long"), F.lit(0).cast("long"))
+        counted = F.when(acc["previous"].isNull(), F.lit(0)).otherwise(F.lit(1)).cast("long")
+        return F.struct(day.alias("previous"), (acc["gaps"] + counted).alias("gaps"),
+                        (acc["total"] + gap).alias("total"), (acc["squares"] + gap * gap).alias("squares"))
+
+    return F.aggregate(days, start, step)
+
+
 def score_library(persons: DataFrame, facts: DataFrame, items: DataFrame, as_of: date,
                   lifecycle: LifecycleSettings) -> DataFrame:
     purchases = facts.where("is_purchase")
     as_of_lit = F.lit(as_of)
+    by_time = F.struct("order_ts", "order_id")
     per_order = purchases.groupBy("person_id").agg(
         F.count("*").alias("orders_total_count"),
         F.sum("net_amount").cast("decimal(16,2)").alias("orders_total_amount"),
         F.max("order_date").alias("last_order_date"), F.min("order_date").alias("first_order_date"),
+        F.array_sort(F.collect_set("order_date")).alias("order_days_list"),
         F.array_sort(F.collect_set("store_name")).alias("all_stores"),
         # the size of a collected set, not COUNT(DISTINCT): distinct aggregates would expand every row
         F.size(F.collect_set("channel")).alias("channels"),
         F.sum(F.when(F.col("discount_amount") > 0, 1).otherwise(0)).alias("discounted_orders_count"),
-        F.avg(F.when(F.col("gross_amount") > 0, F.col("discount_amount") / F.col("gross_amount"))).alias("disc_rate"))
-    days = purchases.select("person_id", "order_date").distinct()
-    gaps = (days.withColumn("gap", F.datediff("order_date", F.lag("order_date").over(
-        Window.partitionBy("person_id").orderBy("order_date"))))
-            .groupBy("person_id").agg(F.count("*").alias("order_days"), F.avg("gap").alias("mean_gap"),
-                                      F.stddev_samp("gap").alias("std_gap")))
-    by_store = (purchases.groupBy("person_id", "store_name")
-                .agg(F.count("*").alias("n"), F.max("order_ts").alias("last_ts")))
-    favourite = _ranked_first(by_store, "store_name", [F.col("n").desc(), F.col("last_ts").desc(),
-                                                        F.col("store_name")], "favourite_store")
-    first_store = _ranked_first(purchases, "store_name", [F.col("order_ts"), F.col("order_id")], "first_order_store")
-    last_store = _ranked_first(purchases, "store_name", [F.col("order_ts").desc(), F.col("order_id").desc()],
-                               "last_order_store")
+        F.avg(F.when(F.col("gross_amount") > 0, F.col("discount_amount") / F.col("gross_amount"))).alias("disc_rate"),
+        F.min_by("store_name", by_time).alias("first_order_store"),
+        F.max_by("store_name", by_time).alias("last_order_store"))
+    per_order = per_order.select("*", F.size("order_days_list").alias("order_days"),
+                                 _order_day_gaps(F.col("order_days_list")).alias("_gap_sums")).drop("order_days_list")
+    k, total, squares = F.col("_gap_sums.gaps"), F.col("_gap_sums.total"), F.col("_gap_sums.squares")
+    # sample variance from exact integer sums: (k * sum(g^2) - sum(g)^2) / (k (k - 1))
+    per_order = per_order.select(
+        "*", F.when(k > 0, total / k).alias("mean_gap"),
+        F.when(k > 1, F.sqrt((k * squares - total * total) / (k * (k - 1)))).alias("std_gap")).drop("_gap_sums")
+    # favourite store: most orders, then the most recent order, then the name
+    favourite = (purchases.groupBy("person_id", "store_name")
+                 .agg(F.count("*").alias("n"), F.max("order_ts").alias("last_ts"))
+                 .groupBy("person_id").agg(F.min_by("store_name", F.struct(
+                     -F.col("n"), _negated_micros(F.col("last_ts")), F.col("store_name"))).alias("favourite_store")))
+    # per (person, category): orders and the latest; the items of every line, null categories included
     lines = purchases.select("person_id", "order_id", "order_ts").join(items, "order_id")
-    item_totals = lines.groupBy("person_id").agg(F.sum("quantity").cast("long").alias("orders_total_items"))
-    by_category = (lines.where(F.col("category").isNotNull()).groupBy("person_id", "category")
-                   .agg(F.countDistinct("order_id").alias("n"), F.max("order_ts").alias("last_ts")))
-    ranked = by_category.withColumn("_rank", F.row_number().over(
-        Window.partitionBy("person_id").orderBy(F.col("n").desc(), F.col("last_ts").desc(), F.col("category"))))
-    categories = ranked.groupBy("person_id").agg(
+    by_category = (lines.groupBy("person_id", "category", "order_id")
+                   .agg(F.sum("quantity").alias("quantity"), F.max("order_ts").alias("order_ts"))
+                   .groupBy("person_id", "category")
+                   .agg(F.count("*").alias("n"), F.max("order_ts").alias("last_ts"),
+                        F.sum("quantity").alias("quantity")))
+    # top 3: most orders, then the most recent order, then the name
+    ranked = F.when(F.col("category").isNotNull(), F.struct(
+        -F.col("n"), _negated_micros(F.col("last_ts")), F.col("category").alias("category")))
+    categories = by_category.groupBy("person_id").agg(
+        F.sum("quantity").cast("long").alias("orders_total_items"),
         F.array_sort(F.collect_list("category")).alias("all_ordered_categories"),
-        F.transform(F.array_sort(F.collect_list(F.struct("_rank", "category"))), lambda s: s["category"])
-        .alias("_by_rank"))
+        F.transform(F.array_sort(F.collect_list(ranked)), lambda s: s["category"]).alias("_by_rank"))
     joined = persons.select("person_id").distinct()
-    for frame in (per_order, gaps, favourite, first_store, last_store, item_totals, categories):
+    for frame in (per_order, favourite, categories):
         joined = joined.join(frame, "person_id", "left")
     count = F.coalesce(F.col("orders_total_count"), F.lit(0)).cast("long")
     since_last = F.datediff(as_of_lit, "last_order_date")
