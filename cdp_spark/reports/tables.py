@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from itertools import pairwise
 
-from pyspark.sql import DataFrame, Window
+from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
 from cdp_spark.config import FunnelSettings
@@ -91,42 +91,48 @@ def funnel(events: DataFrame, registry: DataFrame, spec: FunnelSettings, type_co
            anonymous_column: str | None, source_column: str = "customer_source",
            key_column: str = "customer_key") -> DataFrame:
     """Actors are persons (events linked through the registry) or anonymous visitors. Step 1 is an actor's
-    first event of that type; step k is their first event of type k at or after step k-1, within
-    ``spec.within_days`` days of step 1."""
+    first event of that type; step k is their first later event (or one at the same time) of type k after
+    step k-1, within ``spec.within_days`` days of step 1; an event counts for one step only. One pass: each
+    actor's events of the funnel's types, sorted by time, are walked once."""
     linked = events.join(registry.select(F.col("system").alias(source_column),
                                          F.col("source_key").alias(key_column), "person_id"),
                          [source_column, key_column], "left")
     anonymous = F.concat(F.lit("anonymous:"), F.col(anonymous_column)) if anonymous_column else F.lit(None)
-    steps = (linked.where(F.col(type_column).isin(spec.steps))
-             .select(F.coalesce("person_id", anonymous).alias("actor"), F.col("person_id").isNotNull().alias("known"),
-                     F.col(type_column).alias("step"), F.col(ts_column).alias("ts"))
-             .where(F.col("actor").isNotNull()))
-    reached = (steps.where(F.col("step") == spec.steps[0]).groupBy("actor")
-               .agg(F.max("known").alias("known"), F.min("ts").alias("first_ts"))
-               .withColumn("ts", F.col("first_ts")))
-    counts = [reached.agg(F.lit(1).alias("step_number"), F.count("*").alias("actors"),
-                          F.sum(F.col("known").cast("int")).alias("customers"))]
+    names = F.array(*[F.lit(step) for step in spec.steps])
+    # at equal times, the type earlier in the funnel comes first
+    position = F.array_position(names, F.col(type_column))
+    per_actor = (linked.where(F.col(type_column).isin(spec.steps) & F.col(ts_column).isNotNull())
+                 .select(F.coalesce("person_id", anonymous).alias("actor"),
+                         F.col("person_id").isNotNull().alias("known"),
+                         F.struct(F.col(ts_column).alias("ts"), position.alias("position"),
+                                  F.col(type_column).alias("step")).alias("event"))
+                 .where(F.col("actor").isNotNull())
+                 .groupBy("actor").agg(F.max("known").alias("known"),
+                                       F.array_sort(F.collect_list("event")).alias("events")))
     window = F.expr(f"INTERVAL {spec.within_days} DAYS")
-    for number, step in enumerate(spec.steps[1:], start=2):
-        candidates = steps.where(F.col("step") == step).select("actor", F.col("ts").alias("next_ts"))
-        reached = (reached.join(candidates, "actor")
-                   .where((F.col("next_ts") >= F.col("ts")) & (F.col("next_ts") <= F.col("first_ts") + window))
-                   .groupBy("actor").agg(F.first("known").alias("known"), F.first("first_ts").alias("first_ts"),
-                                         F.min("next_ts").alias("ts"))
-                   .localCheckpoint())
-        counts.append(reached.agg(F.lit(number).alias("step_number"), F.count("*").alias("actors"),
-                                  F.coalesce(F.sum(F.col("known").cast("int")), F.lit(0)).alias("customers")))
-    union = counts[0]
-    for frame in counts[1:]:
-        union = union.unionByName(frame)
-    names = events.sparkSession.createDataFrame(list(enumerate(spec.steps, start=1)), "step_number int, step string")
+    start = F.struct(F.lit(0).alias("reached"), F.lit(None).cast("timestamp").alias("first_ts"))
+
+    def walk(acc: Column, event: Column) -> Column:
+        advances = ((acc["reached"] < len(spec.steps))
+                    & (event["step"] == F.element_at(names, acc["reached"] + 1))
+                    & (acc["first_ts"].isNull() | (event["ts"] <= acc["first_ts"] + window)))
+        return F.when(advances, F.struct((acc["reached"] + 1).alias("reached"),
+                                         F.coalesce(acc["first_ts"], event["ts"]).alias("first_ts"))).otherwise(acc)
+
+    reached = per_actor.select("known", F.aggregate("events", start, walk)["reached"].alias("reached"))
+    counts = (reached.where(F.col("reached") > 0)
+              .select(F.explode(F.sequence(F.lit(1), F.col("reached"))).alias("step_number"), "known")
+              .groupBy("step_number").agg(F.count("*").alias("actors"),
+                                          F.sum(F.col("known").cast("int")).alias("customers")))
+    steps = events.sparkSession.createDataFrame(list(enumerate(spec.steps, start=1)), "step_number int, step string")
     ordered = Window.orderBy("step_number")
-    first = F.first("actors").over(ordered.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing))
-    return (union.join(names, "step_number").select(
+    actors = F.coalesce(F.col("actors"), F.lit(0))
+    first = F.first(actors).over(ordered.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing))
+    return (steps.join(counts, "step_number", "left").select(
         F.lit(spec.name).alias("funnel"), F.col("step_number").cast("int").alias("step_number"), "step",
-        F.col("actors").cast("long").alias("actors"), F.coalesce("customers", F.lit(0)).cast("long").alias("customers"),
-        F.round(F.col("actors") / first, 4).alias("pct_of_first"),
-        F.round(F.col("actors") / F.lag("actors").over(ordered), 4).alias("pct_of_previous"))
+        actors.cast("long").alias("actors"), F.coalesce("customers", F.lit(0)).cast("long").alias("customers"),
+        F.round(actors / first, 4).alias("pct_of_first"),
+        F.round(actors / F.lag(actors).over(ordered), 4).alias("pct_of_previous"))
         .orderBy("step_number"))
 
 

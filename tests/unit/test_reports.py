@@ -89,6 +89,24 @@ def test_funnel_counts_ordered_steps_within_the_window(spark):
     assert_df_equality(got, expected, ignore_nullable=True)
 
 
+def test_funnel_counts_each_event_for_one_step_and_orders_equal_times_by_step(spark):
+    h = timedelta(hours=1)
+    rows = [("v1", "page_view", T0),  # one view: step 1 only, not step 2 of a view-view funnel
+            ("v2", "page_view", T0), ("v2", "page_view", T0 + h), ("v2", "purchase", T0 + h),
+            ("v3", "purchase", T0), ("v3", "page_view", T0), ("v3", "page_view", T0),  # same time, any order
+            ("v4", "page_view", T0), ("v4", "purchase", T0 + 2 * h), ("v4", "page_view", T0 + 3 * h)]
+    events = spark.createDataFrame([(None, None, *row) for row in rows],
+                                   "customer_source string, customer_key string, anonymous_id string, "
+                                   "event_type string, event_ts timestamp")
+    registry = spark.createDataFrame([], "system string, source_key string, person_id string")
+    spec = FunnelSettings(name="again", steps=["page_view", "page_view", "purchase"], within_days=1)
+    got = funnel(events, registry, spec, "event_type", "event_ts", "anonymous_id")
+    expected = spark.createDataFrame([
+        ("again", 1, "page_view", 4, 0, 1.0, None), ("again", 2, "page_view", 3, 0, 0.75, 0.75),
+        ("again", 3, "purchase", 2, 0, 0.5, 0.6667)], got.schema)
+    assert_df_equality(got, expected, ignore_nullable=True)
+
+
 def _catalog(spark):
     facts = spark.createDataFrame([  # person, order, day of May
         ("P1", "o1", 1), ("P1", "o2", 11), ("P1", "o3", 31), ("P2", "o4", 5), ("P2", "o5", 6)],
