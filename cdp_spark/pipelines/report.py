@@ -108,11 +108,9 @@ def report_tables(spark: SparkSession, ctx: RunContext, cfg: CdpConfig,
     elif cfg.reports.funnels:
         log.warning("funnels skipped: %s does not exist", events_table)
     facts, _, raw_lines = purchase_facts(ctx, cfg)
-    lines = purchase_lines(facts, raw_lines, ctx.read("silver.products")).persist()
-    cached.append(lines)
-    tables["report_repeat_purchase"] = repeat_purchase_timing(lines)
-    orders = order_products(lines).persist()
+    orders = order_products(facts, raw_lines).persist()
     cached.append(orders)
+    tables["report_repeat_purchase"] = repeat_purchase_timing(purchase_lines(orders, ctx.read("silver.products")))
     tables["report_next_order_products"] = next_order_products(orders, cfg.reports.top_products, cfg.reports.min_orders)
     tables["report_same_cart_products"] = same_cart_products(orders, cfg.reports.top_products, cfg.reports.min_orders)
     return tables

@@ -12,7 +12,8 @@
     pct_of_previous
 ``repeat_purchase_timing(lines)``: category, buyers, repeat_buyers, repeat_purchases,
     average_days_between, median_days_between
-``order_products(lines)``: person_id, order_id, order_ts, products (distinct, per purchase)
+``order_products(facts, items)``: person_id, order_id, order_ts, order_date, products (distinct, per purchase)
+``purchase_lines(orders, products)``: the purchases' lines (below), from ``order_products``
 ``next_order_products(orders, top, min_orders)``: product_id, next_product_id, orders, share, rank
 ``same_cart_products(orders, top, min_orders)``: product_id, other_product_id, orders, confidence,
     lift, rank (both count product pairs over the orders' product lists: :mod:`cdp_spark.pairs`)
@@ -136,10 +137,18 @@ def funnel(events: DataFrame, registry: DataFrame, spec: FunnelSettings, type_co
         .orderBy("step_number"))
 
 
-def purchase_lines(facts: DataFrame, items: DataFrame, products: DataFrame) -> DataFrame:
-    """(person_id, order_id, order_ts, order_date, product_id, category) for the lines of purchases."""
+def order_products(facts: DataFrame, items: DataFrame) -> DataFrame:
+    """(person_id, order_id, order_ts, order_date, products): the distinct products of each purchase."""
     return (facts.where("is_purchase").select("person_id", "order_id", "order_ts", "order_date")
-            .join(items.select("order_id", "product_id").distinct(), "order_id")
+            .join(items.where(F.col("product_id").isNotNull()).select("order_id", "product_id"), "order_id")
+            .groupBy("person_id", "order_id", "order_ts", "order_date")
+            .agg(F.collect_set("product_id").alias("products")))
+
+
+def purchase_lines(orders: DataFrame, products: DataFrame) -> DataFrame:
+    """(person_id, order_id, order_ts, order_date, product_id, category): one line per product of each
+    purchase (``orders`` from :func:`order_products`)."""
+    return (orders.select("person_id", "order_id", "order_ts", "order_date", F.explode("products").alias("product_id"))
             .join(products.select("product_id", "category"), "product_id", "left"))
 
 
@@ -159,12 +168,6 @@ def repeat_purchase_timing(lines: DataFrame) -> DataFrame:
                     F.coalesce("repeat_purchases", F.lit(0)).cast("long").alias("repeat_purchases"),
                     "average_days_between", "median_days_between")
             .orderBy(F.col("repeat_buyers").desc(), "category"))
-
-
-def order_products(lines: DataFrame) -> DataFrame:
-    """(person_id, order_id, order_ts, products): the distinct products of each purchase."""
-    return (lines.where(F.col("product_id").isNotNull()).groupBy("person_id", "order_id", "order_ts")
-            .agg(F.collect_set("product_id").alias("products")))
 
 
 def _top_pairs(counted: DataFrame, left: str, right: str, base: DataFrame, top: int, min_orders: int) -> DataFrame:

@@ -116,18 +116,18 @@ def _catalog(spark):
     items = spark.createDataFrame([("o1", "A"), ("o1", "B"), ("o2", "A"), ("o2", "C"), ("o3", "B"), ("o4", "A"),
                                    ("o4", "B"), ("o5", "C")], "order_id string, product_id string")
     products = spark.createDataFrame([("A", "X"), ("B", "X"), ("C", "Y")], "product_id string, category string")
-    return purchase_lines(facts, items, products)
+    return order_products(facts, items), products
 
 
 def test_repeat_purchase_timing_per_category(spark):
-    got = repeat_purchase_timing(_catalog(spark))
+    got = repeat_purchase_timing(purchase_lines(*_catalog(spark)))
     # X: P1 on days 1, 11, 31 (gaps 10, 20), P2 once; Y: P1 once, P2 once
     expected = spark.createDataFrame([("X", 2, 1, 2, 15.0, 10), ("Y", 2, 0, 0, None, None)], got.schema)
     assert_df_equality(got, expected)
 
 
 def test_next_order_and_same_cart_products(spark):
-    orders = order_products(_catalog(spark))
+    orders, _ = _catalog(spark)
     got = next_order_products(orders, top=2, min_orders=1)
     # next orders: o1 -> o2 {A, C}, o2 -> o3 {B}, o4 -> o5 {C}; A is in o1, o2, o4
     expected = spark.createDataFrame([("A", "C", 2, 0.6667, 1), ("A", "A", 1, 0.3333, 2), ("B", "C", 2, 1.0, 1),
