@@ -103,19 +103,12 @@ def _size_or_zero(column: str) -> Column:
     return F.when(F.col(column).isNull(), F.lit(0)).otherwise(F.size(column)).cast("int")
 
 
-def _order_day_gaps(days: Column) -> Column:
-    """struct(gaps, total, squares): the number of gaps between consecutive order days and the sum of the
-    gaps and of their squares (exact integers), in one pass over a person's sorted distinct order days."""
-    start = F.struct(F.lit(None).cast("date").alias("previous"), F.lit(0).cast("long").alias("gaps"),
-                     F.lit(0).cast("long").alias("total"), F.lit(0).cast("long").alias("squares"))
-
-    def step(acc: Column, day: Column) -> Column:
-        gap = F.coalesce(F.datediff(day, acc["previous"]).cast("long"), F.lit(0).cast("long"))
-        counted = F.when(acc["previous"].isNull(), F.lit(0)).otherwise(F.lit(1)).cast("long")
-        return F.struct(day.alias("previous"), (acc["gaps"] + counted).alias("gaps"),
-                        (acc["total"] + gap).alias("total"), (acc["squares"] + gap * gap).alias("squares"))
-
-    return F.aggregate(days, start, step)
+def _sum_of_squared_gaps(days: Column) -> Column:
+    """Sum of the squared day gaps between consecutive dates of a sorted date array (an exact integer)."""
+    pairs = F.greatest(F.size(days) - 1, F.lit(0))
+    gaps = F.zip_with(F.slice(days, 2, pairs), F.slice(days, 1, pairs),
+                      lambda later, earlier: F.datediff(later, earlier).cast("long"))
+    return F.aggregate(gaps, F.lit(0).cast("long"), lambda acc, gap: acc + gap * gap)
 
 
 def score_library(persons: DataFrame, facts: DataFrame, items: DataFrame, as_of: date,
@@ -135,13 +128,15 @@ def score_library(persons: DataFrame, facts: DataFrame, items: DataFrame, as_of:
         F.avg(F.when(F.col("gross_amount") > 0, F.col("discount_amount") / F.col("gross_amount"))).alias("disc_rate"),
         F.min_by("store_name", by_time).alias("first_order_store"),
         F.max_by("store_name", by_time).alias("last_order_store"))
-    per_order = per_order.select("*", F.size("order_days_list").alias("order_days"),
-                                 _order_day_gaps(F.col("order_days_list")).alias("_gap_sums")).drop("order_days_list")
-    k, total, squares = F.col("_gap_sums.gaps"), F.col("_gap_sums.total"), F.col("_gap_sums.squares")
+    # k gaps between the distinct order days; their sum telescopes to last - first
+    k = F.size("order_days_list") - 1
+    total = F.datediff("last_order_date", "first_order_date").cast("long")
+    squares = _sum_of_squared_gaps(F.col("order_days_list"))
     # sample variance from exact integer sums: (k * sum(g^2) - sum(g)^2) / (k (k - 1))
     per_order = per_order.select(
-        "*", F.when(k > 0, total / k).alias("mean_gap"),
-        F.when(k > 1, F.sqrt((k * squares - total * total) / (k * (k - 1)))).alias("std_gap")).drop("_gap_sums")
+        "*", (k + 1).alias("order_days"), F.when(k > 0, total / k).alias("mean_gap"),
+        F.when(k > 1, F.sqrt((k * squares - total * total) / (k * (k - 1)))).alias("std_gap")
+    ).drop("order_days_list")
     # favourite store: most orders, then the most recent order, then the name
     favourite = (purchases.groupBy("person_id", "store_name")
                  .agg(F.count("*").alias("n"), F.max("order_ts").alias("last_ts"))
