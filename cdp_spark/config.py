@@ -549,7 +549,8 @@ class WarehouseSettings(Model):
 
 class FunnelSettings(Model):
     """An ordered funnel over events: a person (or anonymous visitor) reaches step k when they did steps
-    1..k in that order, each within ``within_days`` of the first step; an event counts for one step only."""
+    1..k in that order, each within ``within_days`` of the first step; an event counts for one step only
+    and events without a time for none."""
 
     name: str = Field(min_length=1)
     """funnel name"""

@@ -93,8 +93,9 @@ def funnel(events: DataFrame, registry: DataFrame, spec: FunnelSettings, type_co
            key_column: str = "customer_key") -> DataFrame:
     """Actors are persons (events linked through the registry) or anonymous visitors. Step 1 is an actor's
     first event of that type; step k is their first later event (or one at the same time) of type k after
-    step k-1, within ``spec.within_days`` days of step 1; an event counts for one step only. One pass: each
-    actor's events of the funnel's types, sorted by time, are walked once."""
+    step k-1, within ``spec.within_days`` days of step 1; an event counts for one step only, and events
+    without a time count for none. One pass: each actor's events of the funnel's types, sorted by time, are
+    walked once."""
     linked = events.join(registry.select(F.col("system").alias(source_column),
                                          F.col("source_key").alias(key_column), "person_id"),
                          [source_column, key_column], "left")

@@ -89,12 +89,13 @@ def test_funnel_counts_ordered_steps_within_the_window(spark):
     assert_df_equality(got, expected, ignore_nullable=True)
 
 
-def test_funnel_counts_each_event_for_one_step_and_orders_equal_times_by_step(spark):
+def test_funnel_counts_each_event_for_one_step_orders_equal_times_by_step_and_skips_untimed_events(spark):
     h = timedelta(hours=1)
     rows = [("v1", "page_view", T0),  # one view: step 1 only, not step 2 of a view-view funnel
             ("v2", "page_view", T0), ("v2", "page_view", T0 + h), ("v2", "purchase", T0 + h),
             ("v3", "purchase", T0), ("v3", "page_view", T0), ("v3", "page_view", T0),  # same time, any order
-            ("v4", "page_view", T0), ("v4", "purchase", T0 + 2 * h), ("v4", "page_view", T0 + 3 * h)]
+            ("v4", "page_view", T0), ("v4", "purchase", T0 + 2 * h), ("v4", "page_view", T0 + 3 * h),
+            ("v5", "page_view", None)]  # no time: not in the funnel
     events = spark.createDataFrame([(None, None, *row) for row in rows],
                                    "customer_source string, customer_key string, anonymous_id string, "
                                    "event_type string, event_ts timestamp")
