@@ -45,7 +45,10 @@ def main(job: str, argv: list[str] | None = None) -> int:
         ctx = make_context(spark, cfg, args.as_of, full_refresh=getattr(args, "full_refresh", False))
         module = importlib.import_module(f"cdp_spark.pipelines.{job}")
         extra = {"since": args.since, "every_days": args.every} if job == "pipeline" else {}
-        result = module.run(spark, cfg, ctx, **extra)
+        try:
+            result = module.run(spark, cfg, ctx, **extra)
+        finally:
+            ctx.shared.release()
     except USER_ERRORS as exc:
         print(f"ERROR: {exc}", file=sys.stderr)
         sys.exit(1)

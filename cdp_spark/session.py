@@ -39,6 +39,9 @@ LOCAL_CONF = {
     "spark.sql.adaptive.coalescePartitions.enabled": "true",
     "spark.default.parallelism": "2",
     "spark.rdd.compress": "true",
+    # Cached frames stay uncompressed: building compressed column batches cost more CPU (two cores) than
+    # the memory it saved (e.g. ingest's 12.7M checked order lines: 30 s -> 21 s to cache).
+    "spark.sql.inMemoryColumnarStorage.compressed": "false",
     "spark.sql.execution.arrow.pyspark.enabled": "true",
     "spark.driver.extraJavaOptions": "-XX:+UseG1GC -Dio.netty.tryReflectionSetAccessible=true",
     "spark.sql.warehouse.dir": "spark-warehouse",

@@ -129,7 +129,8 @@ def read_json_header(path: str, sample: bytes | None = None) -> Header:
 
 
 def numbered_lines(spark: SparkSession, path: str) -> DataFrame:
-    """The file's lines as ``_row`` (1-based line number) and ``value`` (text), computed on the JVM:
+    """The file's lines as ``_row`` (1-based line number) and ``value`` (text, invalid UTF-8 bytes replaced by
+    U+FFFD, no trailing carriage return), computed on the JVM:
     ``monotonically_increasing_id`` gives the row within each partition, and the partitions' counts give
     their offsets. Splits of one file are read in file order."""
     lines = (spark.read.option("lineSep", "\n").text(path)
@@ -144,9 +145,12 @@ def numbered_lines(spark: SparkSession, path: str) -> DataFrame:
     for pid, offset in offsets.items():
         offset_col = F.when(F.col("_pid") == pid, F.lit(offset)).otherwise(offset_col)
     in_partition = F.col("_mid") - F.shiftleft(F.col("_pid").cast("long"), 33)
+    # Invalid UTF-8 bytes become U+FFFD explicitly (the rules quarantine such lines as invalid_encoding);
+    # CRLF files lose the trailing carriage return by a suffix test, cheaper than a regex.
+    text = F.make_valid_utf8(F.col("value"))
     return lines.select(
         (offset_col + in_partition + 1).alias("_row"),
-        F.regexp_replace(F.col("value"), "\r$", "").alias("value"),
+        F.when(text.endswith("\r"), F.substring(text, F.lit(1), F.length(text) - 1)).otherwise(text).alias("value"),
     )
 
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import uuid
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import types as T
 
 from cdp_spark import __version__
@@ -43,6 +45,31 @@ class StageError(RuntimeError):
 SUPPRESSION = "meta.suppression"  # keyed hashes of erased identifiers (cdp erase); ingest drops matches
 
 
+class SharedFrames:
+    """Frames persisted once and read by several stages of one run (the order facts of score, predict and
+    report). Each frame has a name and a key (its inputs' versions and parameters): asking again with the
+    same key returns the persisted frame, a new key (another as-of date, a newer input) unpersists the old
+    frame and builds the new one, so at most one frame per name is held. :meth:`release` unpersists all."""
+
+    def __init__(self) -> None:
+        self._frames: dict[str, tuple[Hashable, DataFrame]] = {}
+
+    def get(self, name: str, key: Hashable, build: Callable[[], DataFrame]) -> DataFrame:
+        held = self._frames.get(name)
+        if held is not None and held[0] == key:
+            return held[1]
+        if held is not None:
+            held[1].unpersist()
+        frame = build().persist()
+        self._frames[name] = (key, frame)
+        return frame
+
+    def release(self) -> None:
+        for _, frame in self._frames.values():
+            frame.unpersist()
+        self._frames.clear()
+
+
 @dataclass
 class RunContext:
     """One job run: its id, the business date it computes as of, and what it read and wrote."""
@@ -56,6 +83,7 @@ class RunContext:
     outputs: dict[str, int] = field(default_factory=dict)
     counts: dict[str, Any] = field(default_factory=dict)
     full_refresh: bool = False
+    shared: SharedFrames = field(default_factory=SharedFrames)
 
     def read(self, table: str):
         """Reads a table and records its version as an input of this run."""
@@ -67,9 +95,9 @@ class RunContext:
 
     def for_stage(self, as_of: date | None = None) -> RunContext:
         """A context for the next stage of the same run: same run id, the same (or the given) as-of date,
-        fresh lineage."""
+        fresh lineage, the run's shared frames."""
         return RunContext(cfg=self.cfg, store=self.store, as_of=as_of or self.as_of, run_id=self.run_id,
-                          full_refresh=self.full_refresh)
+                          full_refresh=self.full_refresh, shared=self.shared)
 
 
 def make_context(spark: SparkSession, cfg: CdpConfig, as_of: date | None = None,
@@ -78,6 +106,27 @@ def make_context(spark: SparkSession, cfg: CdpConfig, as_of: date | None = None,
     if spark.sparkContext.getCheckpointDir() is None:  # iterative jobs cut their lineage there
         spark.sparkContext.setCheckpointDir(cfg.resolve(cfg.storage.checkpoint_dir))
     return RunContext(cfg=cfg, store=store, as_of=as_of or datetime.now(UTC).date(), full_refresh=full_refresh)
+
+
+Result = TypeVar("Result")
+
+
+def stage(run: Callable[[SparkSession, CdpConfig, RunContext], Result],
+          ) -> Callable[[SparkSession, CdpConfig, RunContext | None], Result]:
+    """A stage's ``run(spark, cfg, ctx=None)``: given a context, the stage is part of a run, which releases
+    the shared frames at its end; without one, the stage makes its own and releases its frames itself."""
+
+    @functools.wraps(run)
+    def wrapper(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> Result:
+        if ctx is not None:
+            return run(spark, cfg, ctx)
+        own = make_context(spark, cfg)
+        try:
+            return run(spark, cfg, own)
+        finally:
+            own.shared.release()
+
+    return wrapper
 
 
 def record_manifest(spark: SparkSession, ctx: RunContext, job: str, status: str, message: str = "") -> None:

@@ -119,6 +119,8 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None, stag
                      "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500],
                      "seconds": seconds})
         raise
+    finally:
+        ctx.shared.release()  # the order facts score, predict and report shared
     summary = summarise(ctx, seconds)
     if "report" in seconds:
         summary.report = report.report_location(cfg, ctx.as_of)

@@ -21,12 +21,11 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
-from cdp_spark.pipelines.resolve import REGISTRY
+from cdp_spark.pipelines.common import RunContext, StageError, record_manifest, stage
+from cdp_spark.pipelines.score import purchase_facts
 from cdp_spark.predict.clv import PredictionError, as_dict, customer_summary, fit_bgnbd, fit_gamma_gamma, predict
 from cdp_spark.predict.personas import category_matrix, personas
 from cdp_spark.predict.recommend import recommendations
-from cdp_spark.scores.orders import order_facts, order_items
 
 log = logging.getLogger("cdp.predict")
 
@@ -35,19 +34,6 @@ CLV_MODEL = "gold.clv_model"
 PERSONAS = "gold.person_personas"
 PERSONA_MODEL = "gold.persona_model"
 RECOMMENDATIONS = "gold.product_recommendations"
-
-
-def purchase_facts(ctx: RunContext, cfg: CdpConfig) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """(order facts, order lines with categories, raw order lines) as of the run's date."""
-    orders_table = f"silver.{cfg.scores.orders_entity}"
-    for needed in (REGISTRY, orders_table, "silver.stores", "silver.order_items", "silver.products"):
-        if not ctx.store.exists(needed):
-            raise StageError(f"{needed} does not exist; run the earlier stages first")
-    facts = order_facts(ctx.read(orders_table), ctx.read(REGISTRY), ctx.read("silver.stores"),
-                        cfg.scores.business_timezone, ctx.as_of, cfg.scores.order_customer_source,
-                        cfg.scores.order_customer_key)
-    lines = ctx.read("silver.order_items")
-    return facts, order_items(lines, ctx.read("silver.products")), lines
 
 
 def _write(ctx: RunContext, table: str, frame: DataFrame, mode: str = "overwrite") -> int:
@@ -83,10 +69,9 @@ def previous_personas(ctx: RunContext) -> dict[int, dict[str, float]] | None:
     return {int(r["persona_id"]): dict(r["share"]) for r in ctx.read(PERSONA_MODEL).collect()}
 
 
-def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:
-    ctx = ctx or make_context(spark, cfg)
+@stage
+def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
     facts, items, lines = purchase_facts(ctx, cfg)
-    facts = facts.persist()
     counts: dict[str, int] = {}
     if cfg.predictions.clv:
         counts["clv_persons"] = run_clv(spark, ctx, cfg, facts)
@@ -105,7 +90,6 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                                            recommendations(facts, lines, cfg.predictions.recommendations, cached))
         for frame in cached:
             frame.unpersist()
-    facts.unpersist()
     ctx.counts["predict"] = counts
     record_manifest(spark, ctx, "predict", "succeeded")
     log.info("predictions as of %s: %s", ctx.as_of, counts)

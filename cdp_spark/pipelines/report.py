@@ -28,10 +28,10 @@ from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.object_store import write_text
-from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
-from cdp_spark.pipelines.predict import CLV, PERSONA_MODEL, PERSONAS, purchase_facts
+from cdp_spark.pipelines.common import RunContext, StageError, record_manifest, stage
+from cdp_spark.pipelines.predict import CLV, PERSONA_MODEL, PERSONAS
 from cdp_spark.pipelines.resolve import REGISTRY
-from cdp_spark.pipelines.score import HISTORY, SCORES
+from cdp_spark.pipelines.score import HISTORY, SCORES, purchase_facts
 from cdp_spark.reports import html
 from cdp_spark.reports.tables import (
     clv_tiers,
@@ -116,8 +116,8 @@ def report_tables(spark: SparkSession, ctx: RunContext, cfg: CdpConfig,
     return tables
 
 
-def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:
-    ctx = ctx or make_context(spark, cfg)
+@stage
+def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
     collected: dict[str, pd.DataFrame | None] = {}
     counts: dict[str, int] = {}
     cached: list[DataFrame] = []

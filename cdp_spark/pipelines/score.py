@@ -19,7 +19,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
+from cdp_spark.pipelines.common import RunContext, StageError, record_manifest, stage
 from cdp_spark.pipelines.resolve import PROFILE, REGISTRY
 from cdp_spark.scores.enrichment import EnrichmentError, computed_fields, custom_aggregate
 from cdp_spark.scores.library import score_library
@@ -38,16 +38,29 @@ HISTORY = "gold.person_state_history"
 CUTS_SCHEMA = "run_id string, as_of date, metric string, cut_points array<double>, groups int"
 
 
-def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:
-    ctx = ctx or make_context(spark, cfg)
+def purchase_facts(ctx: RunContext, cfg: CdpConfig) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """(order facts, order lines with categories, raw order lines) as of the run's date. The order facts
+    are persisted once per run and as-of date and shared by score, predict and report (``ctx.shared``)."""
     orders_table = f"silver.{cfg.scores.orders_entity}"
-    for needed in (REGISTRY, PROFILE, orders_table, "silver.stores", "silver.order_items", "silver.products"):
+    for needed in (REGISTRY, orders_table, "silver.stores", "silver.order_items", "silver.products"):
         if not ctx.store.exists(needed):
             raise StageError(f"{needed} does not exist; run the earlier stages first")
-    facts = order_facts(ctx.read(orders_table), ctx.read(REGISTRY), ctx.read("silver.stores"),
-                        cfg.scores.business_timezone, ctx.as_of, cfg.scores.order_customer_source,
-                        cfg.scores.order_customer_key).persist()  # every score reads the order facts
-    items = order_items(ctx.read("silver.order_items"), ctx.read("silver.products"))
+    orders, registry, stores = ctx.read(orders_table), ctx.read(REGISTRY), ctx.read("silver.stores")
+    settings = cfg.scores
+    key = (tuple((ctx.store.path(t), ctx.inputs[t]) for t in (orders_table, REGISTRY, "silver.stores")),
+           settings.business_timezone, ctx.as_of, settings.order_customer_source, settings.order_customer_key)
+    facts = ctx.shared.get("order_facts", key, lambda: order_facts(
+        orders, registry, stores, settings.business_timezone, ctx.as_of, settings.order_customer_source,
+        settings.order_customer_key))
+    lines = ctx.read("silver.order_items")
+    return facts, order_items(lines, ctx.read("silver.products")), lines
+
+
+@stage
+def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
+    if not ctx.store.exists(PROFILE):
+        raise StageError(f"{PROFILE} does not exist; run the earlier stages first")
+    facts, items, _ = purchase_facts(ctx, cfg)  # every score reads the order facts
     scores = library = score_library(ctx.read(PROFILE), facts, items, ctx.as_of, cfg.scores.lifecycle)
     if cfg.scores.rfm:
         scores = library = library.persist()  # read by the cut points and again by the scoring
@@ -67,7 +80,6 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     counts = {"persons_scored": result.rows_written, **publish_segments(ctx, cfg, scores)}
     scores.unpersist()
     library.unpersist()
-    facts.unpersist()
     ctx.counts["score"] = counts
     record_manifest(spark, ctx, "score", "succeeded")
     log.info("scored %d persons as of %s", result.rows_written, ctx.as_of)

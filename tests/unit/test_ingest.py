@@ -48,6 +48,13 @@ def test_numbered_lines_follow_file_order(spark, tmp_path):
     assert all(r.value == f"line {r._row}" for r in lines)
 
 
+def test_numbered_lines_drop_the_carriage_return_of_crlf_lines_and_mark_invalid_bytes(spark, tmp_path):
+    path = write_bytes(tmp_path / "crlf.txt", b"a;b\r\nin\rside\r\n\r\nh\xe9;\xff\r\nlast")
+    lines = numbered_lines(spark, path).orderBy("_row").collect()
+    assert [(r._row, r.value) for r in lines] == [
+        (1, "a;b"), (2, "in\rside"), (3, ""), (4, "h\ufffd;\ufffd"), (5, "last")]
+
+
 def test_csv_rows_accepted_and_quarantined_with_reasons(spark, ctx, tmp_path):
     content = (
         "\ufeffemail;contact_id;amount;birth_date;points;opt_in;nickname\n"  # BOM, other order, extra column

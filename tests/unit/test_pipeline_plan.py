@@ -1,4 +1,5 @@
-"""The stage plan of a run: which stage runs as of which date, with and without --since."""
+"""The stage plan of a run: which stage runs as of which date, with and without --since; the frames the
+stages of a run share."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from datetime import date
 
 import pytest
 
-from cdp_spark.pipelines.common import StageError
+from cdp_spark.pipelines.common import SharedFrames, StageError, make_context, stage
 from cdp_spark.pipelines.pipeline import STAGES, as_of_dates, stage_plan
 
 D = date.fromisoformat
@@ -42,3 +43,39 @@ def test_bad_plans_are_refused_with_a_clear_message(args, message):
     with pytest.raises(StageError) as raised:
         stage_plan(*args)
     assert str(raised.value).startswith(message)
+
+
+def test_shared_frames_persist_once_per_key_and_replace_a_stale_key(spark):
+    shared = SharedFrames()
+    built: list[int] = []
+
+    def build(value: int):
+        built.append(value)
+        return spark.createDataFrame([(value,)], "n int")
+
+    first = shared.get("facts", ("v1", D("2026-06-30")), lambda: build(1))
+    again = shared.get("facts", ("v1", D("2026-06-30")), lambda: build(2))
+    assert again is first and first.is_cached and built == [1]
+    newer = shared.get("facts", ("v1", D("2026-07-01")), lambda: build(3))  # another as-of date
+    assert not first.is_cached and newer.is_cached and built == [1, 3]
+    assert [r.n for r in newer.collect()] == [3]
+    shared.release()
+    assert not newer.is_cached
+
+
+def test_a_stage_run_without_a_context_releases_its_shared_frames(spark, cfg_factory):
+    held = []
+
+    @stage
+    def uses_shared(spark_, cfg_, ctx):
+        frame = ctx.shared.get("facts", 1, lambda: spark_.createDataFrame([(1,)], "n int"))
+        held.append((frame, frame.is_cached))
+        return "done"
+
+    assert uses_shared(spark, cfg_factory()) == "done"
+    frame, cached_during_the_stage = held[0]
+    assert cached_during_the_stage and not frame.is_cached
+    within_a_run = make_context(spark, cfg_factory())
+    uses_shared(spark, cfg_factory(), within_a_run)
+    assert held[1][0].is_cached  # the run releases it at its end
+    within_a_run.shared.release()
