@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from pyspark.sql import SparkSession
@@ -16,3 +17,13 @@ def jvm_peak_rss_mb(spark: SparkSession) -> float:
         if line.startswith("VmHWM:"):
             return round(int(line.split()[1]) / 1024, 1)
     return float("nan")
+
+
+def cpu_loop_seconds() -> float:
+    """Seconds of a fixed pure-Python loop: the machine's speed at the time of the run (these shared 2-core
+    hosts differ by tens of percent from one machine and one run to the next; compare figures with it)."""
+    start = time.monotonic()
+    total = 0
+    for i in range(10_000_000):
+        total += i * i
+    return round(time.monotonic() - start, 2)

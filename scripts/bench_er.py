@@ -40,19 +40,10 @@ from cdp_spark.identity.evaluate import evaluate
 from cdp_spark.pipelines import ingest, normalise, resolve
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.session import build_session
-from scripts.bench_common import jvm_peak_rss_mb
+from scripts.bench_common import cpu_loop_seconds, jvm_peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS_PER_PERSON = 1.82  # what the generator produces on average
-
-
-def cpu_loop_seconds() -> float:
-    """Seconds of a fixed pure-Python loop: the machine's speed at the time of the run."""
-    start = time.monotonic()
-    total = 0
-    for i in range(10_000_000):
-        total += i * i
-    return round(time.monotonic() - start, 2)
 
 
 def run_size(spark, records: int, work: Path, warm: bool) -> dict[str, object]:  # type: ignore[no-untyped-def]

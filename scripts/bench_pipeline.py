@@ -8,7 +8,8 @@ products, stores, web events), then run the pipeline exactly as ``cdp run`` does
 overlay (probabilistic matching, scores, predictions, reports, quality gate; warehouse sync and exports are
 off in that overlay). A sampler reads the Spark JVM's resident memory every half second and keeps the
 peak per stage. Figures go to ``benchmarks/results/pipeline.json`` with, per stage, how its time grows
-with the data between sizes (the exponent k in time ~ size^k: 1 is linear).
+with the data between sizes (the exponent k in time ~ size^k: 1 is linear), and per run the time of a fixed
+Python loop before and after (``cpu_loop_seconds``): the host's speed, to compare runs on different hosts.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ def run_one(persons: int, orders_per_person: float, driver_memory: str, shuffle_
     from cdp_spark.pipelines import pipeline
     from cdp_spark.pipelines.common import make_context
     from cdp_spark.session import build_session
+    from scripts.bench_common import cpu_loop_seconds
 
     configure()
     os.environ.setdefault("CDP_HASH_KEY", "bench-hash-key")
@@ -118,6 +120,7 @@ def run_one(persons: int, orders_per_person: float, driver_memory: str, shuffle_
         cfg = load_config(ROOT / "conf", "local",
                           [f"spark.driver_memory={driver_memory}", f"spark.shuffle_partitions={shuffle_partitions}"],
                           data_dir=str(workdir))
+        cpu_before = cpu_loop_seconds()
         spark = build_session(cfg.spark, "cdp-bench-pipeline")
         jvm = spark.sparkContext._jvm
         assert jvm is not None
@@ -134,7 +137,8 @@ def run_one(persons: int, orders_per_person: float, driver_memory: str, shuffle_
                           "peak_jvm_rss_mb": memory.peak_mb.get(stage)}
                   for stage, seconds in summary.seconds.items()}
         spark.stop()
-        return {"persons": persons, "generated": counts, "generate_seconds": generate_s,
+        return {"persons": persons, "cpu_loop_seconds": {"before": cpu_before, "after": cpu_loop_seconds()},
+                "generated": counts, "generate_seconds": generate_s,
                 "pipeline_seconds": total_s, "persons_resolved": summary.persons,
                 "quarantined_rows": summary.quarantined, "stages": stages,
                 "peak_jvm_rss_mb": max(memory.peak_mb.values(), default=None)}
