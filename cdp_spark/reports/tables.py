@@ -154,21 +154,22 @@ def purchase_lines(orders: DataFrame, products: DataFrame) -> DataFrame:
 
 
 def repeat_purchase_timing(lines: DataFrame) -> DataFrame:
-    days = lines.where(F.col("category").isNotNull()).select("person_id", "category", "order_date").distinct()
-    gaps = days.withColumn("gap", F.datediff("order_date", F.lag("order_date").over(
-        Window.partitionBy("person_id", "category").orderBy("order_date"))))
-    per_buyer = gaps.groupBy("category", "person_id").agg(F.count("gap").alias("repeats"))
-    buyers = per_buyer.groupBy("category").agg(
-        F.count("*").alias("buyers"), F.sum(F.when(F.col("repeats") > 0, 1).otherwise(0)).alias("repeat_buyers"))
-    timing = gaps.where(F.col("gap").isNotNull()).groupBy("category").agg(
-        F.count("*").alias("repeat_purchases"), F.round(F.avg("gap"), 1).alias("average_days_between"),
+    """Per category: buyers, buyers who bought it again on a later day, and the days between a buyer's
+    consecutive purchase days of the category (count, average, median). One aggregation per (category,
+    buyer) collects the buyer's sorted purchase days; the gaps come from the array, not a window sort."""
+    days = (lines.where(F.col("category").isNotNull()).groupBy("category", "person_id")
+            .agg(F.array_sort(F.collect_set("order_date")).alias("days")))
+    repeats = F.size("days") - 1
+    gaps = F.zip_with(F.slice("days", F.lit(2), repeats), F.slice("days", F.lit(1), repeats), F.datediff)
+    # one row per gap, or one null row for a buyer without a repeat: pos 0 or null marks each buyer once
+    per_gap = days.select("category", F.posexplode_outer(gaps).alias("pos", "gap"))
+    return (per_gap.groupBy("category").agg(
+        F.count(F.when(F.col("pos").isNull() | (F.col("pos") == 0), 1)).alias("buyers"),
+        F.count(F.when(F.col("pos") == 0, 1)).alias("repeat_buyers"),
+        F.count("gap").alias("repeat_purchases"),
+        F.round(F.avg("gap"), 1).alias("average_days_between"),
         F.percentile_approx("gap", 0.5, 10_000).alias("median_days_between"))
-    return (buyers.join(timing, "category", "left")
-            .select("category", F.col("buyers").cast("long").alias("buyers"),
-                    F.col("repeat_buyers").cast("long").alias("repeat_buyers"),
-                    F.coalesce("repeat_purchases", F.lit(0)).cast("long").alias("repeat_purchases"),
-                    "average_days_between", "median_days_between")
-            .orderBy(F.col("repeat_buyers").desc(), "category"))
+        .orderBy(F.col("repeat_buyers").desc(), "category"))
 
 
 def _top_pairs(counted: DataFrame, left: str, right: str, base: DataFrame, top: int, min_orders: int) -> DataFrame:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from chispa import assert_df_equality
@@ -121,8 +121,12 @@ def _catalog(spark):
 
 
 def test_repeat_purchase_timing_per_category(spark):
-    got = repeat_purchase_timing(purchase_lines(*_catalog(spark)))
-    # X: P1 on days 1, 11, 31 (gaps 10, 20), P2 once; Y: P1 once, P2 once
+    orders, products = _catalog(spark)
+    same_day = spark.createDataFrame([("P1", "o6", datetime(2026, 5, 11, 18), date(2026, 5, 11), ["B"]),
+                                      ("P3", "o7", datetime(2026, 5, 2, 9), date(2026, 5, 2), ["Z"])],
+                                     orders.schema)  # P1 buys X again on day 11; Z has no category
+    got = repeat_purchase_timing(purchase_lines(orders.unionByName(same_day), products))
+    # X: P1 on days 1, 11, 11, 31 (distinct days: gaps 10, 20), P2 once; Y: P1 once, P2 once
     expected = spark.createDataFrame([("X", 2, 1, 2, 15.0, 10), ("Y", 2, 0, 0, None, None)], got.schema)
     assert_df_equality(got, expected)
 
