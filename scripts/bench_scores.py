@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from cdp_spark.config import SparkSettings, load_config
 from cdp_spark.demo.score_data import generate_score_inputs
 from cdp_spark.scores.library import score_library
-from cdp_spark.scores.orders import order_facts, order_items
+from cdp_spark.scores.orders import category_orders, order_facts, order_items
 from cdp_spark.scores.rfm import cut_points, rfm
 from cdp_spark.session import build_session
 from scripts.bench_common import jvm_peak_rss_mb
@@ -67,8 +67,8 @@ def spark_scores(work: Path, out: Path, shuffle_partitions: int) -> dict[str, ob
         start = time.monotonic()
         read = {name: spark.read.parquet(str(work / name)) for name in TABLES}
         facts = order_facts(read["orders"], read["registry"], read["stores"], settings.business_timezone, AS_OF)
-        items = order_items(read["order_items"], read["products"])
-        library = score_library(read["registry"].select("person_id").distinct(), facts, items, AS_OF,
+        categories = category_orders(facts, order_items(read["order_items"], read["products"]))
+        library = score_library(read["registry"].select("person_id").distinct(), facts, categories, AS_OF,
                                 settings.lifecycle).persist()
         cuts = cut_points(library, settings.rfm.groups)
         rfm(library, cuts, settings.rfm.groups, settings.rfm.segments).write.mode("overwrite").parquet(str(out))

@@ -71,13 +71,14 @@ def previous_personas(ctx: RunContext) -> dict[int, dict[str, float]] | None:
 
 @stage
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
-    facts, items, lines = purchase_facts(ctx, cfg)
+    bought = purchase_facts(ctx, cfg)
     counts: dict[str, int] = {}
     if cfg.predictions.clv:
-        counts["clv_persons"] = run_clv(spark, ctx, cfg, facts)
+        counts["clv_persons"] = run_clv(spark, ctx, cfg, bought.facts)
     if cfg.predictions.personas:
         try:
-            result = personas(spark, category_matrix(facts, items), cfg.predictions.personas, previous_personas(ctx))
+            result = personas(spark, category_matrix(bought.categories), cfg.predictions.personas,
+                              previous_personas(ctx))
         except PredictionError as exc:
             raise StageError(f"personas: {exc} (set predictions.personas: null to skip them)") from None
         _write(ctx, PERSONA_MODEL, result.model.withColumn("run_id", F.lit(ctx.run_id)))
@@ -87,7 +88,8 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
     if cfg.predictions.recommendations:
         cached: list[DataFrame] = []
         counts["recommendations"] = _write(ctx, RECOMMENDATIONS,
-                                           recommendations(facts, lines, cfg.predictions.recommendations, cached))
+                                           recommendations(bought.facts, bought.lines, cfg.predictions.recommendations,
+                                                           cached))
         for frame in cached:
             frame.unpersist()
     ctx.counts["predict"] = counts

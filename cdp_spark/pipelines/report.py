@@ -39,7 +39,6 @@ from cdp_spark.reports.tables import (
     next_order_products,
     order_products,
     persona_heatmap,
-    purchase_lines,
     repeat_purchase_timing,
     rfm_grid,
     same_cart_products,
@@ -107,10 +106,10 @@ def report_tables(spark: SparkSession, ctx: RunContext, cfg: CdpConfig,
                    cfg.reports.anonymous_id_column) for spec in cfg.reports.funnels])
     elif cfg.reports.funnels:
         log.warning("funnels skipped: %s does not exist", events_table)
-    facts, _, raw_lines = purchase_facts(ctx, cfg)
-    orders = order_products(facts, raw_lines).persist()
+    bought = purchase_facts(ctx, cfg)
+    orders = order_products(bought.facts, bought.lines).persist()
     cached.append(orders)
-    tables["report_repeat_purchase"] = repeat_purchase_timing(purchase_lines(orders, ctx.read("silver.products")))
+    tables["report_repeat_purchase"] = repeat_purchase_timing(bought.categories)
     tables["report_next_order_products"] = next_order_products(orders, cfg.reports.top_products, cfg.reports.min_orders)
     tables["report_same_cart_products"] = same_cart_products(orders, cfg.reports.top_products, cfg.reports.min_orders)
     return tables

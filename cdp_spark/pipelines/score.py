@@ -14,6 +14,7 @@ Also written:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -23,7 +24,7 @@ from cdp_spark.pipelines.common import RunContext, StageError, record_manifest, 
 from cdp_spark.pipelines.resolve import PROFILE, REGISTRY
 from cdp_spark.scores.enrichment import EnrichmentError, computed_fields, custom_aggregate
 from cdp_spark.scores.library import score_library
-from cdp_spark.scores.orders import order_facts, order_items
+from cdp_spark.scores.orders import category_orders, order_facts, order_items
 from cdp_spark.scores.rfm import cut_points, rfm
 from cdp_spark.scores.segments import measures, segment_changes, segment_membership, state_history
 
@@ -38,30 +39,47 @@ HISTORY = "gold.person_state_history"
 CUTS_SCHEMA = "run_id string, as_of date, metric string, cut_points array<double>, groups int"
 
 
-def purchase_facts(ctx: RunContext, cfg: CdpConfig) -> tuple[DataFrame, DataFrame, DataFrame]:
-    """(order facts, order lines with categories, raw order lines) as of the run's date. The order facts
-    are persisted once per run and as-of date and shared by score, predict and report (``ctx.shared``)."""
+@dataclass
+class Purchases:
+    """What score, predict and report read of the orders as of the run's date."""
+
+    facts: DataFrame  # order facts (``scores.orders.order_facts``), shared
+    categories: DataFrame  # per person and category of their purchases (``category_orders``), shared
+    lines: DataFrame  # silver order lines as read
+
+
+def purchase_facts(ctx: RunContext, cfg: CdpConfig) -> Purchases:
+    """The run's purchases as of its date. The order facts and the per-category purchases are persisted once
+    per run and as-of date and shared by score, predict and report (``ctx.shared``), keyed by the versions
+    of the tables they are built from and the score settings."""
     orders_table = f"silver.{cfg.scores.orders_entity}"
     for needed in (REGISTRY, orders_table, "silver.stores", "silver.order_items", "silver.products"):
         if not ctx.store.exists(needed):
             raise StageError(f"{needed} does not exist; run the earlier stages first")
     orders, registry, stores = ctx.read(orders_table), ctx.read(REGISTRY), ctx.read("silver.stores")
+    lines, products = ctx.read("silver.order_items"), ctx.read("silver.products")
+
+    def versions(*tables: str) -> tuple[tuple[str, int | None], ...]:
+        return tuple((ctx.store.path(t), ctx.inputs[t]) for t in tables)
+
     settings = cfg.scores
-    key = (tuple((ctx.store.path(t), ctx.inputs[t]) for t in (orders_table, REGISTRY, "silver.stores")),
-           settings.business_timezone, ctx.as_of, settings.order_customer_source, settings.order_customer_key)
+    key = (versions(orders_table, REGISTRY, "silver.stores"), settings.business_timezone, ctx.as_of,
+           settings.order_customer_source, settings.order_customer_key)
     facts = ctx.shared.get("order_facts", key, lambda: order_facts(
         orders, registry, stores, settings.business_timezone, ctx.as_of, settings.order_customer_source,
         settings.order_customer_key))
-    lines = ctx.read("silver.order_items")
-    return facts, order_items(lines, ctx.read("silver.products")), lines
+    categories = ctx.shared.get("category_orders", (key, versions("silver.order_items", "silver.products")),
+                                lambda: category_orders(facts, order_items(lines, products)))
+    return Purchases(facts, categories, lines)
 
 
 @stage
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
     if not ctx.store.exists(PROFILE):
         raise StageError(f"{PROFILE} does not exist; run the earlier stages first")
-    facts, items, _ = purchase_facts(ctx, cfg)  # every score reads the order facts
-    scores = library = score_library(ctx.read(PROFILE), facts, items, ctx.as_of, cfg.scores.lifecycle)
+    bought = purchase_facts(ctx, cfg)  # every score reads the order facts
+    scores = library = score_library(ctx.read(PROFILE), bought.facts, bought.categories, ctx.as_of,
+                                     cfg.scores.lifecycle)
     if cfg.scores.rfm:
         scores = library = library.persist()  # read by the cut points and again by the scoring
         cuts = cut_points(scores, cfg.scores.rfm.groups)

@@ -1,8 +1,8 @@
 """Customer personas (Pleasepoint "matrix_freq", DESIGN §5).
 
-``category_matrix(facts, items)``
-    in:  order facts (person_id, order_id, is_purchase), order lines (order_id, category)
-    out: (person_id, category, orders): in how many purchases each person bought each category
+``category_matrix(categories)``
+    in:  (person_id, category, orders) per person and category (``scores.orders.category_orders``)
+    out: (person_id, category, orders as double): in how many purchases each person bought each category
 ``personas(spark, counts, settings, previous)``
     k-means (Spark ML, fixed seed) on the customer x category matrix, scaled as configured. Returns
     ``PersonaResult``: ``members`` (person_id, persona_id, persona_name, propensity map category -> level),
@@ -45,11 +45,9 @@ class PersonaResult:
     """frames persisted for ``members``: unpersist them once it is written"""
 
 
-def category_matrix(facts: DataFrame, items: DataFrame) -> DataFrame:
-    purchases = facts.where("is_purchase").select("person_id", "order_id")
-    return (purchases.join(items.where(F.col("category").isNotNull()).select("order_id", "category").distinct(),
-                           "order_id")
-            .groupBy("person_id", "category").agg(F.count("*").cast("double").alias("orders")))
+def category_matrix(categories: DataFrame) -> DataFrame:
+    return categories.where(F.col("category").isNotNull()).select(
+        "person_id", "category", F.col("orders").cast("double").alias("orders"))
 
 
 def _level(value: float, cuts: list[float]) -> str:

@@ -10,16 +10,14 @@
 ``persona_heatmap(model)``: persona_id, persona_name, persons, category, share, level
 ``funnel(events, registry, spec, ...)``: funnel, step_number, step, actors, customers, pct_of_first,
     pct_of_previous
-``repeat_purchase_timing(lines)``: category, buyers, repeat_buyers, repeat_purchases,
-    average_days_between, median_days_between
+``repeat_purchase_timing(categories)``: category, buyers, repeat_buyers, repeat_purchases,
+    average_days_between, median_days_between (``categories`` from ``scores.orders.category_orders``)
 ``order_products(facts, items)``: person_id, order_id, order_ts, order_date, products (distinct, per purchase)
-``purchase_lines(orders, products)``: the purchases' lines (below), from ``order_products``
 ``next_order_products(orders, top, min_orders)``: product_id, next_product_id, orders, share, rank
 ``same_cart_products(orders, top, min_orders)``: product_id, other_product_id, orders, confidence,
     lift, rank (both count product pairs over the orders' product lists: :mod:`cdp_spark.pairs`)
 
-``lines`` are purchase lines: (person_id, order_id, order_ts, order_date, product_id, category). Shares are
-fractions (0..1), rounded to 4 decimals; amounts to 2.
+Shares are fractions (0..1), rounded to 4 decimals; amounts to 2.
 """
 
 from __future__ import annotations
@@ -146,19 +144,11 @@ def order_products(facts: DataFrame, items: DataFrame) -> DataFrame:
             .agg(F.collect_set("product_id").alias("products")))
 
 
-def purchase_lines(orders: DataFrame, products: DataFrame) -> DataFrame:
-    """(person_id, order_id, order_ts, order_date, product_id, category): one line per product of each
-    purchase (``orders`` from :func:`order_products`)."""
-    return (orders.select("person_id", "order_id", "order_ts", "order_date", F.explode("products").alias("product_id"))
-            .join(products.select("product_id", "category"), "product_id", "left"))
-
-
-def repeat_purchase_timing(lines: DataFrame) -> DataFrame:
+def repeat_purchase_timing(categories: DataFrame) -> DataFrame:
     """Per category: buyers, buyers who bought it again on a later day, and the days between a buyer's
-    consecutive purchase days of the category (count, average, median). One aggregation per (category,
-    buyer) collects the buyer's sorted purchase days; the gaps come from the array, not a window sort."""
-    days = (lines.where(F.col("category").isNotNull()).groupBy("category", "person_id")
-            .agg(F.array_sort(F.collect_set("order_date")).alias("days")))
+    consecutive purchase days of the category (count, average, median), from each buyer's sorted purchase
+    days of the category (``order_days``): the gaps come from the array, not a window sort."""
+    days = categories.where(F.col("category").isNotNull()).select("category", F.col("order_days").alias("days"))
     repeats = F.size("days") - 1
     gaps = F.zip_with(F.slice("days", F.lit(2), repeats), F.slice("days", F.lit(1), repeats), F.datediff)
     # one row per gap, or one null row for a buyer without a repeat: pos 0 or null marks each buyer once

@@ -1,10 +1,11 @@
 """The score library of the seed documents, with the definitions fixed in DESIGN §5.
 
-``score_library(persons, facts, items, as_of, lifecycle)``
-    persons: person_id
-    facts:   order facts (person_id, order_id, order_date, order_ts, store_name, channel, net_amount,
-             gross_amount, discount_amount, is_purchase) as built by ``scores.orders.order_facts``
-    items:   (order_id, category, quantity) for the order lines
+``score_library(persons, facts, categories, as_of, lifecycle)``
+    persons:    person_id
+    facts:      order facts (person_id, order_id, order_date, order_ts, store_name, channel, net_amount,
+                gross_amount, discount_amount, is_purchase) as built by ``scores.orders.order_facts``
+    categories: (person_id, category, orders, last_ts, quantity) per person and category of their
+                purchases, null category included, as built by ``scores.orders.category_orders``
     out:     one row per person with every score in ``SCORES`` (column names as listed there)
 
 Purchases are orders with a net amount > 0 (refunds count in no score). Ties (favourite store, top-3
@@ -111,7 +112,7 @@ def _sum_of_squared_gaps(days: Column) -> Column:
     return F.aggregate(gaps, F.lit(0).cast("long"), lambda acc, gap: acc + gap * gap)
 
 
-def score_library(persons: DataFrame, facts: DataFrame, items: DataFrame, as_of: date,
+def score_library(persons: DataFrame, facts: DataFrame, by_category: DataFrame, as_of: date,
                   lifecycle: LifecycleSettings) -> DataFrame:
     purchases = facts.where("is_purchase")
     as_of_lit = F.lit(as_of)
@@ -142,16 +143,10 @@ def score_library(persons: DataFrame, facts: DataFrame, items: DataFrame, as_of:
                  .agg(F.count("*").alias("n"), F.max("order_ts").alias("last_ts"))
                  .groupBy("person_id").agg(F.min_by("store_name", F.struct(
                      -F.col("n"), _negated_micros(F.col("last_ts")), F.col("store_name"))).alias("favourite_store")))
-    # per (person, category): orders and the latest; the items of every line, null categories included
-    lines = purchases.select("person_id", "order_id", "order_ts").join(items, "order_id")
-    by_category = (lines.groupBy("person_id", "category", "order_id")
-                   .agg(F.sum("quantity").alias("quantity"), F.max("order_ts").alias("order_ts"))
-                   .groupBy("person_id", "category")
-                   .agg(F.count("*").alias("n"), F.max("order_ts").alias("last_ts"),
-                        F.sum("quantity").alias("quantity")))
-    # top 3: most orders, then the most recent order, then the name
+    # top 3: most orders, then the most recent order, then the name; the items of every line, null
+    # categories included
     ranked = F.when(F.col("category").isNotNull(), F.struct(
-        -F.col("n"), _negated_micros(F.col("last_ts")), F.col("category").alias("category")))
+        -F.col("orders"), _negated_micros(F.col("last_ts")), F.col("category").alias("category")))
     categories = by_category.groupBy("person_id").agg(
         F.sum("quantity").cast("long").alias("orders_total_items"),
         F.array_sort(F.collect_list("category")).alias("all_ordered_categories"),

@@ -8,6 +8,14 @@
          orders dated on or before as_of and linked to a person.
 
 ``order_items(items, products)``: (order_id, category, quantity) for every order line.
+
+``category_orders(facts, items)``
+    in:  order facts (person_id, order_id, order_ts, order_date, is_purchase), order lines (order_id,
+         category, quantity)
+    out: person_id, category, orders (purchases with a line of the category), last_ts (the latest such
+         purchase), quantity (the lines' quantities), order_days (sorted distinct local dates of those
+         purchases); one row per person and category of their purchases, null category for lines without one.
+         Read by the score library, the personas' category matrix and the report's repeat-purchase timing.
 """
 
 from __future__ import annotations
@@ -39,3 +47,13 @@ def order_facts(orders: DataFrame, registry: DataFrame, stores: DataFrame, timez
 def order_items(items: DataFrame, products: DataFrame) -> DataFrame:
     return (items.join(products.select("product_id", "category"), "product_id", "left")
             .select("order_id", "category", F.coalesce("quantity", F.lit(0)).alias("quantity")))
+
+
+def category_orders(facts: DataFrame, items: DataFrame) -> DataFrame:
+    purchases = facts.where("is_purchase").select("person_id", "order_id", "order_ts", "order_date")
+    per_order = (purchases.join(items, "order_id").groupBy("person_id", "category", "order_id")
+                 .agg(F.sum("quantity").alias("quantity"), F.max("order_ts").alias("order_ts"),
+                      F.max("order_date").alias("order_date")))
+    return per_order.groupBy("person_id", "category").agg(
+        F.count("*").alias("orders"), F.max("order_ts").alias("last_ts"), F.sum("quantity").alias("quantity"),
+        F.array_sort(F.collect_set("order_date")).alias("order_days"))

@@ -3,27 +3,31 @@
 from __future__ import annotations
 
 import random
-from datetime import datetime
+from datetime import date, datetime
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
 from cdp_spark.config import PersonaSettings, RecommendationSettings
 from cdp_spark.predict.clv import PredictionError
 from cdp_spark.predict.personas import category_matrix, personas
 from cdp_spark.predict.recommend import co_occurrence, person_products, recommendations
+from cdp_spark.scores.orders import category_orders
 
 
 def purchase_facts(spark, rows):
-    return spark.createDataFrame([(p, o, datetime(2026, 1, d), True) for p, o, d in rows],
-                                 "person_id string, order_id string, order_ts timestamp, is_purchase boolean")
+    return spark.createDataFrame([(p, o, datetime(2026, 1, d), date(2026, 1, d), True) for p, o, d in rows],
+                                 "person_id string, order_id string, order_ts timestamp, order_date date, "
+                                 "is_purchase boolean")
 
 
 def test_category_matrix_counts_orders_per_category(spark):
     facts = purchase_facts(spark, [("p1", "o1", 1), ("p1", "o2", 2), ("p2", "o3", 3)])
     items = spark.createDataFrame([("o1", "garden"), ("o1", "garden"), ("o1", "home"), ("o2", "garden"),
                                    ("o3", "home"), ("o3", None)], "order_id string, category string")
-    got = category_matrix(facts, items).orderBy("person_id", "category")
+    items = items.withColumn("quantity", F.lit(1))
+    got = category_matrix(category_orders(facts, items)).orderBy("person_id", "category")
     assert_df_equality(got, spark.createDataFrame([("p1", "garden", 2.0), ("p1", "home", 1.0), ("p2", "home", 1.0)],
                                                   "person_id string, category string, orders double"),
                        ignore_nullable=True)

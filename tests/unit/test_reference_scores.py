@@ -12,7 +12,7 @@ from chispa import assert_df_equality
 from cdp_spark.config import load_config
 from cdp_spark.demo.score_data import generate_score_inputs
 from cdp_spark.scores.library import score_library
-from cdp_spark.scores.orders import order_facts, order_items
+from cdp_spark.scores.orders import category_orders, order_facts, order_items
 from cdp_spark.scores.reference_duckdb import reference_scores
 from cdp_spark.scores.rfm import cut_points, rfm
 
@@ -30,7 +30,7 @@ def test_spark_scores_equal_the_duckdb_reference(spark, tmp_path):
     facts = order_facts(read["orders"], read["registry"], read["stores"], settings.business_timezone, AS_OF)
     items = order_items(read["order_items"], read["products"])
     persons = read["registry"].select("person_id").distinct()
-    library = score_library(persons, facts, items, AS_OF, settings.lifecycle).persist()
+    library = score_library(persons, facts, category_orders(facts, items), AS_OF, settings.lifecycle).persist()
     spark_cuts = cut_points(library, settings.rfm.groups)
     got = rfm(library, spark_cuts, settings.rfm.groups, settings.rfm.segments).orderBy("person_id")
 

@@ -6,6 +6,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
 from cdp_spark.config import FunnelSettings
 from cdp_spark.reports.tables import (
@@ -14,13 +15,13 @@ from cdp_spark.reports.tables import (
     next_order_products,
     order_products,
     persona_heatmap,
-    purchase_lines,
     repeat_purchase_timing,
     rfm_grid,
     same_cart_products,
     segment_metrics,
     tier_labels,
 )
+from cdp_spark.scores.orders import category_orders, order_items
 
 d = Decimal
 T0 = datetime(2026, 5, 1, 10)
@@ -108,7 +109,7 @@ def test_funnel_counts_each_event_for_one_step_orders_equal_times_by_step_and_sk
     assert_df_equality(got, expected, ignore_nullable=True)
 
 
-def _catalog(spark):
+def _catalog_inputs(spark):
     facts = spark.createDataFrame([  # person, order, day of May
         ("P1", "o1", 1), ("P1", "o2", 11), ("P1", "o3", 31), ("P2", "o4", 5), ("P2", "o5", 6)],
         "person_id string, order_id string, day int")
@@ -117,16 +118,24 @@ def _catalog(spark):
     items = spark.createDataFrame([("o1", "A"), ("o1", "B"), ("o2", "A"), ("o2", "C"), ("o3", "B"), ("o4", "A"),
                                    ("o4", "B"), ("o5", "C")], "order_id string, product_id string")
     products = spark.createDataFrame([("A", "X"), ("B", "X"), ("C", "Y")], "product_id string, category string")
+    return facts, items, products
+
+
+def _catalog(spark):
+    facts, items, products = _catalog_inputs(spark)
     return order_products(facts, items), products
 
 
 def test_repeat_purchase_timing_per_category(spark):
-    orders, products = _catalog(spark)
-    same_day = spark.createDataFrame([("P1", "o6", datetime(2026, 5, 11, 18), date(2026, 5, 11), ["B"]),
-                                      ("P3", "o7", datetime(2026, 5, 2, 9), date(2026, 5, 2), ["Z"])],
-                                     orders.schema)  # P1 buys X again on day 11; Z has no category
-    got = repeat_purchase_timing(purchase_lines(orders.unionByName(same_day), products))
-    # X: P1 on days 1, 11, 11, 31 (distinct days: gaps 10, 20), P2 once; Y: P1 once, P2 once
+    facts, items, products = _catalog_inputs(spark)
+    same_day = spark.createDataFrame([("P1", "o6", datetime(2026, 5, 11, 18), date(2026, 5, 11), True),
+                                      ("P3", "o7", datetime(2026, 5, 2, 9), date(2026, 5, 2), True)],
+                                     facts.schema)
+    more_items = spark.createDataFrame([("o6", "B"), ("o7", "Z"), ("o7", None)], items.schema)
+    lines = order_items(items.unionByName(more_items).withColumn("quantity", F.lit(1)), products)
+    got = repeat_purchase_timing(category_orders(facts.unionByName(same_day), lines))
+    # X: P1 on days 1, 11, 11, 31 (distinct days: gaps 10, 20), P2 once; Y: P1 once, P2 once; P3's lines have
+    # no category
     expected = spark.createDataFrame([("X", 2, 1, 2, 15.0, 10), ("Y", 2, 0, 0, None, None)], got.schema)
     assert_df_equality(got, expected)
 

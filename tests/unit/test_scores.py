@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from cdp_spark.config import LifecycleSettings
 from cdp_spark.scores.library import SCORES, score_library
-from cdp_spark.scores.orders import order_facts, order_items
+from cdp_spark.scores.orders import category_orders, order_facts, order_items
 
 AS_OF = date(2026, 6, 30)
 d = Decimal
@@ -44,7 +44,7 @@ def test_score_library_hand_computed(spark):
     items = order_items(spark.createDataFrame(ITEMS, "order_id string, product_id string, quantity int"), products)
     facts = order_facts(orders, registry, stores, "Europe/Madrid", AS_OF)
     persons = registry.select("person_id").distinct()
-    got = score_library(persons, facts, items, AS_OF, LifecycleSettings()).orderBy("person_id")
+    got = score_library(persons, facts, category_orders(facts, items), AS_OF, LifecycleSettings()).orderBy("person_id")
     assert got.columns == ["person_id", "as_of", *[s.column for s in SCORES if not s.column.startswith("rfm_")]]
     expected = spark.createDataFrame([
         # P1: o1, o2, o4 (o3 refund, o5 after as-of): gaps 10, 10 -> mu 10, sigma max(0, 2.5); t = 9: approaching
