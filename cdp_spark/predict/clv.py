@@ -103,14 +103,39 @@ def bgnbd_log_likelihood(params: np.ndarray, x: np.ndarray, t_x: np.ndarray, big
                        np.asarray(big_t, dtype=float)).log_likelihood(params)
 
 
-def _fit(objective: Callable[[np.ndarray], float], start: np.ndarray, what: str) -> np.ndarray:
-    """Nelder-Mead on log parameters. The objective is the mean negative log-likelihood per customer: the
-    tolerances are absolute, and a sum over 100k customers (~1e5) cannot move by 1e-10 within float precision."""
-    result = minimize(objective, np.log(start), method="Nelder-Mead",
-                      options={"maxiter": 20_000, "xatol": 1e-8, "fatol": 1e-10})
+# parameters are searched within e^-20 .. e^20: every plausible value, and a compact search
+LOG_PARAMETER_BOUND = 20.0
+
+
+def _fit(log_likelihood: Callable[[np.ndarray], np.ndarray], start: np.ndarray, what: str,
+         linear: tuple[int, ...] = ()) -> np.ndarray:
+    """Maximum likelihood: minimises the mean negative log-likelihood per customer (tolerances that do not
+    depend on the number of customers) with bounded L-BFGS-B, then bounded Nelder-Mead from where it stopped
+    if its line search gave up. Parameters are searched as logs, except those in ``linear``, whose maximum
+    may lie on the boundary 0: when the data show no drop-out, the BG/NBD likelihood rises as a -> 0 and
+    its slope in log a vanishes, so a search in log a stalls on a flat ridge (or, unbounded, walks it to its
+    iteration limit), while a search in a reaches the boundary."""
+    is_log = np.array([i not in linear for i in range(len(start))])
+
+    def params(v: np.ndarray) -> np.ndarray:
+        return np.where(is_log, np.exp(v), v)
+
+    def objective(v: np.ndarray) -> float:
+        value = -log_likelihood(params(v)).mean()
+        return float(value) if np.isfinite(value) else 1e300
+
+    low, high = np.exp(-LOG_PARAMETER_BOUND), np.exp(LOG_PARAMETER_BOUND)
+    bounds = [(-LOG_PARAMETER_BOUND, LOG_PARAMETER_BOUND) if log else (low, high) for log in is_log]
+    result = minimize(objective, np.where(is_log, np.log(start), start), method="L-BFGS-B", bounds=bounds,
+                      options={"maxiter": 10_000, "ftol": 1e-12, "gtol": 1e-6})
+    messages = [f"L-BFGS-B: {result.message}"]
+    if not result.success:
+        result = minimize(objective, result.x, method="Nelder-Mead", bounds=bounds,
+                          options={"maxiter": 20_000, "xatol": 1e-8, "fatol": 1e-10})
+        messages.append(f"Nelder-Mead: {result.message}")
     if not result.success or not np.all(np.isfinite(result.x)):
-        raise PredictionError(f"{what} fit did not converge: {result.message}")
-    return np.exp(result.x)
+        raise PredictionError(f"{what} fit did not converge ({'; '.join(messages)})")
+    return np.asarray(params(result.x))
 
 
 def fit_bgnbd(frequency: np.ndarray, recency: np.ndarray, big_t: np.ndarray, min_customers: int = 100,
@@ -125,11 +150,9 @@ def fit_bgnbd(frequency: np.ndarray, recency: np.ndarray, big_t: np.ndarray, min
 
     sample = BgNbdSample(x, t_x, t)
 
-    def objective(log_params: np.ndarray) -> float:
-        value = -sample.log_likelihood(np.exp(log_params)).mean()
-        return float(value) if np.isfinite(value) else 1e300
-
-    r, alpha, a, b = _fit(objective, np.array([1.0, max(float(t.mean()), 1.0), 1.0, 1.0]), "BG/NBD")
+    # a is searched linearly: without visible drop-out its maximum is a -> 0 (then b does not matter)
+    r, alpha, a, b = _fit(sample.log_likelihood, np.array([1.0, max(float(t.mean()), 1.0), 1.0, 1.0]), "BG/NBD",
+                          linear=(2,))
     ll = float(sample.log_likelihood(np.array([r, alpha, a, b])).sum())
     return BgNbd(float(r), float(alpha), float(a), float(b), ll, len(x))
 
@@ -165,11 +188,7 @@ def fit_gamma_gamma(frequency: np.ndarray, monetary_value: np.ndarray, min_repea
 
     sample = GammaGammaSample(x, m)
 
-    def objective(log_params: np.ndarray) -> float:
-        value = -sample.log_likelihood(np.exp(log_params)).mean()
-        return float(value) if np.isfinite(value) else 1e300
-
-    p, q, gamma = _fit(objective, np.array([1.0, 1.0, max(float(m.mean()), 1.0)]), "Gamma-Gamma")
+    p, q, gamma = _fit(sample.log_likelihood, np.array([1.0, 1.0, max(float(m.mean()), 1.0)]), "Gamma-Gamma")
     ll = float(sample.log_likelihood(np.array([p, q, gamma])).sum())
     return GammaGamma(float(p), float(q), float(gamma), ll, len(x))
 
