@@ -135,12 +135,24 @@ def _fit(log_likelihood: Callable[[np.ndarray], np.ndarray], start: np.ndarray, 
         messages.append(f"Nelder-Mead: {result.message}")
     if not result.success or not np.all(np.isfinite(result.x)):
         raise PredictionError(f"{what} fit did not converge ({'; '.join(messages)})")
-    return np.asarray(params(result.x))
+    if result.fun >= 1e300:  # a flat objective "converges" where it starts
+        raise PredictionError(f"{what} likelihood is not finite for any parameters searched")
+    return params(result.x)
+
+
+def _require_finite(what: str, **columns: np.ndarray) -> None:
+    """Refuses inputs with NaN or infinite values, naming the column and how many: one such value makes the
+    likelihood non-finite everywhere, and the search would end where it started."""
+    bad = [f"{name} ({int((~np.isfinite(values)).sum())} values)" for name, values in columns.items()
+           if not np.isfinite(values).all()]
+    if bad:
+        raise PredictionError(f"{what} input has NaN or infinite values in {', '.join(bad)}")
 
 
 def fit_bgnbd(frequency: np.ndarray, recency: np.ndarray, big_t: np.ndarray, min_customers: int = 100,
               min_repeat_customers: int = 20) -> BgNbd:
     x, t_x, t = (np.asarray(v, dtype=float) for v in (frequency, recency, big_t))
+    _require_finite("BG/NBD", frequency=x, recency=t_x, T=t)
     repeaters = int((x > 0).sum())
     if len(x) < min_customers or repeaters < min_repeat_customers:
         raise PredictionError(f"BG/NBD needs at least {min_customers} customers with purchases and "
@@ -180,6 +192,7 @@ def gamma_gamma_log_likelihood(params: np.ndarray, x: np.ndarray, m_x: np.ndarra
 
 def fit_gamma_gamma(frequency: np.ndarray, monetary_value: np.ndarray, min_repeat_customers: int = 20) -> GammaGamma:
     x, m = np.asarray(frequency, dtype=float), np.asarray(monetary_value, dtype=float)
+    _require_finite("Gamma-Gamma", frequency=x, monetary_value=m)
     keep = (x > 0) & (m > 0)
     x, m = x[keep], m[keep]
     if len(x) < min_repeat_customers:

@@ -18,6 +18,7 @@ from cdp_spark.predict.clv import (
     BgNbd,
     GammaGamma,
     PredictionError,
+    _fit,
     bgnbd_log_likelihood,
     customer_summary,
     expected_purchases,
@@ -103,6 +104,28 @@ def test_refuses_to_fit_on_too_little_data():
         fit_bgnbd(np.array([0, 0, 1]), np.array([0.0, 0.0, 2.0]), np.array([5.0, 5.0, 5.0]))
     with pytest.raises(PredictionError, match=r"Gamma-Gamma needs at least 20 customers .*got 1"):
         fit_gamma_gamma(np.array([0, 1]), np.array([0.0, 5.0]))
+
+
+def test_refuses_non_finite_inputs_naming_the_column():
+    # one infinite spend made every Gamma-Gamma likelihood NaN: the search stopped at its start and returned
+    # a model with log-likelihood NaN
+    rng = np.random.default_rng(1)
+    x, m = rng.integers(1, 5, 200).astype(float), rng.gamma(2.0, 50.0, 200)
+    m[3] = np.inf
+    with pytest.raises(PredictionError, match=r"^Gamma-Gamma input has NaN or infinite values in "
+                                              r"monetary_value \(1 values\)$"):
+        fit_gamma_gamma(x, m)
+    big_t = rng.uniform(10.0, 50.0, 300)
+    frequency = rng.poisson(2.0, 300).astype(float)
+    recency = np.where(frequency > 0, big_t / 2, 0.0)
+    big_t[[5, 7]] = np.nan
+    with pytest.raises(PredictionError, match=r"^BG/NBD input has NaN or infinite values in T \(2 values\)$"):
+        fit_bgnbd(frequency, recency, big_t)
+
+
+def test_refuses_a_likelihood_that_is_not_finite_anywhere():
+    with pytest.raises(PredictionError, match=r"^test likelihood is not finite for any parameters searched$"):
+        _fit(lambda params: np.full(3, np.nan), np.array([1.0, 1.0]), "test")
 
 
 def test_gamma_gamma_fit_on_many_customers_does_not_depend_on_row_order():
