@@ -195,17 +195,48 @@ def explain(obj: dict[str, Any], person_id: str) -> None:
     """Show why the records of PERSON_ID are one person: records, links with field evidence, events."""
     from cdp_spark.identity.explain import UnknownPerson, render
     from cdp_spark.identity.explain import explain as explain_person
+    from cdp_spark.identity.matching import model_levels
     from cdp_spark.pipelines.common import make_context
     from cdp_spark.session import build_session
 
     try:
         cfg = _config(obj)
         ctx = make_context(build_session(cfg.spark, "cdp-explain"), cfg)
-        kinds = {c.field: str(c.kind) for c in cfg.identity.matching.comparisons} if cfg.identity.matching else {}
-        click.echo(render(explain_person(ctx.store, person_id), kinds))
+        levels = model_levels(cfg.identity.matching) if cfg.identity.matching else {}
+        click.echo(render(explain_person(ctx.store, person_id), levels))
     except (*USER_ERRORS, UnknownPerson) as exc:
         click.echo(f"ERROR: {exc}", err=True)
         sys.exit(1)
+
+
+@main.group()
+def identity() -> None:
+    """Identity resolution: the matching model."""
+
+
+@identity.command("diagnostics")
+@click.option("--json", "as_json", is_flag=True, help="print JSON instead of tables")
+@click.pass_obj
+def identity_diagnostics(obj: dict[str, Any], as_json: bool) -> None:
+    """Show the fitted matching model: m, u and weight per comparison level, the prior, the threshold,
+    candidate pairs per blocking rule and SNM pass, and the histogram of candidate match weights."""
+    from cdp_spark.identity.diagnostics import diagnostics, render
+    from cdp_spark.pipelines.common import make_context
+    from cdp_spark.pipelines.resolve import stored_model
+    from cdp_spark.session import build_session
+
+    try:
+        cfg = _config(obj)
+        if cfg.identity.matching is None:
+            raise StageError("identity.matching is null: records are linked by exact keys, there is no model")
+        stored = stored_model(make_context(build_session(cfg.spark, "cdp-identity-diagnostics"), cfg))
+        if stored is None:
+            raise StageError("no matching model in silver.identity_model yet: run the resolve stage first")
+        report = diagnostics(*stored, cfg.identity.matching.match_probability)
+    except USER_ERRORS as exc:
+        click.echo(f"ERROR: {exc}", err=True)
+        sys.exit(1)
+    click.echo(json.dumps(report, indent=2) if as_json else render(report))
 
 
 @main.group()

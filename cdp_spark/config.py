@@ -58,6 +58,37 @@ class StorageSettings(Model):
     """Spark checkpoints of iterative jobs (connected components)"""
 
 
+class ColumnOptions(Model):
+    """A contract column written as a mapping instead of a bare type: which header names it accepts and,
+    for dates and timestamps, which patterns it reads."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, populate_by_name=True)
+
+    type: str = "string"
+    """string, int, long, double, boolean, date, timestamp, decimal(p,s)"""
+    from_: list[str] = Field(default_factory=list, alias="from")
+    """header names (or JSON keys) that fill this column besides its own name, matched ignoring case and
+    surrounding spaces, e.g. [given_name, Nombre]"""
+    formats: list[str] = Field(default_factory=list)
+    """date / timestamp: Spark datetime patterns tried in order, e.g. [yyyyMMdd, dd/MM/yyyy]; empty = ISO"""
+
+
+def _split_columns(data: Any) -> Any:
+    """``columns`` may map a name to a type or to :class:`ColumnOptions`: the types stay in ``columns`` and
+    the options move to ``column_options``, so code that only needs types reads a plain mapping."""
+    if not isinstance(data, Mapping) or not isinstance(data.get("columns"), Mapping):
+        return data
+    types: dict[str, Any] = {}
+    options: dict[str, Any] = dict(data.get("column_options") or {})
+    for name, spec in data["columns"].items():
+        if isinstance(spec, Mapping | ColumnOptions):
+            parsed = spec if isinstance(spec, ColumnOptions) else ColumnOptions.model_validate(spec)
+            types[name], options[name] = parsed.type, parsed
+        else:
+            types[name] = spec
+    return {**data, "columns": types, "column_options": options}
+
+
 class SourceSettings(Model):
     """One landing source: a file per entity, mapped by header name (DESIGN §1, seeds' file rules)."""
 
@@ -74,9 +105,17 @@ class SourceSettings(Model):
     source_key: list[str] = Field(min_length=1)
     """columns that identify a row in the source"""
     columns: dict[str, str] = Field(min_length=1)
-    """source column -> type (string, int, long, double, boolean, date, timestamp, decimal(p,s))"""
+    """contract column -> type (string, int, long, double, boolean, date, timestamp, decimal(p,s)), or ->
+    {type, from, formats} (see column_options)"""
+    column_options: dict[str, ColumnOptions] = Field(default_factory=dict)
+    """per column: accepted header names and date patterns (filled from mappings in ``columns``)"""
     required: list[str] = Field(default_factory=list)
     """columns that must be present and non-empty; other rows are quarantined"""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _column_mappings(cls, data: Any) -> Any:
+        return _split_columns(data)
 
     @field_validator("columns")
     @classmethod
@@ -91,7 +130,20 @@ class SourceSettings(Model):
         missing = [k for k in [*self.source_key, *self.required] if k not in self.columns]
         if missing:
             raise ValueError(f"source_key/required columns {missing} are not declared in 'columns'")
+        unknown = sorted(set(self.column_options) - set(self.columns))
+        if unknown:
+            raise ValueError(f"column_options name columns {unknown} that are not in 'columns'")
         return self
+
+    def accepted_names(self) -> dict[str, list[str]]:
+        """Contract column -> the header names it accepts (its own name first)."""
+        return {name: [name, *(self.column_options[name].from_ if name in self.column_options else [])]
+                for name in self.columns}
+
+    def formats(self, column: str) -> list[str]:
+        """The date/timestamp patterns of a column (empty = ISO)."""
+        options = self.column_options.get(column)
+        return list(options.formats) if options else []
 
 
 class JdbcSourceSettings(Model):
@@ -183,48 +235,142 @@ class ValueTransform(Model):
 
 
 class ComparisonSettings(Model):
-    """One field compared between two records. Kinds and their levels (best last):
-    name: different / JW >= low / JW >= high / same nickname / exact;  email: different / same local part
-    or edit distance <= 1 / exact;  phone: different / same last 7 digits / exact;  date: different /
-    2 of 3 parts or day-month swapped / exact;  postcode: different / same first 2 characters / exact;
-    exact: different / exact.  A null on either side is its own level and weighs nothing."""
+    """One column compared between two records; each pair gets the first level, best first, that holds
+    (docs/identity.md has the table). A null on either side is its own level and weighs nothing.
+
+    name:     exact / nickname (``canonical`` equal) / swapped (equal to the other record's ``swap_with``) /
+              Damerau-Levenshtein bands / the shorter name's words all in the other (a second surname
+              left out) / Jaro-Winkler bands / different
+    text:     exact / Damerau-Levenshtein bands / Jaro-Winkler bands / different (addresses, ids, free text)
+    exact:    exact / different
+    email:    exact / same local part or one edit / different
+    phone:    exact / same last 7 digits / different
+    date:     exact / one typo (Damerau-Levenshtein 1 on yyyyMMdd) / day and month swapped / two of three
+              parts equal / within ``tolerance`` days / different
+    number:   exact / within ``tolerance`` (absolute) / different
+    postcode: exact / one typo / same first two characters / different
+    address:  one comparison over the ``parts`` of an address (street, number, postcode, city), whose
+              disagreements go together when a person moves: exact / street and number / street and
+              postcode / postcode and number / postcode / postcode one typo / city / different; ``field``
+              only names it (null when no part can be compared)"""
 
     field: str
-    """silver person column compared"""
-    kind: Literal["name", "email", "phone", "date", "postcode", "exact"]
+    """person column compared (a silver column, e.g. last_name_key, street_key, house_number)"""
+    kind: Literal["name", "text", "exact", "email", "phone", "date", "number", "postcode", "address"]
     """comparison levels (see above)"""
+    parts: dict[Literal["street", "number", "postcode", "city"], str] = Field(default_factory=dict)
+    """address kind: the person column of each part (street similarity by Jaro-Winkler >= 0.9)"""
     term_frequency: bool = False
     """adjust an exact match's weight by how common the value is"""
     canonical: str | None = Field(None, description="name kind: column whose equality is the nickname level")
+    swap_with: str | None = Field(None, description="name kind: the other name column; equality across the two "
+                                                    "(given name in one record = surname in the other) is a level")
+    jaro_winkler: list[float] | None = None
+    """name / text: Jaro-Winkler similarity bands, highest first; null = the kind's default (name: 0.92, 0.85,
+    0.7; text: 0.92, 0.8)"""
+    damerau_levenshtein: list[int] | None = None
+    """name / text: edit-distance bands (insertions, deletions, substitutions, adjacent transpositions),
+    smallest first; null = none"""
+    tolerance: list[float] | None = None
+    """number: absolute differences; date: days; smallest first; null = the kind's default (date: 365)"""
+
+    @model_validator(mode="after")
+    def _options_fit_kind(self) -> ComparisonSettings:
+        if (self.kind == "address") != bool(self.parts):
+            raise ValueError("the address kind, and only it, needs 'parts' (street, number, postcode, city)")
+        if self.kind == "address" and not ({"street", "postcode", "city"} & set(self.parts)):
+            raise ValueError("an address comparison needs a street, postcode or city part")
+        if self.term_frequency and self.kind == "address":
+            raise ValueError("term_frequency does not apply to the address kind")
+        if (self.canonical or self.swap_with) and self.kind != "name":
+            raise ValueError("canonical and swap_with belong to the name kind")
+        if (self.jaro_winkler or self.damerau_levenshtein) and self.kind not in ("name", "text"):
+            raise ValueError("jaro_winkler and damerau_levenshtein bands belong to the name and text kinds")
+        if self.tolerance and self.kind not in ("number", "date"):
+            raise ValueError("tolerance belongs to the number and date kinds")
+        for bands, name, descending in ((self.jaro_winkler, "jaro_winkler", True),
+                                        (self.damerau_levenshtein, "damerau_levenshtein", False),
+                                        (self.tolerance, "tolerance", False)):
+            if bands and list(bands) != sorted(bands, reverse=descending):
+                raise ValueError(f"{name} bands must be ordered {'highest' if descending else 'smallest'} first")
+        if self.jaro_winkler and not all(0 < b <= 1 for b in self.jaro_winkler):
+            raise ValueError("jaro_winkler bands lie in (0, 1]")
+        if self.damerau_levenshtein and not all(b >= 1 for b in self.damerau_levenshtein):
+            raise ValueError("damerau_levenshtein bands are at least 1")
+        return self
+
+    def columns(self) -> list[str]:
+        """The person columns the comparison reads."""
+        if self.kind == "address":
+            return list(self.parts.values())
+        return [x for x in (self.field, self.canonical, self.swap_with) if x]
+
+
+class BlockingRule(Model):
+    """Records that agree exactly on every field of the rule (all non-null) become candidate pairs: every pair
+    inside a block of at most ``max_block_size`` records. Larger blocks (a placeholder value, a very common
+    name) give no pairs and are reported."""
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    """rule name, recorded on the pairs it proposes"""
+    fields: list[str] = Field(min_length=1, max_length=4)
+    """normalised person columns that must be equal"""
+    any_order: bool = False
+    """the fields' values compared as a set: given name and surname swapped still agree"""
+    identifier: bool = False
+    """the value identifies a person (e-mail, phone, national id): an oversized block is a junk identifier,
+    ignored in comparisons too, and pairs from this rule are strong evidence for the giant-cluster guard"""
+    max_block_size: int | None = Field(None, ge=2)
+    """override of matching.max_block_size for this rule"""
+
+    @model_validator(mode="after")
+    def _any_order_needs_two(self) -> BlockingRule:
+        if self.any_order and len(self.fields) < 2:
+            raise ValueError("any_order needs at least two fields")
+        return self
 
 
 class SnmPass(Model):
-    """One Sorted Neighbourhood pass: sort by ``key`` (a SQL expression over the record's columns),
-    pair each record with the next ``window - 1``, inside partitions of the key's first ``prefix_length``
-    characters."""
+    """One Sorted Neighbourhood pass: sort by ``key`` (a SQL expression over the record's columns) inside
+    partitions of the key's first ``prefix_length`` characters, and pair each record with the next
+    ``window - 1`` records; the window grows up to ``max_window - 1`` records while the next record's key
+    starts with the same ``dense_prefix`` characters (dense regions of similar keys get a wider window)."""
 
-    name: str
-    """pass name, recorded on the edges it finds"""
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    """pass name, recorded on the pairs it finds"""
     key: str
     """SQL sort key over the record's columns"""
-    window: int = Field(5, ge=2, le=50)
-    """each record is paired with the next window - 1 records"""
+    window: int = Field(4, ge=2, le=50)
+    """each record is paired with at least the next window - 1 records"""
+    max_window: int | None = Field(None, ge=2, le=100)
+    """adaptive window: up to max_window - 1 records while keys share ``dense_prefix`` characters"""
+    dense_prefix: int = Field(6, ge=1)
+    """characters of the key two records must share for the window to grow past ``window``"""
     prefix_length: int = Field(1, ge=0)
     """partition by this many first characters of the key (0 = one partition)"""
 
+    @model_validator(mode="after")
+    def _windows_grow(self) -> SnmPass:
+        if self.max_window is not None and self.max_window < self.window:
+            raise ValueError("max_window must be at least window")
+        return self
+
 
 class MatchingSettings(Model):
-    blocking_keys: list[str] = Field(default_factory=lambda: ["email_norm", "phone_e164"])
-    """exact-key blocking: records sharing a value become candidate pairs"""
+    """Probabilistic matching (docs/design.md §4): blocking rules and SNM passes propose candidate pairs,
+    the comparisons give each pair a level per column, Fellegi-Sunter weights (u from random pairs, m by EM
+    in training blocks taken from the blocking rules) decide."""
+
+    blocking_rules: list[BlockingRule] = Field(default_factory=list)
+    """exact-agreement rules that propose candidate pairs (and are EM's training blocks)"""
     snm_passes: list[SnmPass] = Field(default_factory=list)
     """Sorted Neighbourhood passes that add candidate pairs"""
+    max_block_size: int = Field(100, ge=2, description="blocks of a blocking rule with more records give no "
+                                                       "pairs (k records give k(k-1)/2 pairs)")
     comparisons: list[ComparisonSettings] = Field(min_length=1)
     """fields compared and how; each gives a level with an m/u weight"""
-    jaro_winkler_high: float = Field(0.92, gt=0, le=1)
-    """name kind: upper Jaro-Winkler band"""
-    jaro_winkler_low: float = Field(0.85, gt=0, le=1)
-    """name kind: lower Jaro-Winkler band"""
-    match_probability: float = Field(0.99, gt=0, lt=1, description="accept pairs at or above this probability")
+    match_probability: float = Field(0.99, gt=0, lt=1, description="accept pairs at or above this probability "
+                                     "(the prior is the chance that two random records match)")
     tf_max_boost: float = Field(1.0, ge=0, description="bits a rare value may add to an exact match's weight")
     tf_max_penalty: float = Field(5.0, ge=0, description="bits a common value may take from it")
     force_match: list[str] = Field(default_factory=list, description="SQL over l.* and r.*: always a match")
@@ -232,14 +378,30 @@ class MatchingSettings(Model):
     u_sample_pairs: int = Field(200_000, ge=1000)
     """random pairs sampled to estimate u"""
     em_iterations: int = Field(30, ge=1)
-    """EM iterations for m"""
-    max_cluster_size: int = Field(50, ge=2, description="larger clusters are split back to forced edges")
-    max_key_group: int = Field(50, ge=2, description="a key value shared by more records is a junk identifier")
+    """EM iterations per training block"""
+    max_cluster_size: int = Field(50, ge=2, description="larger clusters are split back to strong edges")
     broadcast_records: int = Field(
         500_000, ge=0, description="up to this many records, the compared columns are broadcast to the pair "
         "comparison instead of shuffling the candidate pairs twice")
     seed: int = 42
     """seed of the u sample"""
+
+    @model_validator(mode="after")
+    def _names_unique(self) -> MatchingSettings:
+        names = [r.name for r in self.blocking_rules] + [p.name for p in self.snm_passes]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"blocking rule and SNM pass names must be unique: {repeated}")
+        if len(names) > 62:
+            raise ValueError("at most 62 blocking rules and SNM passes together (one bit each in a long)")
+        fields = [c.field for c in self.comparisons]
+        if len(set(fields)) != len(fields):
+            raise ValueError("each field is compared once")
+        return self
+
+    def identifier_fields(self) -> list[str]:
+        """Fields of single-field identifier rules (e-mail, phone, national id)."""
+        return [r.fields[0] for r in self.blocking_rules if r.identifier and len(r.fields) == 1]
 
 
 class SurvivorshipRule(Model):
@@ -264,7 +426,7 @@ class IdentitySettings(Model):
 
     person_sources: list[str] = Field(min_length=1, description="silver entities that describe persons")
     match_keys: list[str] = Field(default_factory=lambda: ["email_norm", "phone_e164"])
-    """exact keys that link records when identity.matching is null (matching uses its blocking_keys)"""
+    """exact keys that link records when identity.matching is null"""
     default_region: str = Field("ES", description="phone numbers without a country prefix are read as here")
     email_rules: dict[str, EmailRule] = Field(default_factory=dict, description="per mail domain")
     nicknames: dict[str, str] = Field(default_factory=dict, description="nickname -> canonical given name")

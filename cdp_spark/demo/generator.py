@@ -10,9 +10,10 @@ For ``--customers N`` true persons it writes, under ``--out``:
                                       purchase) of e-commerce customers and of anonymous visitors
 * ``../ground_truth/person_records.csv``  (source, source_key, true_person) for measuring resolution
 
-The same person appears in several sources with realistic variations: e-mail case and spaces, phone
-formats, nicknames, dropped accents, typos, missing fields, moved address. Orders point at a source
-record (the e-commerce customer or the loyalty member), never at a person.
+The same person appears in several sources with the variations of ``cdp_spark.demo.people``: case and
+accents, nicknames, typos anywhere, swapped names, dropped second surnames, birth-date typos, street
+abbreviations, moves and missing values. Orders point at a source record (the e-commerce customer or
+the loyalty member), never at a person.
 """
 
 from __future__ import annotations
@@ -20,51 +21,19 @@ from __future__ import annotations
 import csv
 import json
 import random
-import unicodedata
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import click
 
-GIVEN = ["María", "José", "Ana", "Francisco", "Lucía", "Javier", "Carmen", "Antonio", "Laura", "Manuel",
-         "Isabel", "David", "Elena", "Pablo", "Marta", "Daniel", "Sofía", "Alejandro", "Paula", "Sergio",
-         "Robert", "William", "Elizabeth", "Margaret", "Jean", "Sébastien", "Chloé", "Étienne", "Inés", "Raúl"]
-NICKNAMES = {"José": "Pepe", "Francisco": "Paco", "Manuel": "Manolo", "Antonio": "Toño", "Alejandro": "Álex",
-             "Robert": "Bob", "William": "Bill", "Elizabeth": "Liz", "Margaret": "Maggie", "Isabel": "Isa"}
-SURNAMES = ["García", "Fernández", "González", "Rodríguez", "López", "Martínez", "Sánchez", "Pérez", "Gómez",
-            "Martín", "Jiménez", "Ruiz", "Hernández", "Díaz", "Moreno", "Muñoz", "Álvarez", "Romero", "Alonso",
-            "Gutiérrez", "Navarro", "Torres", "Domínguez", "Vázquez", "Ramos", "Gil", "Ramírez", "Serrano",
-            "Blanco", "Molina", "Dubois", "Lefèvre", "Moreau", "Castillo", "Ortega", "Delgado", "Castro"]
-CITIES = [("28001", "Madrid"), ("08001", "Barcelona"), ("46001", "Valencia"), ("41001", "Sevilla"),
-          ("50001", "Zaragoza"), ("29001", "Málaga"), ("48001", "Bilbao"), ("15001", "A Coruña"),
-          ("07001", "Palma"), ("35001", "Las Palmas")]
-DOMAINS = ["gmail.com", "hotmail.com", "yahoo.es", "outlook.com", "telefonica.net", "icloud.com"]
+from cdp_spark.demo.people import People, Person
+
 CATEGORIES = ["Bebé y niño", "Hogar", "Huerto ECO", "Jardín y exterior", "Plantas", "Supermercado ECO"]
 STORES = [("S01", "Madrid Centro", "Madrid", "store"), ("S02", "Barcelona Gràcia", "Barcelona", "store"),
           ("S03", "Valencia Ruzafa", "Valencia", "store"), ("S04", "Sevilla Triana", "Sevilla", "store"),
           ("S05", "Bilbao Indautxu", "Bilbao", "store"), ("W01", "Tienda online", None, "web"),
           ("A01", "App móvil", None, "app")]
 REFERENCE_DATE = date(2026, 6, 30)
-
-
-@dataclass
-class Person:
-    pid: str
-    given: str
-    surname: str
-    email: str
-    phone: str  # 9 national digits, Spain
-    birth: date
-    postcode: str
-    city: str
-    favourite_categories: list[str]
-    home_store: str
-    records: dict[str, list[str]] = field(default_factory=dict)
-
-
-def strip_accents(text: str) -> str:
-    return "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
 
 
 class Generator:
@@ -75,74 +44,11 @@ class Generator:
         # customers differ in basket size (drawn apart so the main stream, and every other value, is unchanged)
         self.basket_rng = random.Random(seed * 7919 + 1)
         self.rng = random.Random(seed)
+        self.people = People(self.rng)
         self.reference = reference
 
-    # ---- persons and their source records ---------------------------------------------------
-    def postcode_in(self, city_index: int) -> tuple[str, str]:
-        base, city = CITIES[city_index]
-        return f"{base[:2]}{self.rng.randint(1, 80):03d}", city
-
     def person(self, index: int) -> Person:
-        rng = self.rng
-        given = rng.choice(GIVEN)
-        first_surname = rng.choice(SURNAMES)
-        # most Spanish customers carry two surnames
-        surname = f"{first_surname} {rng.choice(SURNAMES)}" if rng.random() < 0.7 else first_surname
-        local = f"{strip_accents(given).lower()}.{strip_accents(first_surname).lower()}{rng.randint(1, 9999)}"
-        postcode, city = self.postcode_in(rng.randrange(len(CITIES)))
-        return Person(
-            pid=f"T{index:07d}", given=given, surname=surname, email=f"{local}@{rng.choice(DOMAINS)}",
-            phone=f"6{rng.randint(0, 99_999_999):08d}",
-            birth=date(1950, 1, 1) + timedelta(days=rng.randint(0, 365 * 55)),
-            postcode=postcode, city=city,
-            favourite_categories=rng.sample(CATEGORIES, rng.choice([1, 1, 2, 3])),
-            home_store=rng.choice(STORES[:5])[0],
-        )
-
-    def vary_email(self, email: str) -> str:
-        rng = self.rng
-        roll = rng.random()
-        if roll < 0.15:
-            return email.upper()
-        if roll < 0.25:
-            return f"  {email.capitalize()} "
-        return email
-
-    def vary_phone(self, phone: str) -> str:
-        p = phone
-        return self.rng.choice([p, f"+34{p}", f"+34 {p[:3]} {p[3:5]} {p[5:7]} {p[7:]}", f"0034{p}",
-                                f"{p[:3]}-{p[3:6]}-{p[6:]}", f"({p[:3]}) {p[3:]}"])
-
-    def vary_given(self, given: str) -> str:
-        rng = self.rng
-        roll = rng.random()
-        if roll < 0.12 and given in NICKNAMES:
-            return NICKNAMES[given]
-        if roll < 0.25:
-            return strip_accents(given)
-        if roll < 0.32:
-            return given.upper()
-        return given
-
-    def vary_surname(self, surname: str) -> str:
-        rng = self.rng
-        roll = rng.random()
-        if roll < 0.06 and len(surname) > 3:  # adjacent letters swapped
-            i = rng.randint(1, len(surname) - 2)
-            return surname[:i] + surname[i + 1] + surname[i] + surname[i + 2:]
-        if roll < 0.2:
-            return strip_accents(surname)
-        if roll < 0.26:
-            return surname.lower()
-        return surname
-
-    def maybe(self, value: str, missing_rate: float) -> str:
-        return "" if self.rng.random() < missing_rate else value
-
-    def address(self, person: Person) -> tuple[str, str]:
-        if self.rng.random() < 0.08:  # moved
-            return self.postcode_in(self.rng.randrange(len(CITIES)))
-        return person.postcode, person.city
+        return self.people.person(f"T{index:07d}", CATEGORIES, [s[0] for s in STORES[:5]])
 
     def ts_before(self, days: int) -> datetime:
         start = datetime.combine(self.reference, datetime.min.time(), tzinfo=UTC) - timedelta(days=days)
@@ -182,6 +88,9 @@ class Generator:
     def run(self, out: Path, truth_path: Path, with_events: bool = True) -> dict[str, int]:
         rng = self.rng
         persons = [self.person(i) for i in range(self.n)]
+        for index in range(1, len(persons)):  # about one person in seven shares an earlier person's household
+            if rng.random() < 0.15:
+                self.people.join_household(persons[index], persons[rng.randrange(index)])
         crm_rows: list[list[str]] = []
         shop_rows: list[dict[str, object]] = []
         loyalty_rows: list[list[str]] = []
@@ -207,25 +116,38 @@ class Generator:
                     key = new_key(source)
                     person.records.setdefault(source, []).append(key)
                     truth.append([source, key, person.pid])
-                    postcode, city = self.address(person)
-                    email = self.maybe(self.vary_email(person.email), 0.08)
-                    phone = self.maybe(self.vary_phone(person.phone), 0.15)
+                    people = self.people
+                    address = people.address_of(person)
+                    street = people.maybe(people.street_text(address), 0.05)
+                    house_number = people.maybe(address.house_number, 0.06)
+                    # e-commerce accounts are keyed by their e-mail; a loyalty card needs an e-mail or a phone
+                    email = people.email(person.email) if source == "ecommerce" else people.maybe(
+                        people.email(person.email), 0.08)
+                    phone = people.maybe(people.phone(person.phone), 0.15)
+                    if source == "loyalty" and not email and not phone:
+                        phone = people.phone(person.phone)
                     updated = self.ts_before(900).isoformat().replace("+00:00", "Z")
-                    given, surname = self.vary_given(person.given), self.vary_surname(person.surname)
+                    given, surname = people.names(person)
+                    given, surname = people.maybe(given, 0.02), people.maybe(surname, 0.01)
                     if source == "crm":
                         crm_rows.append([key, given, surname, email, phone,
-                                         self.maybe(person.birth.isoformat(), 0.3), postcode, city, "ES",
-                                         rng.choice(["true", "false"]), updated])
+                                         people.maybe(people.birth_date(person.birth), 0.3),
+                                         people.maybe(person.gender, 0.2), street, house_number,
+                                         address.postcode, address.city, "ES", rng.choice(["true", "false"]),
+                                         updated])
                     elif source == "ecommerce":
-                        record: dict[str, object] = {"customer_id": key, "first_name": given, "last_name": surname,
-                                                     "email": email or None, "phone": phone or None,
-                                                     "postcode": postcode, "city": city, "country": "ES",
+                        record: dict[str, object] = {"customer_id": key, "first_name": given or None,
+                                                     "last_name": surname or None, "email": email or None,
+                                                     "phone": phone or None, "street": street or None,
+                                                     "house_number": house_number or None,
+                                                     "postcode": address.postcode, "city": address.city,
+                                                     "country": "ES",
                                                      "created_at": self.ts_before(1200).isoformat().replace(
                                                          "+00:00", "Z"), "updated_at": updated}
                         shop_rows.append(record)
                     else:
                         loyalty_rows.append([key, given, surname, email, phone,
-                                             self.maybe(person.birth.isoformat(), 0.2),
+                                             people.maybe(people.birth_date(person.birth), 0.2),
                                              str(rng.randint(0, 5000)), rng.choice(["bronze", "silver", "gold"]),
                                              updated])
 
@@ -273,8 +195,8 @@ class Generator:
                                status])
 
         self._csv(out / "crm" / "crm_contacts.csv", ";", "utf-8-sig",
-                  ["contact_id", "first_name", "last_name", "email", "phone", "birth_date", "postcode", "city",
-                   "country", "opt_in", "updated_at"], crm_rows)
+                  ["contact_id", "first_name", "last_name", "email", "phone", "birth_date", "gender", "street",
+                   "house_number", "postcode", "city", "country", "opt_in", "updated_at"], crm_rows)
         self._jsonl(out / "ecommerce" / "customers.jsonl", shop_rows)
         self._csv(out / "loyalty" / "loyalty_members.csv", "|", "utf-8",
                   ["loyalty_id", "first_name", "last_name", "email", "phone", "birth_date", "loyalty_points",

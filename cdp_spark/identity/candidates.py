@@ -1,16 +1,27 @@
-"""Candidate pairs: deterministic keys plus a multi-pass Sorted Neighbourhood Method (DESIGN §4).
+"""Candidate pairs: blocking rules plus a multi-pass, adaptive Sorted Neighbourhood Method (docs/design.md §4).
 
-``key_pairs(records, keys, max_group)``
-    in:  record_id + key columns;  out: (record_a, record_b, source) with record_a < record_b, linking
-    every record of a key value to the value's smallest record_id (k-1 pairs per value, not k²); values
-    shared by more than ``max_group`` records are junk identifiers and give no pairs.
+``block_keys(records, rules)``
+    in:  record_id + the rules' fields;  out: (record_id, rule, block_key), one row per record and rule whose
+    fields are all non-null. ``any_order`` rules sort the values first, so swapped names share a key.
+``oversized_blocks(records, rules, max_block_size)``
+    out: (rule, block_key, records) for blocks larger than their rule's limit: they give no pairs. Small
+    (placeholder values, very common names), collected by the caller to report them and to ignore junk
+    identifiers in comparisons.
+``block_pairs(records, rules, max_block_size)``
+    out: (record_a, record_b, source) with record_a < record_b: every pair inside each block within the
+    limit (one aggregation per rule and key, the pairs generated from the block's sorted ids).
 ``snm_pairs(records, passes)``
     Per pass: key = the pass's SQL expression; records are sorted by (key, record_id) inside partitions of
     the key's first ``prefix_length`` characters, and each record is paired with the next ``window - 1``
-    records (Spark ``lead`` over the window), so no partition takes the whole table. All passes share
-    one shuffle and sort: a row per (record, pass), partitioned by (pass, prefix).
-``candidate_pairs`` is their union, each pair once, with the passes that proposed it (``candidate_masks``:
-    the same as a bit mask, what matching carries through its shuffles).
+    records, or up to ``max_window - 1`` while the next record's key shares its first ``dense_prefix``
+    characters (the adaptive window: dense regions of similar keys look further). All passes share one
+    shuffle and sort: a row per (record, pass), partitioned by (pass, prefix).
+``candidate_masks`` is their union, each pair once, with a bit mask of the rules and passes that proposed it
+    (``source_labels`` names the bits); ``candidate_pairs`` the same with the labels as an array.
+``key_pairs(records, keys, max_group)``
+    the exact-key mode (no probabilistic matching): every record of a key value linked to the value's
+    smallest record_id (k-1 pairs per value, not k²); values shared by more than ``max_group`` records give
+    none.
 """
 
 from __future__ import annotations
@@ -20,11 +31,131 @@ from collections.abc import Sequence
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from cdp_spark.config import SnmPass
+from cdp_spark.config import BlockingRule, SnmPass
+
+KEY_SEPARATOR = "\u241f"
 
 
 def _ordered(a: str, b: str) -> list[Column]:
     return [F.least(F.col(a), F.col(b)).alias("record_a"), F.greatest(F.col(a), F.col(b)).alias("record_b")]
+
+
+def _per_row(values: Sequence[object], index: Column) -> Column:
+    """The value for each row's 0-based ``index`` out of a literal list."""
+    return F.element_at(F.array(*[F.lit(v) for v in values]), index + 1)
+
+
+def block_key(rule: BlockingRule) -> Column:
+    """The rule's key for one record: its fields' values joined (sorted first for ``any_order``); null when
+    any field is null or empty."""
+    values = [F.nullif(F.col(f).cast("string"), F.lit("")) for f in rule.fields]
+    complete = F.lit(True)
+    for value in values:
+        complete = complete & value.isNotNull()
+    joined = (F.array_join(F.array_sort(F.array(*values)), KEY_SEPARATOR) if rule.any_order
+              else F.concat_ws(KEY_SEPARATOR, *values))
+    return F.when(complete, joined)
+
+
+def block_keys(records: DataFrame, rules: Sequence[BlockingRule]) -> DataFrame:
+    entries = F.array(*[F.struct(F.lit(i).alias("rule"), block_key(rule).alias("block_key"))
+                        for i, rule in enumerate(rules)])
+    return records.select("record_id", F.inline(entries)).where(F.col("block_key").isNotNull())
+
+
+def _limits(rules: Sequence[BlockingRule], max_block_size: int) -> Column:
+    return _per_row([r.max_block_size or max_block_size for r in rules], F.col("rule"))
+
+
+def oversized_blocks(records: DataFrame, rules: Sequence[BlockingRule], max_block_size: int) -> DataFrame:
+    sizes = block_keys(records, rules).groupBy("rule", "block_key").agg(F.count(F.lit(1)).alias("records"))
+    return sizes.where(F.col("records") > _limits(rules, max_block_size)).select(
+        _per_row([r.name for r in rules], F.col("rule")).alias("rule"), "block_key", "records")
+
+
+def block_pairs(records: DataFrame, rules: Sequence[BlockingRule], max_block_size: int) -> DataFrame | None:
+    if not rules:
+        return None
+    blocks = (block_keys(records, rules).groupBy("rule", "block_key")
+              .agg(F.array_sort(F.collect_list("record_id")).alias("ids"))
+              .withColumn("size", F.size("ids"))
+              .where((F.col("size") >= 2) & (F.col("size") <= _limits(rules, max_block_size))))
+    # pair i with every later id: slice(ids, i + 1, size - i) after element i (1-based)
+    pairs = F.flatten(F.transform(F.sequence(F.lit(1), F.col("size") - 1), lambda i: F.transform(
+        F.slice("ids", i + 1, F.col("size") - i),
+        lambda other: F.struct(F.element_at("ids", i).alias("record_a"), other.alias("record_b")))))
+    labels = _per_row([f"block:{r.name}" for r in rules], F.col("rule"))
+    return blocks.select(labels.alias("source"), F.inline(pairs)).select("record_a", "record_b", "source")
+
+
+def snm_pairs(records: DataFrame, passes: Sequence[SnmPass]) -> DataFrame | None:
+    if not passes:
+        return None
+    # every pass in one shuffle: a row per (record, pass), windows partitioned by (pass, key prefix)
+    entries = F.array(*[F.struct(F.lit(i).alias("pass"), F.expr(snm.key).cast("string").alias("sort_key"))
+                        for i, snm in enumerate(passes)])
+    keyed = records.select("record_id", F.inline(entries)).where(
+        F.col("sort_key").isNotNull() & (F.col("sort_key") != ""))
+    block = F.substring(F.col("sort_key"), F.lit(1), _per_row([snm.prefix_length for snm in passes], F.col("pass")))
+    window = Window.partitionBy("pass", block).orderBy("sort_key", "record_id")
+    widest = max(max(snm.window, snm.max_window or 0) for snm in passes)
+    offsets = range(1, widest)
+    adaptive = any(snm.max_window for snm in passes)
+    with_next = keyed.select(
+        "record_id", "pass", "sort_key",
+        *[F.lead("record_id", o).over(window).alias(f"n{o}") for o in offsets],
+        *([F.lead("sort_key", o).over(window).alias(f"k{o}") for o in offsets] if adaptive else []))
+    size = _per_row([snm.window for snm in passes], F.col("pass"))
+    grown = _per_row([snm.max_window or snm.window for snm in passes], F.col("pass"))
+    dense = _per_row([snm.dense_prefix for snm in passes], F.col("pass"))
+
+    def kept(o: int) -> Column:
+        within = F.lit(o) < size
+        if adaptive:
+            shares = F.substring(F.col(f"k{o}"), F.lit(1), dense) == F.substring(F.col("sort_key"), F.lit(1), dense)
+            within = within | ((F.lit(o) < grown) & F.coalesce(shares, F.lit(False)))
+        return F.when(within, F.col(f"n{o}"))
+
+    pairs = (with_next.select("record_id", "pass", F.explode(F.array(*[kept(o) for o in offsets])).alias("other"))
+             .where(F.col("other").isNotNull()))
+    labels = _per_row([f"snm:{snm.name}" for snm in passes], F.col("pass"))
+    return pairs.select(*_ordered("record_id", "other"), labels.alias("source"))
+
+
+def source_labels(rules: Sequence[BlockingRule], passes: Sequence[SnmPass]) -> list[str]:
+    """The labels a candidate pair's sources can carry, sorted; label i is bit i of ``source_mask``."""
+    if len(rules) + len(passes) > 62:
+        raise ValueError("at most 62 blocking rules and SNM passes together (one bit each in a long)")
+    return sorted([f"block:{r.name}" for r in rules] + [f"snm:{p.name}" for p in passes])
+
+
+def source_names(mask: Column, labels: Sequence[str]) -> Column:
+    """The sorted labels whose bits are set in ``mask``."""
+    return F.array_compact(F.array(*[F.when((mask.bitwiseAND(F.lit(1 << i).cast("long"))) != 0, F.lit(label))
+                                     for i, label in enumerate(labels)]))
+
+
+def candidate_masks(records: DataFrame, rules: Sequence[BlockingRule], passes: Sequence[SnmPass],
+                    max_block_size: int) -> DataFrame:
+    """(record_a, record_b, source_mask): every candidate pair once; bit i of the mask says that source
+    ``source_labels(rules, passes)[i]`` proposed it (an integer OR aggregates far faster than a set)."""
+    labels = source_labels(rules, passes)
+    parts = [p for p in (block_pairs(records, rules, max_block_size), snm_pairs(records, passes)) if p is not None]
+    if not parts:
+        raise ValueError("matching needs at least one blocking rule or SNM pass")
+    pairs = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])
+    bit = F.lit(0).cast("long")
+    for i, label in enumerate(labels):
+        bit = F.when(F.col("source") == label, F.lit(1 << i).cast("long")).otherwise(bit)
+    return pairs.groupBy("record_a", "record_b").agg(F.bit_or(bit).alias("source_mask"))
+
+
+def candidate_pairs(records: DataFrame, rules: Sequence[BlockingRule], passes: Sequence[SnmPass],
+                    max_block_size: int) -> DataFrame:
+    """(record_a, record_b, sources): every candidate pair once, with the rules/passes that proposed it."""
+    masks = candidate_masks(records, rules, passes, max_block_size)
+    return masks.select("record_a", "record_b", source_names(F.col("source_mask"), source_labels(rules, passes))
+                        .alias("sources"))
 
 
 def key_values(records: DataFrame, keys: Sequence[str]) -> DataFrame:
@@ -48,61 +179,3 @@ def key_pairs(records: DataFrame, keys: Sequence[str], max_group: int) -> DataFr
                .withColumn("group_size", F.count("*").over(window))
                .where((F.col("group_size") <= max_group) & (F.col("record_id") != F.col("anchor"))))
     return grouped.select(*_ordered("anchor", "record_id"), F.concat(F.lit("key:"), F.col("key")).alias("source"))
-
-
-def snm_pairs(records: DataFrame, passes: Sequence[SnmPass]) -> DataFrame | None:
-    if not passes:
-        return None
-    # every pass in one shuffle: a row per (record, pass), windows partitioned by (pass, key prefix)
-    entries = F.array(*[F.struct(F.lit(i).alias("pass"), F.expr(snm.key).cast("string").alias("sort_key"))
-                        for i, snm in enumerate(passes)])
-    keyed = records.select("record_id", F.inline(entries)).where(
-        F.col("sort_key").isNotNull() & (F.col("sort_key") != ""))
-
-    def per_pass(values: Sequence[object]) -> Column:
-        return F.element_at(F.array(*[F.lit(v) for v in values]), F.col("pass") + 1)
-
-    block = F.substring(F.col("sort_key"), F.lit(1), per_pass([snm.prefix_length for snm in passes]))
-    window = Window.partitionBy("pass", block).orderBy("sort_key", "record_id")
-    offsets = range(1, max(snm.window for snm in passes))
-    with_next = keyed.select("record_id", "pass",
-                             *[F.lead("record_id", o).over(window).alias(f"n{o}") for o in offsets])
-    size = per_pass([snm.window for snm in passes])
-    pairs = (with_next.select("record_id", "pass", F.explode(F.array(*[
-        F.when(F.lit(o) < size, F.col(f"n{o}")) for o in offsets])).alias("other")).where(F.col("other").isNotNull()))
-    labels = per_pass([f"snm:{snm.name}" for snm in passes])
-    return pairs.select(*_ordered("record_id", "other"), labels.alias("source"))
-
-
-def source_labels(keys: Sequence[str], passes: Sequence[SnmPass]) -> list[str]:
-    """The labels a candidate pair's sources can carry, sorted; label i is bit i of ``source_mask``."""
-    if len(keys) + len(passes) > 62:
-        raise ValueError("at most 62 blocking keys and SNM passes together (one bit each in a long)")
-    return sorted([f"key:{k}" for k in keys] + [f"snm:{p.name}" for p in passes])
-
-
-def source_names(mask: Column, labels: Sequence[str]) -> Column:
-    """The sorted labels whose bits are set in ``mask``."""
-    return F.array_compact(F.array(*[F.when((mask.bitwiseAND(F.lit(1 << i).cast("long"))) != 0, F.lit(label))
-                                     for i, label in enumerate(labels)]))
-
-
-def candidate_masks(records: DataFrame, keys: Sequence[str], passes: Sequence[SnmPass], max_group: int) -> DataFrame:
-    """(record_a, record_b, source_mask): every candidate pair once; bit i of the mask says that source
-    ``source_labels(keys, passes)[i]`` proposed it (an integer OR aggregates far faster than a set)."""
-    labels = source_labels(keys, passes)
-    pairs = key_pairs(records, keys, max_group)
-    snm = snm_pairs(records, passes)
-    if snm is not None:
-        pairs = pairs.unionByName(snm)
-    bit = F.lit(0).cast("long")
-    for i, label in enumerate(labels):
-        bit = F.when(F.col("source") == label, F.lit(1 << i).cast("long")).otherwise(bit)
-    return pairs.groupBy("record_a", "record_b").agg(F.bit_or(bit).alias("source_mask"))
-
-
-def candidate_pairs(records: DataFrame, keys: Sequence[str], passes: Sequence[SnmPass], max_group: int) -> DataFrame:
-    """(record_a, record_b, sources): every candidate pair once, with the keys/passes that proposed it."""
-    masks = candidate_masks(records, keys, passes, max_group)
-    return masks.select("record_a", "record_b", source_names(F.col("source_mask"), source_labels(keys, passes))
-                        .alias("sources"))

@@ -1,50 +1,265 @@
-"""Field comparison levels for candidate pairs (DESIGN §4).
+"""Field comparison levels for candidate pairs (docs/design.md §4, docs/identity.md).
 
 ``attach_records(pairs, records)``
     in:  (record_a, record_b, ...) and the records;  out: the pairs with struct columns ``l`` and ``r``
     holding both records, so rules are plain SQL over ``l.<column>`` and ``r.<column>``.
-``compare(pairs, comparisons, settings)``
+``level_names(comparison)``
+    the comparison's levels from worst to best: index 0 is ``different``, the last is ``exact``; the index
+    is what ``lvl_<field>`` holds and what the model's m and u are indexed by.
+``compare(pairs, comparisons)``
     out: adds one integer column ``lvl_<field>`` per comparison: -1 when either side is null (the field
-    weighs nothing), 0 for "different", then increasing levels up to exact agreement (see LEVELS).
-Jaro-Winkler similarity comes from rapidfuzz in a vectorised pandas UDF (``cpdist``: element-wise over a
-whole Arrow batch); edit distance and date parts are Spark built-ins.
+    weighs nothing), else the index of the best level whose condition holds.
+
+Jaro-Winkler and Damerau-Levenshtein come from rapidfuzz in one vectorised pandas UDF for all the
+comparisons that need them (``cpdist``: element-wise over a whole Arrow batch), called only for pairs that
+are not already equal; edit distance on dates, e-mails and postcodes and date arithmetic are Spark built-ins.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
-from pyspark.sql.types import DoubleType
+from pyspark.sql import types as T
 
-from cdp_spark.config import ComparisonSettings, MatchingSettings
+from cdp_spark.config import ComparisonSettings
 
-LEVELS: dict[str, list[str]] = {
-    "name": ["different", "jaro_winkler_low", "jaro_winkler_high", "nickname", "exact"],
-    "email": ["different", "near", "exact"],
-    "phone": ["different", "same_last_7", "exact"],
-    "date": ["different", "near", "exact"],
-    "postcode": ["different", "same_area", "exact"],
-    "exact": ["different", "exact"],
-}
 NULL_LEVEL = -1
+DEFAULT_JARO_WINKLER = {"name": [0.92, 0.85, 0.7], "text": [0.92, 0.8]}
+DEFAULT_DAMERAU_LEVENSHTEIN = {"name": [1]}
+DEFAULT_TOLERANCE = {"date": [365.0], "number": []}
+SIMILARITY = "_similarity"
 
 
-@F.pandas_udf(DoubleType())  # type: ignore[call-overload]
-def jaro_winkler(left: pd.Series, right: pd.Series) -> pd.Series:
-    """Element-wise Jaro-Winkler similarity in [0, 1]; NaN where either side is null."""
-    from rapidfuzz import process
-    from rapidfuzz.distance import JaroWinkler
+@dataclass(frozen=True)
+class Level:
+    """One comparison level: its name and the condition over ``l``/``r`` (and the similarity struct)."""
 
-    mask = left.notna() & right.notna()
-    out = np.full(len(left), np.nan)
-    if mask.any():
-        out[mask.to_numpy()] = process.cpdist(left[mask].tolist(), right[mask].tolist(),
-                                              scorer=JaroWinkler.normalized_similarity, workers=1)
-    return pd.Series(out)
+    name: str
+    condition: Callable[[], Column]
+
+
+def jaro_winkler_bands(c: ComparisonSettings) -> list[float]:
+    if c.jaro_winkler is not None:
+        return list(c.jaro_winkler)
+    return DEFAULT_JARO_WINKLER.get(c.kind, []) if c.kind in ("name", "text") else []
+
+
+def damerau_levenshtein_bands(c: ComparisonSettings) -> list[int]:
+    if c.damerau_levenshtein is not None:
+        return list(c.damerau_levenshtein)
+    return DEFAULT_DAMERAU_LEVENSHTEIN.get(c.kind, [])
+
+
+def tolerance_bands(c: ComparisonSettings) -> list[float]:
+    return list(c.tolerance) if c.tolerance is not None else DEFAULT_TOLERANCE.get(c.kind, [])
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def _as_date_string(column: Column, type_: T.DataType | None) -> Column:
+    """yyyyMMdd text of a date, timestamp or already-formatted string column."""
+    if isinstance(type_, T.DateType | T.TimestampType):
+        return F.date_format(column, "yyyyMMdd")
+    return column.cast("string")
+
+
+def _levels(c: ComparisonSettings, types: dict[str, T.DataType]) -> list[Level]:
+    """The comparison's levels, best first (``exact`` first, ``different`` not listed)."""
+    left, right = F.col(f"l.{c.field}"), F.col(f"r.{c.field}")
+    similarity = F.col(SIMILARITY)
+    levels = [Level("exact", lambda: left == right)]
+    if c.kind == "name":
+        if c.canonical:
+            canonical = c.canonical
+            levels.append(Level("nickname", lambda: F.col(f"l.{canonical}") == F.col(f"r.{canonical}")))
+        if c.swap_with:
+            other = c.swap_with
+            levels.append(Level("swapped", lambda: (left == F.col(f"r.{other}")) | (right == F.col(f"l.{other}"))))
+    if c.kind in ("name", "text"):
+        for distance in damerau_levenshtein_bands(c):
+            levels.append(Level(f"damerau_levenshtein<={distance}",
+                                lambda distance=distance: similarity[f"dl_{c.field}"] <= distance))  # type: ignore[misc]
+        if c.kind == "name":
+            def contained() -> Column:
+                words_l, words_r = F.split(left, " "), F.split(right, " ")
+                return (F.size(words_l) != F.size(words_r)) & (
+                    (F.size(F.array_except(words_l, words_r)) == 0) | (F.size(F.array_except(words_r, words_l)) == 0))
+            levels.append(Level("words_contained", contained))
+        for similar in jaro_winkler_bands(c):
+            levels.append(Level(f"jaro_winkler>={_fmt(similar)}",
+                                lambda similar=similar: similarity[f"jw_{c.field}"] >= similar))  # type: ignore[misc]
+    elif c.kind == "email":
+        def near() -> Column:
+            same_local = F.substring_index(left, "@", 1) == F.substring_index(right, "@", 1)
+            # bounded edit distance (-1 above 1), only for lengths that can be one edit apart
+            one_edit = (F.abs(F.length(left) - F.length(right)) <= 1) & (F.levenshtein(left, right, 1) >= 0)
+            return same_local | one_edit
+        levels.append(Level("same_local_part_or_one_edit", near))
+    elif c.kind == "phone":
+        levels.append(Level("same_last_7", lambda: F.substring(left, -7, 7) == F.substring(right, -7, 7)))
+    elif c.kind == "date":
+        type_ = types.get(c.field)
+        ls, rs = _as_date_string(left, type_), _as_date_string(right, type_)
+
+        def part(text: Column, start: int, length: int) -> Column:
+            return F.substring(text, start, length)
+
+        levels.append(Level("one_typo", lambda: similarity[f"dl_{c.field}"] <= 1))
+        levels.append(Level("day_month_swapped", lambda: (part(ls, 1, 4) == part(rs, 1, 4))
+                            & (part(ls, 5, 2) == part(rs, 7, 2)) & (part(ls, 7, 2) == part(rs, 5, 2))))
+        levels.append(Level("two_of_three_parts", lambda: (
+            (part(ls, 1, 4) == part(rs, 1, 4)).cast("int") + (part(ls, 5, 2) == part(rs, 5, 2)).cast("int")
+            + (part(ls, 7, 2) == part(rs, 7, 2)).cast("int")) >= 2))
+        for days in tolerance_bands(c):
+            levels.append(Level(f"within_{_fmt(days)}_days", lambda days=days: F.abs(F.datediff(  # type: ignore[misc]
+                F.to_date(ls, "yyyyMMdd"), F.to_date(rs, "yyyyMMdd"))) <= days))
+    elif c.kind == "number":
+        for tolerance in tolerance_bands(c):
+            levels.append(Level(f"within_{_fmt(tolerance)}", lambda tolerance=tolerance: F.abs(  # type: ignore[misc]
+                left.cast("double") - right.cast("double")) <= tolerance))
+    elif c.kind == "postcode":
+        levels.append(Level("one_typo", lambda: F.levenshtein(left.cast("string"), right.cast("string"), 1) >= 0))
+        levels.append(Level("same_area", lambda: F.substring(left, 1, 2) == F.substring(right, 1, 2)))
+    elif c.kind == "address":
+        return _address_levels(c)
+    return levels
+
+
+STREET_SIMILAR = 0.9
+
+
+def _address_levels(c: ComparisonSettings) -> list[Level]:
+    """Levels of the address kind over its configured parts, best first; a level needs its parts."""
+    parts = c.parts
+
+    def eq(part: str) -> Column:
+        return F.coalesce(F.col(f"l.{parts[part]}") == F.col(f"r.{parts[part]}"), F.lit(False))  # type: ignore[index]
+
+    def street_similar() -> Column:
+        return eq("street") | F.coalesce(F.col(SIMILARITY)[f"jw_{c.field}"] >= STREET_SIMILAR, F.lit(False))
+
+    def both(*conditions: Callable[[], Column]) -> Callable[[], Column]:
+        def condition() -> Column:
+            out = conditions[0]()
+            for other in conditions[1:]:
+                out = out & other()
+            return out
+        return condition
+
+    def postcode_typo() -> Column:
+        left, right = F.col(f"l.{parts['postcode']}"), F.col(f"r.{parts['postcode']}")
+        return F.coalesce(F.levenshtein(left.cast("string"), right.cast("string"), 1) >= 0, F.lit(False))
+
+    candidates: list[tuple[str, tuple[str, ...], Callable[[], Column]]] = [
+        ("exact", tuple(parts), both(*[lambda part=part: eq(part) for part in parts])),
+        ("street_and_number", ("street", "number"), both(street_similar, lambda: eq("number"))),
+        ("street_and_postcode", ("street", "postcode"), both(street_similar, lambda: eq("postcode"))),
+        ("postcode_and_number", ("postcode", "number"), both(lambda: eq("postcode"), lambda: eq("number"))),
+        ("postcode", ("postcode",), lambda: eq("postcode")),
+        ("postcode_one_typo", ("postcode",), postcode_typo),
+        ("city", ("city",), lambda: eq("city")),
+    ]
+    return [Level(name, condition) for name, needs, condition in candidates if set(needs) <= set(parts)]
+
+
+def _null(c: ComparisonSettings) -> Column:
+    """Nothing to compare: a side is null (for an address: no part has both sides)."""
+    if c.kind == "address":
+        comparable = F.lit(False)
+        for column in c.parts.values():
+            comparable = comparable | (F.col(f"l.{column}").isNotNull() & F.col(f"r.{column}").isNotNull())
+        return ~comparable
+    return F.col(f"l.{c.field}").isNull() | F.col(f"r.{c.field}").isNull()
+
+
+def exact_key(c: ComparisonSettings) -> Column:
+    """Over one record's columns: the value two records share when the comparison's exact level holds
+    (for an address, all its parts; null when a part is missing)."""
+    if c.kind == "address":
+        parts = [F.col(column).cast("string") for column in c.parts.values()]
+        complete = F.lit(True)
+        for part in parts:
+            complete = complete & part.isNotNull()
+        return F.when(complete, F.concat_ws("\u241f", *parts))
+    return F.col(c.field)
+
+
+def level_names(c: ComparisonSettings) -> list[str]:
+    """The comparison's level names, worst (``different``, index 0) to best (``exact``)."""
+    return ["different", *[level.name for level in reversed(_levels(c, {}))]]
+
+
+@dataclass(frozen=True)
+class Similarity:
+    """A string similarity a comparison needs: output ``name``, ``metric``, the distance ``cutoff``."""
+
+    name: str
+    metric: str
+    cutoff: int
+    field: str
+    as_date: bool = False
+
+    def sides(self, types: dict[str, T.DataType]) -> tuple[Column, Column]:
+        left, right = F.col(f"l.{self.field}"), F.col(f"r.{self.field}")
+        if self.as_date:
+            type_ = types.get(self.field)
+            return _as_date_string(left, type_), _as_date_string(right, type_)
+        return left.cast("string"), right.cast("string")
+
+
+def _similarities(comparisons: Sequence[ComparisonSettings]) -> list[Similarity]:
+    """Every string similarity the comparisons need."""
+    specs: list[Similarity] = []
+    for c in comparisons:
+        if c.kind == "date":
+            specs.append(Similarity(f"dl_{c.field}", "damerau_levenshtein", 1, c.field, as_date=True))
+        if c.kind == "address" and "street" in c.parts:
+            specs.append(Similarity(f"jw_{c.field}", "jaro_winkler", 0, c.parts["street"]))
+        if c.kind not in ("name", "text"):
+            continue
+        if jaro_winkler_bands(c):
+            specs.append(Similarity(f"jw_{c.field}", "jaro_winkler", 0, c.field))
+        if damerau_levenshtein_bands(c):
+            specs.append(Similarity(f"dl_{c.field}", "damerau_levenshtein", max(damerau_levenshtein_bands(c)),
+                                    c.field))
+    return specs
+
+
+def similarity_udf(specs: Sequence[Similarity]) -> Any:
+    """A pandas UDF over a struct of ``<name>_l`` / ``<name>_r`` strings returning a struct of the similarities
+    (Jaro-Winkler in [0, 1]; Damerau-Levenshtein distance, cutoff + 1 when further), NaN where a side is null."""
+    metrics = [(spec.name, spec.metric, spec.cutoff) for spec in specs]  # plain tuples travel to the workers
+    schema = T.StructType([T.StructField(name, T.DoubleType()) for name, _, _ in metrics])
+
+    @F.pandas_udf(schema)  # type: ignore[call-overload]
+    def similarities(pairs: pd.DataFrame) -> pd.DataFrame:
+        from rapidfuzz import process
+        from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
+
+        out = {}
+        for name, metric, cutoff in metrics:
+            left, right = pairs[f"{name}_l"], pairs[f"{name}_r"]
+            mask = (left.notna() & right.notna()).to_numpy()
+            values = np.full(len(pairs), np.nan)
+            if mask.any():
+                lefts, rights = left[mask].tolist(), right[mask].tolist()
+                if metric == "jaro_winkler":
+                    values[mask] = process.cpdist(lefts, rights, scorer=JaroWinkler.normalized_similarity, workers=1)
+                else:
+                    values[mask] = process.cpdist(lefts, rights, scorer=DamerauLevenshtein.distance,
+                                                  score_cutoff=cutoff, workers=1)
+            out[name] = values
+        return pd.DataFrame(out, columns=[name for name, _, _ in metrics])
+
+    return similarities
 
 
 def attach_records(pairs: DataFrame, records: DataFrame, broadcast: bool = False) -> DataFrame:
@@ -57,38 +272,28 @@ def attach_records(pairs: DataFrame, records: DataFrame, broadcast: bool = False
             .join(packed.withColumnRenamed("v", "r"), F.col("record_b") == F.col("_id")).drop("_id"))
 
 
-def _level(c: ComparisonSettings, settings: MatchingSettings) -> Column:
-    left, right = F.col(f"l.{c.field}"), F.col(f"r.{c.field}")
-    either_null = left.isNull() | right.isNull()
-    exact_level = len(LEVELS[c.kind]) - 1
-    level = F.when(either_null, F.lit(NULL_LEVEL)).when(left == right, F.lit(exact_level))
-    if c.kind == "name":
-        undecided = left != right
-        if c.canonical:
-            same_canonical = F.col(f"l.{c.canonical}") == F.col(f"r.{c.canonical}")
-            level = level.when(same_canonical, F.lit(3))
-            undecided = undecided & ~F.coalesce(same_canonical, F.lit(False))
-        # only pairs not settled by equality go to Python (the others cross as nulls)
-        similarity = jaro_winkler(F.when(undecided, left.cast("string")), F.when(undecided, right.cast("string")))
-        level = (level.when(similarity >= settings.jaro_winkler_high, F.lit(2))
-                 .when(similarity >= settings.jaro_winkler_low, F.lit(1)))
-    elif c.kind == "email":
-        same_local = F.substring_index(left, "@", 1) == F.substring_index(right, "@", 1)
-        # bounded edit distance (-1 above 1), only for lengths that can be one edit apart
-        one_edit = (F.abs(F.length(left) - F.length(right)) <= 1) & (F.levenshtein(left, right, 1) >= 0)
-        level = level.when(same_local | one_edit, F.lit(1))
-    elif c.kind == "phone":
-        level = level.when(F.substring(left, -7, 7) == F.substring(right, -7, 7), F.lit(1))
-    elif c.kind == "date":
-        parts_equal = ((F.year(left) == F.year(right)).cast("int") + (F.month(left) == F.month(right)).cast("int")
-                       + (F.dayofmonth(left) == F.dayofmonth(right)).cast("int"))
-        swapped = ((F.year(left) == F.year(right)) & (F.month(left) == F.dayofmonth(right))
-                   & (F.dayofmonth(left) == F.month(right)))
-        level = level.when((parts_equal >= 2) | swapped, F.lit(1))
-    elif c.kind == "postcode":
-        level = level.when(F.substring(left, 1, 2) == F.substring(right, 1, 2), F.lit(1))
+def _level(c: ComparisonSettings, types: dict[str, T.DataType]) -> Column:
+    levels = _levels(c, types)
+    level = F.when(_null(c), F.lit(NULL_LEVEL))
+    for index, spec in zip(range(len(levels), 0, -1), levels, strict=True):
+        level = level.when(spec.condition(), F.lit(index))
     return level.otherwise(F.lit(0))
 
 
-def compare(pairs: DataFrame, comparisons: Sequence[ComparisonSettings], settings: MatchingSettings) -> DataFrame:
-    return pairs.select("*", *[_level(c, settings).alias(f"lvl_{c.field}") for c in comparisons])
+def compare(pairs: DataFrame, comparisons: Sequence[ComparisonSettings]) -> DataFrame:
+    """Adds ``lvl_<field>`` per comparison to pairs carrying the ``l`` and ``r`` record structs."""
+    record_type = pairs.schema["l"].dataType
+    assert isinstance(record_type, T.StructType)
+    types = {f.name: f.dataType for f in record_type.fields}
+    specs = _similarities(comparisons)
+    with_similarity = pairs
+    if specs:
+        inputs = []
+        for spec in specs:
+            left, right = spec.sides(types)
+            undecided = left != right  # equal and null pairs cross to Python as nulls
+            inputs += [F.when(undecided, left).alias(f"{spec.name}_l"),
+                       F.when(undecided, right).alias(f"{spec.name}_r")]
+        with_similarity = pairs.withColumn(SIMILARITY, similarity_udf(specs)(F.struct(*inputs)))
+    out = with_similarity.select("*", *[_level(c, types).alias(f"lvl_{c.field}") for c in comparisons])
+    return out.drop(SIMILARITY) if specs else out

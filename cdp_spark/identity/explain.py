@@ -12,7 +12,6 @@ from typing import Any
 
 from pyspark.sql import functions as F
 
-from cdp_spark.identity.compare import LEVELS
 from cdp_spark.io.delta import TableStore
 
 
@@ -43,15 +42,16 @@ def explain(store: TableStore, person_id: str) -> Explanation:
     return Explanation(person_id, records, edges, events)
 
 
-def _level_name(field: str, level: int, kinds: dict[str, str]) -> str:
+def _level_name(field: str, level: int, levels: dict[str, list[str]]) -> str:
     if level < 0:
         return "null"
-    names = LEVELS.get(kinds.get(field, ""), [])
+    names = levels.get(field, [])
     return names[level] if level < len(names) else str(level)
 
 
-def render(explanation: Explanation, kinds: dict[str, str] | None = None) -> str:
-    kinds = kinds or {}
+def render(explanation: Explanation, levels: dict[str, list[str]] | None = None) -> str:
+    """Human-readable explanation; ``levels``: field -> level names, worst first (the comparisons' levels)."""
+    levels = levels or {}
     lines = [f"person {explanation.person_id}: {len(explanation.records)} source records"]
     lines += [f"  {r['record_id']}" for r in explanation.records]
     lines.append(f"{len(explanation.edges)} accepted links:")
@@ -64,10 +64,10 @@ def render(explanation: Explanation, kinds: dict[str, str] | None = None) -> str
             head += f"  forced {edge['forced']}"
         head += f"  via {', '.join(edge.get('sources') or [])}"
         lines.append(head)
-        levels = edge.get("levels") or {}
+        levels_of_edge = edge.get("levels") or {}
         weights = edge.get("field_weights") or {}
-        for field in sorted(levels):
-            lines.append(f"      {field:<16} {_level_name(field, int(levels[field]), kinds):<18} "
+        for field in sorted(levels_of_edge):
+            lines.append(f"      {field:<18} {_level_name(field, int(levels_of_edge[field]), levels):<26} "
                          f"{weights.get(field, 0.0):+7.2f}")
     if explanation.events:
         lines.append("events:")

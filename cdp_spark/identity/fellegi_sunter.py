@@ -1,14 +1,21 @@
 """Fellegi-Sunter match weights (DESIGN §4).
 
 * ``u`` (probability of each level among non-matches) from random record pairs, which are almost all
-  non-matches: ``level_shares`` of their level patterns.
+  non-matches: ``level_shares`` of their level patterns; except exact agreement, counted exactly from the
+  values' frequencies (``exact_agreements``: the record pairs sharing a value) and corrected for the
+  matching pairs among them (``exact_u``): for an identifier such as an e-mail, most random pairs that
+  agree *are* matches, and a sample of random pairs cannot see how rare agreement among non-matches is.
 * ``m`` (probability of each level among matches) by expectation-maximisation with ``u`` fixed, in
-  training sessions (``train_sessions``): one per deterministic key, on the pairs agreeing on that key,
-  leaving that key's own field out (Splink's approach; EM on all candidates at once drifts to "everything
-  matches" because blocked candidates do not look like random pairs). Then the prior ``lambda`` is fitted
-  on all candidates with m and u fixed. Pairs are aggregated to (pattern, count) first (one Spark
-  aggregation serves u, every session and the prior), so EM runs on the driver over a few hundred
-  rows, exactly.
+  training blocks (``train_sessions``): one per blocking rule, on the candidate pairs that rule proposed
+  (they agree on its fields), estimating m for every comparison *not* on those fields (the rule's own
+  fields agree by construction and say nothing there); the left-out fields rotate with the rules, and each
+  field's m is the mean over the blocks that estimated it (Splink's approach; EM on all candidates at once
+  drifts to "everything matches" because blocked candidates do not look like random pairs).
+* The prior: EM on all candidates with m and u fixed gives the share of matches among them; times the
+  number of candidates that is the expected number of matching pairs, and divided by the number of all
+  record pairs, the probability ``lambda`` that two random records match. Pairs are aggregated to
+  (pattern, count) first (one Spark aggregation serves u, every block and the prior), so EM runs on the
+  driver over a few thousand rows, exactly.
 * A pair's weight is ``log2(lambda / (1 - lambda)) + sum over fields of log2(m / u)`` for its levels
   (null levels add nothing); exact agreement on a term-frequency field adds ``log2(u_exact / tf(value))``
   so a common surname weighs less than a rare one. Probability = 1 / (1 + 2^-weight).
@@ -26,7 +33,7 @@ import numpy as np
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cdp_spark.identity.compare import LEVELS, NULL_LEVEL
+from cdp_spark.identity.compare import NULL_LEVEL
 
 EPSILON = 1e-6
 TF_CLAMP = 5.0
@@ -34,39 +41,125 @@ TF_CLAMP = 5.0
 
 @dataclass
 class FsModel:
-    """Per field: levels' m and u; the prior probability that a candidate pair matches."""
+    """Per field: its level names (worst first) and their m and u; ``prior``: the probability that two
+    random records match; ``candidate_share``: the share of matches EM found among the candidates."""
 
     fields: list[str]
-    kinds: dict[str, str]
+    levels: dict[str, list[str]]
     m: dict[str, list[float]]
     u: dict[str, list[float]]
     prior: float
     iterations: int = 0
     tf_fields: list[str] = field(default_factory=list)
+    candidate_share: float | None = None
+    trained_by: dict[str, list[str]] = field(default_factory=dict)
+    """field -> the training blocks (blocking rules) whose EM estimated its m"""
+    tf_base: dict[str, float] = field(default_factory=dict)
+    """term-frequency field -> the share of record pairs agreeing on it (matches included): what a value's
+    frequency is compared with"""
+    conditional_u: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    """blocking rule -> field -> u among non-matches that agree on the rule's fields"""
+    anchors: list[str] = field(default_factory=list)
+    """blocking rules whose conditional u apply, in order: a pair is scored given the first it satisfies"""
+
+    def weights(self, name: str, anchor: str | None = None) -> list[float]:
+        """The field's weight per level, given agreement on the anchor rule's fields when there is one."""
+        u = self.conditional_u.get(anchor, {}).get(name, self.u[name]) if anchor else self.u[name]
+        return [math.log2(mi / ui) for mi, ui in zip(self.m[name], u, strict=True)]
 
     def weight(self, name: str, level: int) -> float:
         return math.log2(self.m[name][level] / self.u[name][level])
 
     def to_json(self) -> str:
-        return json.dumps({"fields": self.fields, "kinds": self.kinds, "m": self.m, "u": self.u,
-                           "prior": self.prior, "iterations": self.iterations, "tf_fields": self.tf_fields})
+        return json.dumps({"fields": self.fields, "levels": self.levels, "m": self.m, "u": self.u,
+                           "prior": self.prior, "iterations": self.iterations, "tf_fields": self.tf_fields,
+                           "candidate_share": self.candidate_share, "trained_by": self.trained_by,
+                           "tf_base": self.tf_base, "conditional_u": self.conditional_u, "anchors": self.anchors})
 
     @classmethod
-    def from_json(cls, text: str) -> FsModel:
-        return cls(**json.loads(text))
+    def from_json(cls, text: str) -> FsModel | None:
+        """The stored model, or None when it predates named levels (it is refitted)."""
+        payload = json.loads(text)
+        if "levels" not in payload:
+            return None
+        return cls(**payload)
 
 
 def level_shares(patterns: np.ndarray, counts: np.ndarray, fields: Sequence[str],
-                 kinds: Mapping[str, str]) -> dict[str, list[float]]:
+                 levels: Mapping[str, Sequence[str]]) -> dict[str, list[float]]:
     """Share of each level per field among non-null comparisons, smoothed (+1) so no level is 0.
     ``patterns`` holds one column of levels per field in ``fields``, ``counts`` the pairs per row."""
     out = {}
     for j, name in enumerate(fields):
-        levels = patterns[:, j]
-        seen = levels != NULL_LEVEL
-        raw = np.bincount(levels[seen], weights=counts[seen], minlength=len(LEVELS[kinds[name]])) + 1.0
+        column = patterns[:, j]
+        seen = column != NULL_LEVEL
+        raw = np.bincount(column[seen], weights=counts[seen], minlength=len(levels[name])) + 1.0
         out[name] = list(map(float, raw / raw.sum()))
     return out
+
+
+@dataclass(frozen=True)
+class Agreement:
+    """Of one field: the records holding a value, and the record pairs that agree on it exactly
+    (the sum over values of c(c - 1) / 2 for a value held by c records)."""
+
+    records: int
+    agreeing_pairs: float
+
+    @property
+    def pairs(self) -> float:
+        return self.records * (self.records - 1) / 2
+
+    @property
+    def share(self) -> float:
+        """The share of record pairs (both holding a value) that agree: u of exact agreement, matches included."""
+        return self.agreeing_pairs / self.pairs if self.pairs else 0.0
+
+
+def exact_agreements(records: DataFrame, keys: Mapping[str, Column]) -> dict[str, Agreement]:
+    """Per field (``keys``: field -> the column whose equality is its exact level), one aggregation for all."""
+    if not keys:
+        return {}
+    entries = F.array(*[F.struct(F.lit(name).alias("field"), key.cast("string").alias("value"))
+                        for name, key in keys.items()])
+    values = (records.select(F.inline(entries)).where(F.col("value").isNotNull())
+              .groupBy("field", "value").agg(F.count(F.lit(1)).alias("c")))
+    rows = values.groupBy("field").agg(F.sum("c").alias("records"),
+                                       F.sum(F.col("c") * (F.col("c") - 1) / 2).alias("agreeing")).collect()
+    return {r["field"]: Agreement(int(r["records"]), float(r["agreeing"])) for r in rows}
+
+
+UNCORRECTED_FLOOR = 0.01
+"""the corrected u of exact agreement stays at least this share of the uncorrected one (at most
+log2(100), about 6.6 bits, more weight than the matches-included estimate)"""
+
+
+def exact_u(agreement: Agreement, matches: float, all_records: int, m_exact: float) -> float:
+    """u of exact agreement among non-matches: the agreeing pairs minus the matches expected among them
+    (``matches`` matching pairs overall, of which the share where both records hold a value, times
+    m_exact), over the non-matching pairs."""
+    both = matches * (agreement.records / max(all_records, 1)) ** 2
+    corrected = (agreement.agreeing_pairs - both * m_exact) / max(agreement.pairs - both, 1.0)
+    return float(np.clip(max(corrected, agreement.share * UNCORRECTED_FLOOR), EPSILON * EPSILON, 1 - EPSILON))
+
+
+def with_exact_u(u: Mapping[str, Sequence[float]], exact: Mapping[str, float]) -> dict[str, list[float]]:
+    """``u`` with the exact level (the last) of each field in ``exact`` set to that value and the other
+    levels scaled to share the rest."""
+    out: dict[str, list[float]] = {}
+    for name, shares in u.items():
+        if name not in exact:
+            out[name] = list(shares)
+            continue
+        others = np.asarray(shares[:-1], dtype=float)
+        scaled = others / others.sum() * (1.0 - exact[name]) if others.sum() > 0 else others
+        out[name] = [*map(float, scaled), float(exact[name])]
+    return out
+
+
+def _m_start(n_levels: int) -> np.ndarray:
+    start = np.linspace(0.05, 1.0, n_levels) ** 3  # agreement likely among matches
+    return start / start.sum()
 
 
 def random_pairs(records: DataFrame, n_pairs: int, seed: int, total: int | None = None,
@@ -93,85 +186,178 @@ def random_pairs(records: DataFrame, n_pairs: int, seed: int, total: int | None 
             .where(F.col("record_a") != F.col("record_b")).select("record_a", "record_b"))
 
 
+@dataclass
+class EmResult:
+    """m per field, the share of matches, the iterations run and, per field, the posterior-weighted number
+    of pairs at each level (how much evidence each m rests on)."""
+
+    m: dict[str, list[float]]
+    prior: float
+    iterations: int
+    level_mass: dict[str, list[float]]
+    u: dict[str, list[float]]
+
+
 def expectation_maximisation(patterns: np.ndarray, counts: np.ndarray, u: Mapping[str, Sequence[float]],
-                             fields: Sequence[str], kinds: Mapping[str, str], iterations: int = 30,
+                             fields: Sequence[str], levels: Mapping[str, Sequence[str]], iterations: int = 30,
                              prior: float = 0.2, m_start: Mapping[str, Sequence[float]] | None = None,
                              update_m: bool = True, tolerance: float = 1e-8, pseudo_count: float = 1.0,
-                             ) -> tuple[dict[str, list[float]], float, int]:
+                             free_levels: Mapping[str, np.ndarray] | None = None, update_u: bool = False,
+                             u_shrinkage: float = 0.0) -> EmResult:
     """m per field and the prior, with u fixed (``update_m=False`` fits the prior only). ``pseudo_count``
     pairs per level keep every m above zero (0 gives the plain maximum-likelihood estimate).
-    ``patterns`` holds one column per field in ``fields``. Returns (m, prior, iterations run)."""
+    ``free_levels`` (field -> boolean mask): only those levels' m are re-estimated, the others keep their
+    share (scaled so the field's m still sums to 1); fields not named stay fixed. ``update_u``: the
+    non-matches' level shares are estimated too (starting from ``u``), for pairs of a training block, whose
+    non-matches need not look like random pairs (people of one household share an address and a surname);
+    with ``u_shrinkage`` > 0 the estimate is pulled towards the given ``u`` by that many pseudo-pairs (a
+    block with few non-matches keeps about the population's u).
+    ``patterns`` holds one column per field in ``fields``."""
     m: dict[str, np.ndarray] = {}
     for name in fields:
         if m_start and name in m_start:
             m[name] = np.asarray(m_start[name], dtype=float)
         else:
-            start = np.linspace(0.05, 1.0, len(LEVELS[kinds[name]])) ** 3  # agreement likely among matches
-            m[name] = start / start.sum()
+            m[name] = _m_start(len(levels[name]))
     u_arr = {name: np.asarray(u[name], dtype=float) for name in fields}
+    u_given = dict(u_arr)
+    columns = {name: patterns[:, j] for j, name in enumerate(fields)}
+    seen = {name: columns[name] != NULL_LEVEL for name in fields}
+    mass = {name: np.zeros(len(m[name])) for name in fields}
     done = 0
     for done in range(1, iterations + 1):  # noqa: B007 - the count is returned
         log_m = np.zeros(len(counts))
         log_u = np.zeros(len(counts))
-        for j, name in enumerate(fields):
-            levels = patterns[:, j]
-            seen = levels != NULL_LEVEL
-            log_m[seen] += np.log(m[name][levels[seen]])
-            log_u[seen] += np.log(u_arr[name][levels[seen]])
+        for name in fields:
+            observed = seen[name]
+            log_m[observed] += np.log(m[name][columns[name][observed]])
+            log_u[observed] += np.log(u_arr[name][columns[name][observed]])
         match = prior * np.exp(log_m)
         posterior = match / (match + (1 - prior) * np.exp(log_u))
         weights = posterior * counts
         new_prior = float(np.clip(weights.sum() / counts.sum(), EPSILON, 1 - EPSILON))
         change = abs(new_prior - prior)
         prior = new_prior
+        for name in fields:
+            observed = seen[name]
+            mass[name] = np.bincount(columns[name][observed], weights=weights[observed],
+                                     minlength=len(m[name])).astype(float)
+        if update_u:
+            unmatched = (1 - posterior) * counts
+            for name in fields:
+                observed = seen[name]
+                unmatched_at = np.bincount(columns[name][observed], weights=unmatched[observed],
+                                           minlength=len(m[name])).astype(float)
+                totals = unmatched_at + (u_shrinkage * u_given[name] if u_shrinkage > 0 else pseudo_count)
+                new_u = np.maximum(totals, EPSILON) / np.maximum(totals, EPSILON).sum()
+                change = max(change, float(np.abs(new_u - u_arr[name]).max()))
+                u_arr[name] = new_u
         if update_m:
-            for j, name in enumerate(fields):
-                levels = patterns[:, j]
-                seen = levels != NULL_LEVEL
+            for name in fields:
+                if free_levels is not None and name not in free_levels:
+                    continue
                 # one pseudo-pair per level keeps every m > 0, so no single disagreement is infinitely damning
-                totals = np.bincount(levels[seen], weights=weights[seen], minlength=len(m[name])) + pseudo_count
-                totals = np.maximum(totals, EPSILON)
+                totals = np.maximum(mass[name] + pseudo_count, EPSILON)
                 new_m = totals / totals.sum()
+                if free_levels is not None:
+                    free = free_levels[name]
+                    kept = m[name][~free]
+                    new_m = np.where(free, new_m, 0.0)
+                    new_m[~free] = kept / kept.sum() * (1.0 - new_m[free].sum()) if kept.sum() > 0 else 0.0
                 change = max(change, float(np.abs(new_m - m[name]).max()))
                 m[name] = new_m
         if change < tolerance:
             break
-    return {name: list(map(float, m[name])) for name in fields}, prior, done
+    return EmResult({name: list(map(float, m[name])) for name in fields}, prior, done,
+                    {name: list(map(float, mass[name])) for name in fields},
+                    {name: list(map(float, u_arr[name])) for name in fields})
+
+
+@dataclass(frozen=True)
+class TrainingBlock:
+    """A blocking rule as an EM training block: ``rows`` selects its pairs among the pattern rows,
+    ``fixed`` are the comparisons on its own fields (left out of its EM)."""
+
+    name: str
+    rows: np.ndarray
+    fixed: frozenset[str]
+
+
+MIN_LEVEL_PAIRS = 5
+"""pairs at a level the training blocks must hold for its m to count as trained"""
+U_SHRINKAGE = 200.0
+"""pseudo-pairs pulling a training block's u towards the population's"""
+
+
+@dataclass
+class Training:
+    """What the training blocks estimate: m per field, the share of matches among all candidates, the
+    iterations run, field -> the blocks that estimated its m, and per block the non-matches' u of the
+    fields it does not fix (u given agreement on the block's fields)."""
+
+    m: dict[str, list[float]]
+    share: float
+    iterations: int
+    trained_by: dict[str, list[str]]
+    conditional_u: dict[str, dict[str, list[float]]]
 
 
 def train_sessions(patterns: np.ndarray, counts: np.ndarray, u: Mapping[str, Sequence[float]],
-                   fields: Sequence[str], kinds: Mapping[str, str], session_fields: Sequence[str],
-                   iterations: int) -> tuple[dict[str, list[float]], float, int]:
+                   fields: Sequence[str], levels: Mapping[str, Sequence[str]], blocks: Sequence[TrainingBlock],
+                   iterations: int) -> Training:
     """Splink-style training on the candidates' level patterns (one column per field in ``fields``, with
-    ``counts`` pairs per row). For each session field (a deterministic key such as the e-mail), EM runs on
-    the pairs that agree exactly on it, estimating m for every *other* field (the session's own field
-    agrees by construction and says nothing there). m is averaged over the sessions; then the prior is
-    fitted on all pairs with m and u fixed. Returns (m, prior, total iterations)."""
+    ``counts`` pairs per row). For each training block, EM runs on its pairs, estimating m for every field
+    the block does not fix, and the u of its non-matches (which agree on the block's fields, and on what
+    goes with them: a household shares an address and often a surname and a phone). m is averaged over the
+    blocks that estimated it (a field no block estimates keeps the start value). Levels that the blocks
+    hardly contain at all (fewer than ``MIN_LEVEL_PAIRS`` pairs, matching or not: e.g. swapped names,
+    which no name-fixing block can contain) are then estimated by EM on all candidates with every trained m
+    fixed; last, the share of matches among all pairs is fitted with m fixed."""
     estimates: dict[str, list[np.ndarray]] = {name: [] for name in fields}
+    trained_by: dict[str, list[str]] = {name: [] for name in fields}
+    seen_pairs = {name: np.zeros(len(levels[name])) for name in fields}
+    conditional_u: dict[str, dict[str, list[float]]] = {}
     total_iterations = 0
-    for key in session_fields:
-        exact = len(LEVELS[kinds[key]]) - 1
-        column = list(fields).index(key)
-        others = [f for f in fields if f != key]
-        agree = patterns[:, column] == exact
-        if counts[agree].sum() == 0:
+    for block in blocks:
+        others = [f for f in fields if f not in block.fixed]
+        if not others or counts[block.rows].sum() == 0:
             continue
-        session = np.delete(patterns[agree], column, axis=1)
-        m, _, used = expectation_maximisation(session, counts[agree], u, others, kinds, iterations, prior=0.9)
-        total_iterations += used
+        columns = [list(fields).index(f) for f in others]
+        session = patterns[block.rows][:, columns]
+        result = expectation_maximisation(session, counts[block.rows], u, others, levels, iterations, prior=0.5,
+                                          update_u=True, u_shrinkage=U_SHRINKAGE)
+        total_iterations += result.iterations
+        conditional_u[block.name] = {}
         for name in others:
-            estimates[name].append(np.asarray(m[name]))
+            column = session[:, others.index(name)]
+            observed = column != NULL_LEVEL
+            if counts[block.rows][observed].sum() > 0:  # a field that is null throughout says nothing here
+                estimates[name].append(np.asarray(result.m[name]))
+                trained_by[name].append(block.name)
+                seen_pairs[name] += np.bincount(column[observed], weights=counts[block.rows][observed],
+                                                minlength=len(levels[name]))
+                conditional_u[block.name][name] = result.u[name]
     m_final: dict[str, list[float]] = {}
     for name in fields:
-        if estimates[name]:
-            mean = np.mean(estimates[name], axis=0)
-        else:
-            start = np.linspace(0.05, 1.0, len(LEVELS[kinds[name]])) ** 3
-            mean = start / start.sum()
+        mean = np.mean(estimates[name], axis=0) if estimates[name] else _m_start(len(levels[name]))
         m_final[name] = list(map(float, mean / mean.sum()))
-    _, prior, used = expectation_maximisation(patterns, counts, u, fields, kinds, iterations, prior=0.1,
-                                              m_start=m_final, update_m=False)
-    return m_final, prior, total_iterations + used
+    untrained = {name: seen_pairs[name] < MIN_LEVEL_PAIRS for name in fields if trained_by[name]}
+    untrained = {name: free for name, free in untrained.items() if free.any() and not free.all()}
+    if untrained:
+        result = expectation_maximisation(patterns, counts, u, fields, levels, iterations, prior=0.1,
+                                          m_start=m_final, free_levels=untrained, update_u=True)
+        total_iterations += result.iterations
+        m_final = result.m
+    fitted = expectation_maximisation(patterns, counts, u, fields, levels, iterations, prior=0.1,
+                                      m_start=m_final, update_m=False, update_u=True)
+    return Training(m_final, fitted.prior, total_iterations + fitted.iterations, trained_by, conditional_u)
+
+
+def random_match_prior(candidate_share: float, candidates: float, records: int) -> float:
+    """The probability that two random records match: the expected matches among the candidates
+    (``candidate_share`` of them) over all ``records * (records - 1) / 2`` pairs."""
+    all_pairs = max(records * (records - 1) / 2, 1.0)
+    return float(np.clip(candidate_share * candidates / all_pairs, EPSILON * EPSILON, 1 - EPSILON))
 
 
 def _lookup(values: Sequence[float], level: Column) -> Column:
@@ -195,20 +381,25 @@ def term_column(name: str) -> str:
 def score(compared: DataFrame, model: FsModel, tf_tables: Mapping[str, DataFrame] | None = None,
           tf_max_boost: float = TF_CLAMP, tf_max_penalty: float = TF_CLAMP) -> DataFrame:
     """Adds ``field_weights`` (map field -> weight), ``match_weight`` and ``match_probability``;
-    reads ``lvl_<field>`` and, per term-frequency field, ``term_<field>`` (the left record's value).
+    reads ``lvl_<field>``, ``anchor`` (index into ``model.anchors`` of the rule the pair is scored given,
+    null for none) and, per term-frequency field, ``term_<field>`` (the left record's value).
     The term-frequency adjustment is clamped to [-tf_max_penalty, +tf_max_boost] bits."""
     scored = compared
     contributions = []
     for name in model.fields:
-        weights = [math.log2(mi / ui) for mi, ui in zip(model.m[name], model.u[name], strict=True)]
         level = F.col(f"lvl_{name}")
-        contribution = F.when(level == NULL_LEVEL, F.lit(0.0)).otherwise(_lookup(weights, level))
+        weight = _lookup(model.weights(name), level)
+        for index, anchor in enumerate(model.anchors):
+            if name in model.conditional_u.get(anchor, {}):
+                weight = F.when(F.col("anchor") == index, _lookup(model.weights(name, anchor), level)).otherwise(weight)
+        contribution = F.when(level == NULL_LEVEL, F.lit(0.0)).otherwise(weight)
         if tf_tables and name in tf_tables:
-            exact = len(LEVELS[model.kinds[name]]) - 1
+            exact = len(model.levels[name]) - 1
             scored = scored.join(F.broadcast(tf_tables[name]), F.col(term_column(name)) == F.col("tf_value"), "left"
                                  ).drop("tf_value")
+            base = model.tf_base.get(name, model.u[name][exact])
             adjustment = F.greatest(F.lit(-tf_max_penalty), F.least(F.lit(tf_max_boost), F.log2(
-                F.lit(model.u[name][exact]) / F.col(f"tf_{name}"))))
+                F.lit(base) / F.col(f"tf_{name}"))))
             contribution = contribution + F.when((level == exact) & F.col(f"tf_{name}").isNotNull(), adjustment
                                                  ).otherwise(F.lit(0.0))
         contributions.append((name, contribution))

@@ -1,36 +1,47 @@
 """Probabilistic matching end to end: candidates -> comparisons -> Fellegi-Sunter -> accepted edges.
 
 ``match(records, settings)``
-    in:  records (record_id + the compared columns)
+    in:  records (record_id + the compared columns and the blocking rules' fields)
     out: ``MatchResult`` with the accepted edges (record_a, record_b, sources, levels, field_weights,
-         match_weight, match_probability, forced), the fitted model, and counts for the run manifest.
+         match_weight, match_probability, forced), the fitted model, and counts for the run manifest and
+         the diagnostics: candidate pairs per rule, oversized blocks per rule, the histogram of candidate
+         match weights.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from pyspark.sql import DataFrame
+from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 
 from cdp_spark.config import MatchingSettings
-from cdp_spark.identity.candidates import candidate_masks, source_labels, source_names
-from cdp_spark.identity.compare import attach_records, compare
+from cdp_spark.identity.candidates import candidate_masks, oversized_blocks, source_labels, source_names
+from cdp_spark.identity.compare import attach_records, compare, exact_key, level_names
 from cdp_spark.identity.fellegi_sunter import (
+    Agreement,
     FsModel,
+    TrainingBlock,
+    exact_agreements,
+    exact_u,
     level_shares,
+    random_match_prior,
     random_pairs,
     score,
     term_column,
     term_frequencies,
     train_sessions,
+    with_exact_u,
 )
 
 log = logging.getLogger(__name__)
+
+HISTOGRAM_BINS = range(-20, 51)  # match weights in whole bits; lower and higher weights go to the end bins
 
 
 @dataclass
@@ -54,39 +65,52 @@ RULE_COLUMN = re.compile(r"\b[lr]\.([A-Za-z_][A-Za-z0-9_]*)")
 
 def compared_columns(records: DataFrame, settings: MatchingSettings) -> DataFrame:
     """The records cut down to what comparisons and forced rules read (record_id, compared fields,
-    their canonical forms, every ``l.x``/``r.x`` column a rule names): pairs carry less through the
-    shuffles."""
-    wanted = ["record_id", *[x for c in settings.comparisons for x in (c.field, c.canonical) if x],
+    their canonical and swap columns, every ``l.x``/``r.x`` column a rule names): pairs carry less through
+    the shuffles."""
+    wanted = ["record_id", *[x for c in settings.comparisons for x in c.columns()],
               *[m for rule in (*settings.force_match, *settings.force_nonmatch) for m in RULE_COLUMN.findall(rule)]]
     return records.select(*[c for c in dict.fromkeys(wanted) if c in records.columns])
 
 
 def matched_columns(records: DataFrame, settings: MatchingSettings) -> DataFrame:
-    """The records cut down to what matching reads: the compared columns, the blocking keys and every
-    column an SNM key expression names (a word match on the expression's text, so never too few): the
-    numbering sort and its cached copy carry nothing else."""
+    """The records cut down to what matching reads: the compared columns, the blocking rules' fields and
+    every column an SNM key expression names (a word match on the expression's text, so never too few):
+    the numbering sort and its cached copy carry nothing else."""
     snm_text = " ".join(p.key for p in settings.snm_passes)
     named = [c for c in records.columns if re.search(rf"(?<![A-Za-z0-9_]){re.escape(c)}(?![A-Za-z0-9_])", snm_text)]
-    wanted = [*compared_columns(records, settings).columns, *settings.blocking_keys, *named]
+    wanted = [*compared_columns(records, settings).columns, *[f for r in settings.blocking_rules for f in r.fields],
+              *named]
     return records.select(*[c for c in dict.fromkeys(wanted) if c in records.columns])
 
 
 def numbered_records(records: DataFrame) -> DataFrame:
     """The records sorted by record_id and numbered in that order: ``record_id`` becomes a long (pairs,
     shuffles and joins carry 8 bytes instead of a string) and the string moves to ``record_name``. The
-    numbers keep the strings' order, so windows, anchors and pair orientation are unchanged."""
+    numbers keep the strings' order, so windows and pair orientation are unchanged."""
     return (records.orderBy("record_id").withColumnRenamed("record_id", "record_name")
             .withColumn("record_id", F.monotonically_increasing_id()))
 
 
+def model_levels(settings: MatchingSettings) -> dict[str, list[str]]:
+    """Field -> level names, worst first, as the configuration defines them."""
+    return {c.field: level_names(c) for c in settings.comparisons}
+
+
+def model_fits(model: FsModel, settings: MatchingSettings) -> bool:
+    """Whether a stored model was fitted for these comparisons (same fields and levels)."""
+    return model.levels == model_levels(settings) and model.fields == [c.field for c in settings.comparisons]
+
+
 @dataclass
 class LevelPatterns:
-    """Pairs per distinct (random, forced non-match, levels) row, collected in one aggregation: u comes
-    from the random rows, m and the prior from the candidate rows, the counts from both."""
+    """Pairs per distinct (random, forced non-match, source mask, levels) row, collected in one aggregation:
+    u comes from the random rows, m, the training blocks and the prior from the candidate rows, the counts
+    from both."""
 
     fields: list[str]
     random: np.ndarray
     nonmatch: np.ndarray
+    masks: np.ndarray
     patterns: np.ndarray
     counts: np.ndarray
 
@@ -94,29 +118,80 @@ class LevelPatterns:
     def collect(cls, compared: DataFrame, fields: list[str]) -> LevelPatterns:
         rows = compared.groupBy(
             "random", F.coalesce(F.col("forced") == "nonmatch", F.lit(False)).alias("nonmatch"),
+            F.coalesce("source_mask", F.lit(0).cast("long")).alias("mask"),
             *[f"lvl_{f}" for f in fields]).count().collect()
         # sorted, so EM sums in the same order on every run (the collect order is not fixed)
-        table = np.array(sorted([(int(r["random"]), int(r["nonmatch"]), *[int(r[f"lvl_{f}"]) for f in fields],
-                                  int(r["count"])) for r in rows]), dtype=np.int64).reshape(-1, len(fields) + 3)
-        return cls(fields, table[:, 0] == 1, table[:, 1] == 1, table[:, 2:-1], table[:, -1].astype(float))
+        table = np.array(sorted([(int(r["random"]), int(r["nonmatch"]), int(r["mask"]),
+                                  *[int(r[f"lvl_{f}"]) for f in fields], int(r["count"])) for r in rows]),
+                         dtype=np.int64).reshape(-1, len(fields) + 4)
+        return cls(fields, table[:, 0] == 1, table[:, 1] == 1, table[:, 2], table[:, 3:-1],
+                   table[:, -1].astype(float))
 
-    def of(self, random: bool) -> tuple[np.ndarray, np.ndarray]:
-        """(patterns, counts) of the random or the candidate pairs, one row per distinct pattern."""
+    def of(self, random: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(patterns, counts, masks) of the random or the candidate pairs."""
         chosen = self.random == random
-        patterns, inverse = np.unique(self.patterns[chosen], axis=0, return_inverse=True)
-        return patterns.reshape(-1, len(self.fields)), np.bincount(inverse.ravel(), weights=self.counts[chosen],
-                                                                    minlength=len(patterns))
+        return self.patterns[chosen], self.counts[chosen], self.masks[chosen]
+
+    def pairs_per_source(self, labels: list[str]) -> dict[str, int]:
+        """Candidate pairs each rule or pass proposed (a pair counts for every source that proposed it)."""
+        _, counts, masks = self.of(random=False)
+        return {label: int(counts[(masks & (1 << i)) != 0].sum()) for i, label in enumerate(labels)}
 
 
-def fit_model(patterns: LevelPatterns, settings: MatchingSettings) -> FsModel:
+def fit_model(patterns: LevelPatterns, settings: MatchingSettings, records: int,
+              agreements: dict[str, Agreement]) -> FsModel:
+    """u from the random pairs (exact agreement from ``agreements``), m by EM in the blocking rules' training
+    blocks, then u of exact agreement corrected for the matches EM found and the blocks trained again."""
     fields = [c.field for c in settings.comparisons]
-    kinds: dict[str, str] = {c.field: str(c.kind) for c in settings.comparisons}
-    u = level_shares(*patterns.of(random=True), fields, kinds)
-    sessions = [k for k in settings.blocking_keys if k in fields]
-    m, prior, iterations = train_sessions(*patterns.of(random=False), u, fields, kinds, sessions,
-                                          settings.em_iterations)
+    levels = model_levels(settings)
+    sampled = level_shares(*patterns.of(random=True)[:2], fields, levels)
+    u = with_exact_u(sampled, {f: a.share for f, a in agreements.items() if a.pairs})
+    candidates, counts, masks = patterns.of(random=False)
+    labels = source_labels(settings.blocking_rules, settings.snm_passes)
+    blocks = []
+    for rule in settings.blocking_rules:
+        bit = 1 << labels.index(f"block:{rule.name}")
+        # a comparison reading any of the rule's fields agrees by construction in its block
+        fixed = frozenset(c.field for c in settings.comparisons if set(c.columns()) & set(rule.fields))
+        blocks.append(TrainingBlock(rule.name, (masks & bit) != 0, fixed))
+    first = train_sessions(candidates, counts, u, fields, levels, blocks, settings.em_iterations)
+    matches = first.share * float(counts.sum())
+    u = with_exact_u(u, {f: exact_u(a, matches, records, first.m[f][-1]) for f, a in agreements.items() if a.pairs})
+    trained = train_sessions(candidates, counts, u, fields, levels, blocks, settings.em_iterations)
+    prior = random_match_prior(trained.share, float(counts.sum()), records)
     tf_fields = [c.field for c in settings.comparisons if c.term_frequency]
-    return FsModel(fields, kinds, m, u, prior, iterations, tf_fields)
+    tf_base = {f: agreements[f].share for f in tf_fields if f in agreements and agreements[f].pairs}
+    anchors = [r.name for r in settings.blocking_rules if trained.conditional_u.get(r.name)]
+    return FsModel(fields, levels, trained.m, u, prior, first.iterations + trained.iterations, tf_fields,
+                   trained.share, trained.trained_by, tf_base, trained.conditional_u, anchors)
+
+
+def anchor_index(mask: Column, model: FsModel, labels: list[str]) -> Column:
+    """Index into ``model.anchors`` of the first anchor rule whose bit is set in the pair's source mask."""
+    index = F.lit(None).cast("int")
+    for position, rule in reversed(list(enumerate(model.anchors))):
+        label = f"block:{rule}"
+        if label in labels:
+            bit = F.lit(1 << labels.index(label)).cast("long")
+            index = F.when(mask.bitwiseAND(bit) != 0, F.lit(position)).otherwise(index)
+    return index
+
+
+def weight_histogram(weight: Column) -> list[Column]:
+    """Aggregates counting pairs per whole-bit match weight bin (``w<bin>``; the end bins take the tails)."""
+    low, high = HISTOGRAM_BINS[0], HISTOGRAM_BINS[-1]
+    binned = F.greatest(F.lit(low), F.least(F.lit(high), F.floor(weight)))
+    return [F.sum(F.when(binned == b, 1).otherwise(0)).alias(f"w{b}") for b in HISTOGRAM_BINS]
+
+
+def null_junk_identifiers(records: DataFrame, junk: dict[str, list[str]]) -> DataFrame:
+    """``records`` with every junk identifier value (a placeholder shared by too many records) set to null
+    in its column, so it neither blocks nor weighs in a comparison."""
+    out = records
+    for column, values in junk.items():
+        if column in out.columns and values:
+            out = out.withColumn(column, F.when(~F.col(column).cast("string").isin(values), F.col(column)))
+    return out
 
 
 def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None = None,
@@ -125,8 +200,20 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
     ``touching`` (record_id of new/changed records) only the pairs involving one of them are compared:
     the incremental mode. When fitting, the random pairs for u are compared in the same pass as the
     candidates (flagged ``random``), so the comparisons run once and one aggregation feeds the model."""
+    rules = settings.blocking_rules
     numbered = numbered_records(matched_columns(records, settings)).persist()
-    pairs = candidate_masks(numbered, settings.blocking_keys, settings.snm_passes, settings.max_key_group)
+    oversized = oversized_blocks(numbered, rules, settings.max_block_size).collect()
+    identifier_rules = {r.name: r.fields[0] for r in rules if r.identifier and len(r.fields) == 1}
+    junk: dict[str, list[str]] = {}
+    for row in oversized:
+        if row["rule"] in identifier_rules:
+            junk.setdefault(identifier_rules[row["rule"]], []).append(row["block_key"])
+    oversized_summary = _oversized_summary(oversized)
+    if junk:
+        cleaned = null_junk_identifiers(numbered, junk).persist()
+        numbered.unpersist()
+        numbered = cleaned
+    pairs = candidate_masks(numbered, rules, settings.snm_passes, settings.max_block_size)
     if touching is not None:
         ids = F.broadcast(numbered.join(touching.select(F.col("record_id").alias("record_name")), "record_name",
                                         "left_semi").select("record_id"))
@@ -147,24 +234,28 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
     fields = [c.field for c in settings.comparisons]
     # the levels and the forced decision are all that scoring needs of l and r. The cached pairs hold no
     # strings: the left record's term-frequency values are looked up again by record_a after the cache
-    # (at 100k records, caching them cost about 2 s of the cache's columnar encoding)
-    compared = compare(attach_records(pairs, slim, broadcast), settings.comparisons, settings).select(
+    compared = compare(attach_records(pairs, slim, broadcast), settings.comparisons).select(
         "record_a", "record_b", "source_mask", "random", *[f"lvl_{f}" for f in fields],
         F.when(forced_nonmatch, F.lit("nonmatch")).when(forced_match, F.lit("match")).alias("forced")).persist()
     patterns = LevelPatterns.collect(compared, fields)
-    model = model or fit_model(patterns, settings)
-    tf = term_frequencies(records, model.tf_fields, total)
+    if model is None:
+        agreements = exact_agreements(slim, {c.field: exact_key(c) for c in settings.comparisons})
+        model = fit_model(patterns, settings, total, agreements)
+    tf = term_frequencies(numbered, model.tf_fields, total)
     candidates = compared.where(~F.col("random")).drop("random")
     if model.tf_fields:
         terms = slim.select(F.col("record_id").alias("record_a"),
                             *[F.col(name).alias(term_column(name)) for name in model.tf_fields])
         candidates = candidates.join(F.broadcast(terms) if broadcast else terms, "record_a", "left")
+    labels = source_labels(rules, settings.snm_passes)
+    candidates = candidates.withColumn("anchor", anchor_index(F.col("source_mask"), model, labels))
     decided = score(candidates, model, tf, settings.tf_max_boost, settings.tf_max_penalty).withColumn(
         "accepted", (F.col("forced") == "match") | (
             F.col("forced").isNull() & (F.col("match_probability") >= settings.match_probability)))
+    observed = Observation("match_weights")
+    decided = decided.observe(observed, *weight_histogram(F.col("match_weight")))
     levels = F.create_map(*[x for c in settings.comparisons for x in (F.lit(c.field), F.col(f"lvl_{c.field}"))])
     names = numbered.select("record_id", "record_name")
-    labels = source_labels(settings.blocking_keys, settings.snm_passes)
     accepted = decided.where("accepted")
     edges = (accepted.join(names.toDF("record_a", "name_a"), "record_a")
              .join(names.toDF("record_b", "name_b"), "record_b")
@@ -172,17 +263,42 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
                      levels.alias("levels"), "field_weights",
                      F.round("match_weight", 4).alias("match_weight"),
                      F.round("match_probability", 6).alias("match_probability"), "forced").persist())
+    n_edges = edges.count()
+    histogram = {int(k[1:]): int(v) for k, v in observed.get.items() if v}
     # counted from the level patterns and the materialised edges (one edge per accepted pair): no second
     # scoring pass over the candidates
     of_candidates = ~patterns.random
     counts = {"records": total, "candidate_pairs": int(patterns.counts[of_candidates].sum()),
-              "accepted_pairs": edges.count(),
+              "accepted_pairs": n_edges,
               "forced_nonmatch": int(patterns.counts[of_candidates & patterns.nonmatch].sum()),
-              "prior": round(model.prior, 6), "em_iterations": model.iterations}
+              "prior": model.prior, "em_iterations": model.iterations,
+              "pairs_per_source": patterns.pairs_per_source(labels),
+              "oversized_blocks": oversized_summary,
+              "junk_identifiers": sum(len(v) for v in junk.values()),
+              "threshold_weight": round(_threshold_weight(settings.match_probability), 4),
+              "weight_histogram": histogram}
     for frame in (compared, slim, numbered):
         frame.unpersist()
     log.info("matching: %(candidate_pairs)d candidate pairs, %(accepted_pairs)d accepted", counts)
     return MatchResult(edges, model, counts)
+
+
+def _threshold_weight(probability: float) -> float:
+    """The match weight at which a pair reaches ``probability``."""
+    return math.log2(probability / (1 - probability))
+
+
+def _oversized_summary(rows: list[Any]) -> dict[str, dict[str, int]]:
+    """Per rule: how many blocks were too large and the largest one's size (values are never reported)."""
+    summary: dict[str, dict[str, int]] = {}
+    for row in rows:
+        entry = summary.setdefault(row["rule"], {"blocks": 0, "largest": 0})
+        entry["blocks"] += 1
+        entry["largest"] = max(entry["largest"], int(row["records"]))
+    for rule, entry in sorted(summary.items()):
+        log.warning("blocking rule %s: %d blocks over the size limit give no pairs (largest %d records)", rule,
+                    entry["blocks"], entry["largest"])
+    return summary
 
 
 def _ordered_names() -> list[Any]:

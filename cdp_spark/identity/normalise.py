@@ -1,11 +1,16 @@
 """Normalisation transforms for silver tables.
 
 ``normalise_person(df, identity)``
-    in:  first_name, last_name, email, phone, postcode, city, country (any may be missing) + other columns
+    in:  the person attributes of docs/identity.md (first_name, last_name, email, phone, birth_date, gender,
+         national_id, street, house_number, address_line2, postcode, city, region, country; any may be
+         missing) + other columns
     out: the same, names cleaned, plus ``email_norm`` (provider rules applied), ``phone_e164``
          (libphonenumber, the record's country or the default region), ``first_name_key``,
-         ``last_name_key`` (lower case, no accents), ``given_name_canonical`` (nicknames resolved),
-         ``postcode_key``, ``city_key``; then the configured value transforms.
+         ``last_name_key`` (lower case, no accents or punctuation), ``given_name_canonical`` (nicknames
+         resolved), ``birth_date_key`` (yyyyMMdd), ``gender_key`` (m / f / the value), ``national_id_key``
+         (upper case letters and digits), ``street_key``, ``address_line2_key``, ``city_key``,
+         ``region_key`` (as names), ``house_number_key``, ``postcode_key`` (no spaces or dashes); then
+         the configured value transforms.
 ``latest_per_key(df, keys, order_by)``
     keeps the most recent row per source key.
 """
@@ -40,8 +45,39 @@ def clean_name(name: Column) -> Column:
 
 
 def name_key(name: Column) -> Column:
-    """Lower-case, accent-free comparison key of a name."""
-    return F.translate(F.lower(F.trim(name)), ACCENTED.lower() + ACCENTED, PLAIN.lower() + PLAIN)
+    """Lower-case, accent-free comparison key of a name or place: punctuation becomes a space, spaces are
+    single; null when nothing is left."""
+    plain = F.translate(F.lower(name), ACCENTED.lower() + ACCENTED, PLAIN.lower() + PLAIN)
+    spaced = F.trim(F.regexp_replace(F.regexp_replace(plain, r"[^\p{L}\p{N}]+", " "), r"\s+", " "))
+    return F.when(spaced != "", spaced)
+
+
+def code_key(value: Column) -> Column:
+    """Upper-case letters and digits only (postcodes, house numbers, national ids); null when empty."""
+    cleaned = F.upper(F.regexp_replace(value.cast("string"), r"[^\p{L}\p{N}]", ""))
+    return F.when(cleaned != "", cleaned)
+
+
+DATE_PATTERNS = ("yyyy-MM-dd", "yyyyMMdd", "dd/MM/yyyy", "yyyy/MM/dd", "dd.MM.yyyy", "dd-MM-yyyy")
+GENDER_WORDS = {"m": "m", "male": "m", "man": "m", "h": "m", "hombre": "m", "homme": "m", "masculino": "m",
+                "f": "f", "female": "f", "woman": "f", "mujer": "f", "femme": "f", "femenino": "f", "feminin": "f"}
+
+
+def date_key(value: Column, is_date: bool) -> Column:
+    """yyyyMMdd text of a birth date: a date column formatted; a text column parsed by the common patterns,
+    else its digits when there are eight (an impossible date such as 19371233 still compares digit by digit)."""
+    if is_date:
+        return F.date_format(value, "yyyyMMdd")
+    text = F.trim(value.cast("string"))
+    parsed = F.coalesce(*[F.to_date(text, pattern) for pattern in DATE_PATTERNS])
+    digits = F.regexp_replace(text, r"[^0-9]", "")
+    return F.coalesce(F.date_format(parsed, "yyyyMMdd"), F.when(F.length(digits) == 8, digits))
+
+
+def gender_key(value: Column) -> Column:
+    word = name_key(value)
+    table = F.create_map(*chain.from_iterable((F.lit(k), F.lit(v)) for k, v in GENDER_WORDS.items()))
+    return F.coalesce(F.element_at(table, word), word)
 
 
 def phone_e164_udf(default_region: str):
@@ -141,13 +177,20 @@ def normalise_person(df: DataFrame, identity: IdentitySettings) -> DataFrame:
     if "phone" in df.columns:
         country = F.col("country") if "country" in df.columns else F.lit(None).cast("string")
         out = out.withColumn("phone_e164", phone_e164_udf(identity.default_region)(F.col("phone"), country))
-    for column in ("postcode", "city"):
+    for column in ("postcode", "city", "street", "house_number", "address_line2", "region", "national_id"):
         if column in df.columns:
-            out = out.withColumn(column, F.when(F.trim(F.col(column)) != "", F.trim(F.col(column))))
-    if "postcode" in df.columns:
-        out = out.withColumn("postcode_key", F.upper(F.regexp_replace(F.col("postcode"), r"[\s-]", "")))
-    if "city" in df.columns:
-        out = out.withColumn("city_key", name_key(F.col("city")))
+            out = out.withColumn(column, F.when(F.trim(F.col(column).cast("string")) != "", F.trim(F.col(column))))
+    for column in ("street", "address_line2", "city", "region"):
+        if column in df.columns:
+            out = out.withColumn(f"{column}_key", name_key(F.col(column)))
+    for column in ("postcode", "house_number", "national_id"):
+        if column in df.columns:
+            out = out.withColumn(f"{column}_key", code_key(F.col(column)))
+    if "birth_date" in df.columns:
+        is_date = dict(df.dtypes)["birth_date"] in ("date", "timestamp")
+        out = out.withColumn("birth_date_key", date_key(F.col("birth_date"), is_date))
+    if "gender" in df.columns:
+        out = out.withColumn("gender_key", gender_key(F.col("gender")))
     return apply_transforms(out, identity.transforms)
 
 

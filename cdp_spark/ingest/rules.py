@@ -10,7 +10,7 @@ Reason codes: ``invalid_encoding``, ``wrong_column_count``, ``malformed_json``, 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
@@ -18,6 +18,21 @@ from pyspark.sql import functions as F
 from cdp_spark.config import SourceSettings
 
 REPLACEMENT_CHAR = "\ufffd"
+
+
+def header_mapping(columns: Sequence[str], contract: SourceSettings) -> list[str]:
+    """The contract column each header column fills, in header order: a header name matches a contract
+    column's own name or one of its ``from`` names, ignoring case and surrounding spaces; other header
+    columns keep their names (they are rescued). Raises ``ValueError`` naming both header columns when two
+    of them fill the same contract column."""
+    accepted = {alias.strip().lower(): name for name, aliases in contract.accepted_names().items() for alias in aliases}
+    mapped = [accepted.get(column.strip().lower(), column) for column in columns]
+    for name in dict.fromkeys(mapped):
+        sources = [column for column, target in zip(columns, mapped, strict=True) if target == name]
+        if len(sources) > 1:
+            raise ValueError(f"header columns {sources} both map to the contract column '{name}'; keep one or "
+                             f"name it in the contract")
+    return mapped
 
 
 def spark_type(type_name: str) -> str:
@@ -41,21 +56,30 @@ def parse_csv(lines: DataFrame, header: Sequence[str], separator: str) -> DataFr
                          error.alias("_parse_error"))
 
 
-def parse_json(lines: DataFrame, columns: Sequence[str]) -> DataFrame:
-    """Parses JSON objects, keeping contract columns as strings; keys outside the contract are rescued
-    into ``_rescued`` (a JSON object) so schema drift is kept and reported, not dropped."""
+def parse_json(lines: DataFrame, columns: Sequence[str], aliases: Mapping[str, Sequence[str]] | None = None,
+               ) -> DataFrame:
+    """Parses JSON objects, keeping contract columns as strings (a column is filled by its own key or the
+    first of its ``aliases`` present); keys outside the contract are rescued into ``_rescued`` (a JSON
+    object) so schema drift is kept and reported, not dropped."""
+    names = {c: list(dict.fromkeys([c, *((aliases or {}).get(c) or [])])) for c in columns}
+    keys = list(dict.fromkeys(k for c in columns for k in names[c]))
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
-    parsed = lines.withColumn("_p", F.from_json(F.col("value"), _strings_schema(columns), options))
+    parsed = lines.withColumn("_p", F.from_json(F.col("value"), _strings_schema(keys), options))
     as_map = F.from_json(F.col("value"), "MAP<STRING, STRING>")
-    extra = F.map_filter(as_map, lambda k, _v: ~k.isin(*columns))
+    extra = F.map_filter(as_map, lambda k, _v: ~k.isin(*keys))
     error = (F.when(F.trim(F.col("value")) == "", F.lit("empty_line"))
              .when(F.col("_p").isNull() | F.col("_p._corrupt").isNotNull(), F.lit("malformed_json")))
+
+    def filled(column: str) -> Column:
+        values = [F.col("_p").getField(k) for k in names[column]]
+        return values[0] if len(values) == 1 else F.coalesce(*values)
+
     return parsed.select(
-        "_row", "value", *[F.col("_p").getField(c).alias(c) for c in columns],
+        "_row", "value", *[filled(c).alias(c) for c in columns],
         F.when(F.size(extra) > 0, F.to_json(extra)).alias("_rescued"), error.alias("_parse_error"))
 
 
-def _typed(column: str, type_name: str) -> Column:
+def _typed(column: str, type_name: str, formats: Sequence[str] = ()) -> Column:
     raw = F.col(f"`{column}`")
     blank = F.trim(raw) == ""
     value = F.when(blank, F.lit(None)).otherwise(F.trim(raw)) if type_name != "string" else raw
@@ -65,7 +89,9 @@ def _typed(column: str, type_name: str) -> Column:
         return (F.when(lowered.isin("true", "t", "yes", "y", "1"), F.lit(True))
                 .when(lowered.isin("false", "f", "no", "n", "0"), F.lit(False)))
     if type_name == "date":
-        return F.to_date(value, "yyyy-MM-dd")
+        return F.coalesce(*[F.to_date(value, pattern) for pattern in (formats or ["yyyy-MM-dd"])])
+    if type_name == "timestamp" and formats:
+        return F.coalesce(*[F.to_timestamp(value, pattern) for pattern in formats])
     return value.cast(target)
 
 
@@ -77,7 +103,7 @@ def apply_contract(parsed: DataFrame, contract: SourceSettings, present: Sequenc
     for column, type_name in contract.columns.items():
         if column in present:
             raw = F.col(f"`{column}`")
-            typed = _typed(column, type_name)
+            typed = _typed(column, type_name, contract.formats(column))
             bad_columns.append(F.when(raw.isNotNull() & (F.trim(raw) != "") & typed.isNull(), F.lit(column)))
         else:
             typed = F.lit(None).cast(spark_type(type_name))

@@ -31,6 +31,7 @@ from cdp_spark.ingest.rules import (
     apply_contract,
     duplicate_keys,
     flag_duplicate_keys,
+    header_mapping,
     parse_csv,
     parse_json,
     row_hash,
@@ -101,7 +102,10 @@ def checked_rows(spark: SparkSession, source: SourceSettings, path: str,
     Raises :class:`FileRejected` for file-level problems."""
     if source.format == "csv":
         header = read_csv_header(path, source.separator, sample)
-        columns = header.columns
+        try:
+            columns = header_mapping(header.columns, source)
+        except ValueError as exc:
+            raise FileRejected(path, "ambiguous_header", str(exc)) from None
         missing_keys = [k for k in source.source_key if k not in columns]
         if missing_keys:
             raise FileRejected(path, "no_source_key",
@@ -115,7 +119,7 @@ def checked_rows(spark: SparkSession, source: SourceSettings, path: str,
     else:
         header = read_json_header(path, sample)
         lines = read_json_array(spark, path) if header.json_array else numbered_lines(spark, path)
-        parsed = parse_json(lines, list(source.columns))
+        parsed = parse_json(lines, list(source.columns), source.accepted_names())
         rescued = []  # JSON objects name their own keys: see rescued_keys, once the rows are persisted
         columns = list(source.columns)  # absent keys are nulls
     missing_required = [c for c in source.required if c not in columns]

@@ -16,15 +16,16 @@ from __future__ import annotations
 import json
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.identity.candidates import candidate_pairs, junk_values
+from cdp_spark.identity.candidates import junk_values, key_pairs
 from cdp_spark.identity.cluster import Clustering, connected_components
 from cdp_spark.identity.fellegi_sunter import FsModel
-from cdp_spark.identity.matching import match
+from cdp_spark.identity.matching import match, model_fits
 from cdp_spark.identity.privacy import add_hashes
 from cdp_spark.identity.registry import assign_person_ids, identity_events
 from cdp_spark.identity.survivorship import survive
@@ -44,10 +45,7 @@ MAX_KEY_GROUP = 50
 def person_records(ctx: RunContext, cfg: CdpConfig) -> DataFrame:
     """Union of the silver person entities as (record_id, system, source_key, match keys, attributes,
     updated_at). record_id = ``<system>:<source key>``."""
-    matching = cfg.identity.matching
-    compared = [x for c in matching.comparisons for x in (c.field, c.canonical) if x] if matching else []
-    keys = matching.blocking_keys if matching else []
-    wanted = list(dict.fromkeys([*cfg.identity.match_keys, *keys, *compared, *cfg.identity.profile_attributes]))
+    wanted = list(dict.fromkeys([*matched_fields(cfg), *cfg.identity.profile_attributes]))
     silvers = []
     seen: set[str] = set()
     for source in cfg.all_sources().values():
@@ -81,23 +79,48 @@ def person_records(ctx: RunContext, cfg: CdpConfig) -> DataFrame:
     return records
 
 
+def matched_fields(cfg: CdpConfig) -> list[str]:
+    """The person columns matching reads: compared fields (and their canonical and swap columns), blocking
+    rule fields, columns named by SNM keys are among these or the profile's; the exact keys without
+    matching."""
+    matching = cfg.identity.matching
+    if matching is None:
+        return list(cfg.identity.match_keys)
+    compared = [x for c in matching.comparisons for x in c.columns()]
+    return list(dict.fromkeys([*compared, *(f for r in matching.blocking_rules for f in r.fields)]))
+
+
 def record_hash(records: DataFrame, cfg: CdpConfig) -> Column:
     """Hash of the columns matching looks at: a record whose hash changed is compared again."""
-    matching = cfg.identity.matching
-    columns = sorted({*cfg.identity.match_keys, *(x for c in matching.comparisons for x in (c.field, c.canonical) if x),
-                      *matching.blocking_keys} if matching else set(cfg.identity.match_keys))
+    columns = sorted(matched_fields(cfg))
     return F.sha2(F.concat_ws("\u241f", *[F.coalesce(F.col(c).cast("string"), F.lit("\u2400"))
                                           for c in columns if c in records.columns]), 256)
 
 
-def latest_model(ctx: RunContext) -> FsModel | None:
-    """The most recently fitted matching model, if any."""
+def stored_model(ctx: RunContext) -> tuple[FsModel, dict[str, Any]] | None:
+    """The most recently fitted matching model and the counts stored with it, if any (None also for a
+    model from before named comparison levels)."""
     if not ctx.store.exists(MODEL):
         return None
     models = ctx.read(MODEL)
     order = F.col("fitted_at").desc_nulls_last() if "fitted_at" in models.columns else F.col("run_id")
     row = models.orderBy(order).first()
-    return FsModel.from_json(row["model"]) if row else None
+    model = FsModel.from_json(row["model"]) if row else None
+    if row is None or model is None:
+        return None
+    return model, json.loads(row["counts"] or "{}")
+
+
+def latest_model(ctx: RunContext) -> FsModel | None:
+    """The most recently fitted matching model when it fits the configured comparisons."""
+    stored = stored_model(ctx)
+    matching = ctx.cfg.identity.matching
+    if stored is None:
+        return None
+    if matching is not None and not model_fits(stored[0], matching):
+        log.info("the stored matching model was fitted for other comparisons: fitting a new one")
+        return None
+    return stored[0]
 
 
 def guard_giant_clusters(spark: SparkSession, records: DataFrame, edges: DataFrame, clustering: Clustering,
@@ -116,7 +139,10 @@ def guard_giant_clusters(spark: SparkSession, records: DataFrame, edges: DataFra
     giant_ids = components.join(F.broadcast(spark.createDataFrame([(c,) for c, _ in giants], "component string")),
                                 "component")
     inside = giant_ids.select(F.col("record_id").alias("record_a"))
-    strong = (F.col("forced") == "match") | F.exists("sources", lambda s: s.startswith("key:"))
+    matching = cfg.identity.matching
+    identifiers = [f"block:{r.name}" for r in matching.blocking_rules if r.identifier] if matching else []
+    strong = (F.col("forced") == "match") | F.exists(
+        "sources", lambda s: s.startswith("key:") | s.isin(*identifiers) if identifiers else s.startswith("key:"))
     kept = (edges.join(inside, "record_a", "left_anti").unionByName(
         edges.join(inside, "record_a", "left_semi").where(strong)))
     for component, size in giants:
@@ -132,9 +158,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     records = person_records(ctx, cfg)
     records = records.withColumn("record_hash", record_hash(records, cfg)).persist()
     matching = cfg.identity.matching
-    keys = matching.blocking_keys if matching else cfg.identity.match_keys
-    max_group = matching.max_key_group if matching else MAX_KEY_GROUP
-    junk = junk_values(records, keys, max_group).collect()
+    junk = [] if matching else junk_values(records, cfg.identity.match_keys, MAX_KEY_GROUP).collect()
     for row in junk:
         log.warning("junk identifier ignored: %s value (sha256 %s…) shared by %d records", row["rule"],
                     row["key_hash"][:12], row["records"])
@@ -170,8 +194,9 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                 "run_id string, model string, counts string, fitted_at timestamp")
             ctx.wrote(MODEL, ctx.store.write(MODEL, model_row, evolve_schema=True).version)
     else:
-        edges = (candidate_pairs(records, keys, [], max_group).withColumn("run_id", F.lit(ctx.run_id))
-                 .withColumn("forced", F.lit("match"))).persist()
+        edges = (key_pairs(records, cfg.identity.match_keys, MAX_KEY_GROUP)
+                 .groupBy("record_a", "record_b").agg(F.array_sort(F.collect_set("source")).alias("sources"))
+                 .withColumn("run_id", F.lit(ctx.run_id)).withColumn("forced", F.lit("match"))).persist()
         n_edges = edges.count()
         cached.append(edges)
     n_records = int(match_counts["records"]) if matching else records.count()  # type: ignore[call-overload]
@@ -206,6 +231,8 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                else assigned.select("person_id").distinct().count())
     counts = {"records": n_records, "persons": persons, "edges": n_edges, "junk_identifiers": len(junk),
               "giant_clusters": len(giants), **match_counts}
+    for detail in ("weight_histogram", "pairs_per_source", "oversized_blocks"):  # kept with the model
+        counts.pop(detail, None)
     for frame in (*cached, assigned):
         frame.unpersist()
     ctx.counts["resolve"] = counts

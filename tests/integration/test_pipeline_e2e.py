@@ -276,8 +276,8 @@ def test_probabilistic_resolution_against_ground_truth_explain_and_backfill(spar
     assert json.loads(model.counts)["accepted_pairs"] > 0
 
     # a person whose records are linked by something other than a shared key: explain shows the evidence
-    edges = ctx.store.read("silver.identity_edges").where(~F.array_contains("sources", "key:email_norm")
-                                                          & ~F.array_contains("sources", "key:phone_e164"))
+    edges = ctx.store.read("silver.identity_edges").where(~F.array_contains("sources", "block:email")
+                                                          & ~F.array_contains("sources", "block:phone"))
     edge = edges.orderBy("record_a").first()
     person = registry.where(F.col("record_id") == edge.record_a).first().person_id
     result = CliRunner().invoke(main, ["--conf", str(REPO_ROOT / "conf"), "--data-dir", str(data), "explain", person])

@@ -1,3 +1,5 @@
+"""Fellegi-Sunter estimation and scoring, and matching end to end on literal records."""
+
 from __future__ import annotations
 
 import math
@@ -8,19 +10,23 @@ import pytest
 from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
-from cdp_spark.config import ComparisonSettings, MatchingSettings, SnmPass
-from cdp_spark.identity.candidates import candidate_pairs, key_pairs, snm_pairs
-from cdp_spark.identity.compare import attach_records, compare
+from cdp_spark.config import BlockingRule, ComparisonSettings, MatchingSettings, SnmPass
 from cdp_spark.identity.fellegi_sunter import (
+    Agreement,
     FsModel,
+    TrainingBlock,
+    exact_agreements,
+    exact_u,
     expectation_maximisation,
     level_shares,
+    random_match_prior,
     random_pairs,
     score,
     train_sessions,
+    with_exact_u,
 )
 
-KINDS = {"a": "exact", "b": "exact"}
+LEVELS = {"a": ["different", "exact"], "b": ["different", "exact"], "c": ["different", "exact"]}
 
 
 def test_em_recovers_hand_computed_parameters():
@@ -30,55 +36,104 @@ def test_em_recovers_hand_computed_parameters():
     patterns = np.array([[1, 1], [1, 0], [0, 1], [0, 0]])
     counts = np.array([170.0, 90.0, 90.0, 650.0])
     u = {"a": [0.9, 0.1], "b": [0.9, 0.1]}
-    m, prior, iterations = expectation_maximisation(patterns, counts, u, ["a", "b"], KINDS, iterations=5000,
-                                                    prior=0.5, tolerance=1e-14, pseudo_count=0.0)
-    assert prior == pytest.approx(0.2, abs=2e-3)
-    assert m["a"] == pytest.approx([0.1, 0.9], abs=5e-3) and m["b"] == pytest.approx([0.1, 0.9], abs=5e-3)
-    assert iterations > 1
+    result = expectation_maximisation(patterns, counts, u, ["a", "b"], LEVELS, iterations=5000, prior=0.5,
+                                      tolerance=1e-14, pseudo_count=0.0)
+    assert result.prior == pytest.approx(0.2, abs=2e-3)
+    assert result.m["a"] == pytest.approx([0.1, 0.9], abs=5e-3) and result.m["b"] == pytest.approx([0.1, 0.9], abs=5e-3)
+    assert result.iterations > 1
 
 
 def test_em_fits_only_the_prior_when_m_is_fixed():
     patterns = np.array([[1, 1], [1, 0], [0, 1], [0, 0]])
     counts = np.array([170.0, 90.0, 90.0, 650.0])
     u = {"a": [0.9, 0.1], "b": [0.9, 0.1]}
-    m, prior, _ = expectation_maximisation(patterns, counts, u, ["a", "b"], KINDS, iterations=500, prior=0.5,
-                                           m_start={"a": [0.1, 0.9], "b": [0.1, 0.9]}, update_m=False,
-                                           tolerance=1e-12)
-    assert m == {"a": [0.1, 0.9], "b": [0.1, 0.9]} and prior == pytest.approx(0.2, abs=1e-6)
+    result = expectation_maximisation(patterns, counts, u, ["a", "b"], LEVELS, iterations=500, prior=0.5,
+                                      m_start={"a": [0.1, 0.9], "b": [0.1, 0.9]}, update_m=False, tolerance=1e-12)
+    assert result.m == {"a": [0.1, 0.9], "b": [0.1, 0.9]} and result.prior == pytest.approx(0.2, abs=1e-6)
+
+
+def test_em_with_free_u_separates_non_matches_that_do_not_look_like_random_pairs():
+    # an address block: 325 matches (mostly agreeing on given name a, surname b and e-mail c) and 300
+    # people of the same households, of whom 200 share the surname. With u fixed to the random pairs'
+    # [0.9, 0.1], sharing a surname looks like a match and the households join the matches (m of a
+    # different given name 0.36); with the non-matches' u estimated too, they do not
+    patterns = np.array([[1, 1, 1], [1, 1, 0], [0, 1, 1], [0, 1, 0], [0, 0, 0]])
+    counts = np.array([300.0, 20.0, 5.0, 200.0, 100.0])
+    levels = {f: ["different", "exact"] for f in "abc"}
+    u = {f: [0.9, 0.1] for f in "abc"}
+    fixed = expectation_maximisation(patterns, counts, u, list("abc"), levels, iterations=500, prior=0.5)
+    free = expectation_maximisation(patterns, counts, u, list("abc"), levels, iterations=500, prior=0.5,
+                                    update_u=True, u_shrinkage=200.0)
+    assert fixed.prior > 0.75 and fixed.m["a"][0] > 0.3
+    assert free.prior == pytest.approx(325 / 625, abs=0.03) and free.m["a"][0] < 0.02
+    assert free.u["b"][1] > 0.4  # the households' surname agreement, pulled towards 0.1 by the shrinkage
 
 
 def test_level_shares_count_non_null_levels_with_one_pseudo_pair_each():
     # field a: level 0 x 3 pairs, level 1 x 5, null x 2 (left out) -> (3+1, 5+1) / 10
     patterns = np.array([[0, 1], [1, 0], [-1, 0]])
     counts = np.array([3.0, 5.0, 2.0])
-    u = level_shares(patterns, counts, ["a", "b"], KINDS)
+    u = level_shares(patterns, counts, ["a", "b"], LEVELS)
     assert u == {"a": pytest.approx([0.4, 0.6]), "b": pytest.approx([8 / 12, 4 / 12])}
 
 
-def test_training_sessions_leave_out_their_own_field_then_fit_the_prior():
-    # one session on "a": its agreeing rows (a = 1) hold b's patterns 170 x 1 and 90 x 0, which alone cannot
-    # separate matches from non-matches; EM from prior 0.9 gives b's m, and "a" (no session estimates it)
-    # keeps the default start; the prior is then fitted on all rows with that m and u fixed
-    patterns = np.array([[1, 1], [1, 0], [0, 1], [0, 0]])
-    counts = np.array([170.0, 90.0, 90.0, 650.0])
-    u = {"a": [0.9, 0.1], "b": [0.9, 0.1]}
-    m, prior, _ = train_sessions(patterns, counts, u, ["a", "b"], KINDS, ["a"], 200)
-    m_b, _, _ = expectation_maximisation(np.array([[1], [0]]), np.array([170.0, 90.0]), u, ["b"], KINDS, 200,
-                                         prior=0.9)
-    start = np.linspace(0.05, 1.0, 2) ** 3
-    assert m == {"a": pytest.approx(list(start / start.sum())), "b": pytest.approx(m_b["b"])}
-    _, expected_prior, _ = expectation_maximisation(patterns, counts, u, ["a", "b"], KINDS, 200, prior=0.1,
-                                                    m_start=m, update_m=False)
-    assert prior == pytest.approx(expected_prior)
+def test_training_blocks_leave_out_their_own_fields_average_m_and_keep_their_u():
+    # block "on_a" (rows 0-1) fixes a and estimates b and c; block "on_b" (rows 2-3) fixes b and estimates a, c
+    patterns = np.array([[1, 1, 1], [1, 0, 0], [1, 1, 1], [0, 1, 0]])
+    counts = np.array([80.0, 20.0, 70.0, 30.0])
+    u = {f: [0.9, 0.1] for f in "abc"}
+    blocks = [TrainingBlock("on_a", np.array([True, True, False, False]), frozenset({"a"})),
+              TrainingBlock("on_b", np.array([False, False, True, True]), frozenset({"b"}))]
+    trained = train_sessions(patterns, counts, u, ["a", "b", "c"], LEVELS, blocks, 200)
+    on_a = expectation_maximisation(np.array([[1, 1], [0, 0]]), np.array([80.0, 20.0]), u, ["b", "c"], LEVELS, 200,
+                                    prior=0.5, update_u=True, u_shrinkage=200.0)
+    on_b = expectation_maximisation(np.array([[1, 1], [0, 0]]), np.array([70.0, 30.0]), u, ["a", "c"], LEVELS, 200,
+                                    prior=0.5, update_u=True, u_shrinkage=200.0)
+    c_mean = (np.asarray(on_a.m["c"]) + np.asarray(on_b.m["c"])) / 2
+    assert trained.m["a"] == pytest.approx(on_b.m["a"]) and trained.m["b"] == pytest.approx(on_a.m["b"])
+    assert trained.m["c"] == pytest.approx(list(c_mean / c_mean.sum()))
+    assert trained.trained_by == {"a": ["on_b"], "b": ["on_a"], "c": ["on_a", "on_b"]}
+    assert trained.conditional_u == {"on_a": {"b": pytest.approx(on_a.u["b"]), "c": pytest.approx(on_a.u["c"])},
+                                     "on_b": {"a": pytest.approx(on_b.u["a"]), "c": pytest.approx(on_b.u["c"])}}
+    share = expectation_maximisation(patterns, counts, u, ["a", "b", "c"], LEVELS, 200, prior=0.1,
+                                     m_start=trained.m, update_m=False, update_u=True)
+    assert trained.share == pytest.approx(share.prior)
 
 
-SETTINGS = MatchingSettings(comparisons=[
-    ComparisonSettings(field="first", kind="name", canonical="canon", term_frequency=True),
-    ComparisonSettings(field="email", kind="email"), ComparisonSettings(field="phone", kind="phone"),
-    ComparisonSettings(field="born", kind="date"), ComparisonSettings(field="postcode", kind="postcode"),
-    ComparisonSettings(field="city", kind="exact")])
-RECORD_SCHEMA = ("record_id string, first string, canon string, email string, phone string, born date, "
-                 "postcode string, city string")
+def test_a_level_no_block_can_contain_is_estimated_on_all_candidates():
+    # "swap" of field a never occurs in the only block (which fixes b): its m comes from all the candidates,
+    # where the 30 pairs at that level agree on b and c like the matches
+    levels = {"a": ["different", "swap", "exact"], "b": ["different", "exact"], "c": ["different", "exact"]}
+    patterns = np.array([[2, 1, 1], [0, 1, 0], [1, 1, 1], [0, 0, 0]])
+    counts = np.array([300.0, 100.0, 30.0, 3000.0])
+    u = {"a": [0.98, 0.0001, 0.0199], "b": [0.9, 0.1], "c": [0.9, 0.1]}
+    block = TrainingBlock("on_b", np.array([True, True, False, False]), frozenset({"b"}))
+    trained = train_sessions(patterns, counts, u, ["a", "b", "c"], levels, [block], 200)
+    in_block = expectation_maximisation(patterns[:2][:, [0, 2]], counts[:2], u, ["a", "c"], levels, 200, prior=0.5,
+                                        update_u=True, u_shrinkage=200.0)
+    assert in_block.m["a"][1] < 0.005  # the block saw no swap: one pseudo-pair's worth
+    assert trained.m["a"][1] > 0.05 and sum(trained.m["a"]) == pytest.approx(1.0)
+    assert trained.m["c"] == pytest.approx(in_block.m["c"])
+
+
+def test_exact_agreement_is_counted_from_value_frequencies_and_corrected_for_matches(spark):
+    records = spark.createDataFrame([("a", "x"), ("b", "x"), ("c", "x"), ("d", "y"), ("e", "y"), ("f", None)],
+                                    "record_id string, v string")
+    agreements = exact_agreements(records, {"v": F.col("v")})
+    # x: 3 records -> 3 pairs, y: 2 -> 1 pair; 5 records with a value -> 10 pairs
+    assert agreements == {"v": Agreement(records=5, agreeing_pairs=4.0)}
+    assert agreements["v"].share == pytest.approx(0.4)
+    # 3 matching pairs expected among 6 records; both hold a value in (5/6)^2 of them; m_exact 0.9
+    both = 3 * (5 / 6) ** 2
+    assert exact_u(agreements["v"], 3.0, 6, 0.9) == pytest.approx((4 - both * 0.9) / (10 - both))
+    # never below 1 % of the uncorrected share, however many matches are expected
+    assert exact_u(agreements["v"], 100.0, 6, 1.0) == pytest.approx(0.004)
+    assert with_exact_u({"v": [0.5, 0.3, 0.2], "w": [0.6, 0.4]}, {"v": 0.1}) == {
+        "v": pytest.approx([0.5 / 0.8 * 0.9, 0.3 / 0.8 * 0.9, 0.1]), "w": [0.6, 0.4]}
+
+
+def test_random_match_prior_is_the_expected_matches_over_all_record_pairs():
+    assert random_match_prior(0.05, 2000.0, 101) == pytest.approx(0.05 * 2000 / (101 * 100 / 2))
 
 
 def test_random_pairs_do_not_depend_on_partitioning_or_numbering(spark):
@@ -98,174 +153,117 @@ def test_random_pairs_do_not_depend_on_partitioning_or_numbering(spark):
     assert all(a != b for a, b in first) and 400 <= len(first) <= 600  # about one pair per bucket
 
 
-def test_comparison_levels_for_every_kind(spark):
-    records = spark.createDataFrame([
-        ("a1", "jose", "jose", "jo@x.es", "+34611222333", date(1990, 3, 4), "28013", "madrid"),
-        ("a2", "jose", "jose", "jo@x.es", "+34611222333", date(1990, 3, 4), "28013", "madrid"),     # exact all
-        ("b1", "pepe", "jose", "jo@y.es", "+34601222333", date(1990, 4, 3), "28099", "getafe"),    # near
-        ("c1", "josep", "josep", "jo1@x.es", "+34611000000", date(1990, 3, 9), "08001", "madrid"),  # jw high
-        ("d1", "josefa", "josefa", "zz@q.es", "+33611222000", date(1991, 5, 9), "46001", None),    # jw low
-        ("e1", "maria", "maria", None, None, None, None, None),
-    ], RECORD_SCHEMA)
-    pairs = spark.createDataFrame([("a1", x) for x in ("a2", "b1", "c1", "d1", "e1")],
-                                  "record_a string, record_b string")
-    levels = compare(attach_records(pairs, records), SETTINGS.comparisons, SETTINGS).select(
-        "record_b", *[f"lvl_{c.field}" for c in SETTINGS.comparisons]).orderBy("record_b")
-    expected = spark.createDataFrame([
-        ("a2", 4, 2, 2, 2, 2, 1),
-        ("b1", 3, 1, 1, 1, 1, 0),     # nickname; same local part; last 7 digits; day-month swapped; same area
-        ("c1", 2, 1, 0, 1, 0, 1),     # JW(jose, josep) = 0.96; edit distance 1; 2 of 3 date parts
-        ("d1", 2, 0, 0, 0, 0, -1),    # JW(jose, josefa) = 0.933: high band; the rest differs, city null
-        ("e1", 0, -1, -1, -1, -1, -1),
-    ], "record_b string, lvl_first int, lvl_email int, lvl_phone int, lvl_born int, lvl_postcode int, lvl_city int")
-    assert_df_equality(levels, expected, ignore_nullable=True)
-
-
-def test_email_levels_near_is_same_local_part_or_one_edit(spark):
-    records = spark.createDataFrame([("a", "jo@x.es"), ("b", "jo@y.org"), ("c", "jo@x.ez"), ("d", "oj@x.es"),
-                                     ("e", "joxx@x.es"), ("f", "ajo@x.es")], "record_id string, email string")
-    settings = MatchingSettings(comparisons=[ComparisonSettings(field="email", kind="email")])
-    pairs = spark.createDataFrame([("a", x) for x in "bcdef"], "record_a string, record_b string")
-    levels = compare(attach_records(pairs, records), settings.comparisons, settings).select("record_b", "lvl_email")
-    # same local part; one substitution; two edits; two insertions; one insertion
-    expected = spark.createDataFrame([("b", 1), ("c", 1), ("d", 0), ("e", 0), ("f", 1)],
-                                     "record_b string, lvl_email int")
-    assert_df_equality(levels, expected, ignore_nullable=True, ignore_row_order=True)
-
-
-def test_jaro_winkler_bands(spark):
-    records = spark.createDataFrame([("x", "martha", "martha"), ("y", "marhta", "marhta"), ("z", "dwayne", "dwayne"),
-                                     ("w", "duane", "duane")], "record_id string, first string, canon string")
-    settings = MatchingSettings(comparisons=[ComparisonSettings(field="first", kind="name")])
-    pairs = spark.createDataFrame([("x", "y"), ("z", "w"), ("x", "z")], "record_a string, record_b string")
-    got = {(r.record_a, r.record_b): r.lvl_first for r in compare(attach_records(pairs, records),
-                                                                   settings.comparisons, settings).collect()}
-    # JW(martha, marhta) = 0.961 (high); JW(dwayne, duane) = 0.84 (< 0.85: different); martha/dwayne: different
-    assert got == {("x", "y"): 2, ("z", "w"): 0, ("x", "z"): 0}
-
-
-def test_snm_windows_give_exact_pairs(spark):
-    records = spark.createDataFrame([("r1", "smith"), ("r2", "smyth"), ("r3", "smithe"), ("r4", "jones"),
-                                     ("r5", "jonas"), ("r6", None)], "record_id string, surname string")
-    passes = [SnmPass(name="surname", key="surname", window=3, prefix_length=1)]
-    pairs = snm_pairs(records, passes)
-    assert pairs is not None
-    # partition "s": smith(r1), smithe(r3), smyth(r2) sorted; partition "j": jonas(r5), jones(r4)
-    expected = spark.createDataFrame([("r1", "r2", "snm:surname"), ("r1", "r3", "snm:surname"),
-                                      ("r2", "r3", "snm:surname"), ("r4", "r5", "snm:surname")],
-                                     "record_a string, record_b string, source string")
-    assert_df_equality(pairs.orderBy("record_a", "record_b"), expected, ignore_nullable=True)
-
-
-def test_snm_passes_share_one_sort_with_their_own_windows_and_prefixes(spark):
-    records = spark.createDataFrame([("r1", "smith", "b"), ("r2", "smyth", "a"), ("r3", "smithe", "c"),
-                                     ("r4", "jones", "d"), ("r5", "jonas", None)],
-                                    "record_id string, surname string, city string")
-    passes = [SnmPass(name="surname", key="surname", window=3, prefix_length=1),
-              SnmPass(name="city", key="city", window=2, prefix_length=0)]
-    pairs = snm_pairs(records, passes)
-    assert pairs is not None
-    # surname: s -> smith(r1), smithe(r3), smyth(r2), window 3; j -> jonas(r5), jones(r4)
-    # city (one partition, window 2): a(r2), b(r1), c(r3), d(r4) -> neighbours only
-    expected = spark.createDataFrame([("r1", "r2", "snm:city"), ("r1", "r2", "snm:surname"),
-                                      ("r1", "r3", "snm:city"), ("r1", "r3", "snm:surname"),
-                                      ("r2", "r3", "snm:surname"), ("r3", "r4", "snm:city"),
-                                      ("r4", "r5", "snm:surname")],
-                                     "record_a string, record_b string, source string")
-    assert_df_equality(pairs.orderBy("record_a", "record_b", "source"), expected, ignore_nullable=True)
-
-
-def test_matching_reads_only_compared_blocking_rule_and_snm_columns(spark):
-    from cdp_spark.identity.matching import matched_columns
-
-    records = spark.createDataFrame([], "record_id string, first string, email string, city string, "
-                                        "city_code string, phone string, tier string, born date, loyalty long")
-    settings = MatchingSettings(
-        blocking_keys=["phone"], comparisons=[ComparisonSettings(field="first", kind="name")],
-        snm_passes=[SnmPass(name="c", key="concat(city_code, 'city', first)", window=2, prefix_length=1)],
-        force_nonmatch=["year(l.born) <> year(r.born)"])
-    # city appears only inside a string literal and as part of city_code: a word match keeps it (never
-    # too few columns); tier, email and loyalty are read by nothing
-    assert matched_columns(records, settings).columns == ["record_id", "first", "born", "phone", "city",
-                                                          "city_code"]
-
-
-def test_candidates_union_keys_and_passes_once(spark):
-    records = spark.createDataFrame([("r1", "a@x", "smith"), ("r2", "a@x", "smyth"), ("r3", None, "smithe")],
-                                    "record_id string, email string, surname string")
-    got = candidate_pairs(records, ["email"], [SnmPass(name="s", key="surname", window=2, prefix_length=0)], 10)
-    assert sorted((r.record_a, r.record_b, tuple(r.sources)) for r in got.collect()) == [
-        ("r1", "r2", ("key:email",)), ("r1", "r3", ("snm:s",)), ("r2", "r3", ("snm:s",))]
-    assert sorted((r.record_a, r.record_b) for r in key_pairs(records, ["email"], 1).collect()) == []
+def model_two_fields(**extra):
+    return FsModel(fields=["first", "city"], levels={"first": ["different", "exact"], "city": ["different", "exact"]},
+                   m={"first": [0.2, 0.8], "city": [0.4, 0.6]}, u={"first": [0.95, 0.05], "city": [0.8, 0.2]},
+                   prior=0.1, **extra)
 
 
 def test_score_adds_prior_field_weights_and_term_frequency(spark):
-    model = FsModel(fields=["first", "city"], kinds={"first": "exact", "city": "exact"},
-                    m={"first": [0.2, 0.8], "city": [0.4, 0.6]}, u={"first": [0.95, 0.05], "city": [0.8, 0.2]},
-                    prior=0.1, tf_fields=["first"])
-    compared = spark.createDataFrame([("a", "b", 1, 1, "ana"), ("a", "c", 0, -1, "ana")],
-                                     "record_a string, record_b string, lvl_first int, lvl_city int, term_first string")
-    tf = {"first": spark.createDataFrame([("ana", 0.025)], "tf_value string, tf_first double")}
+    model = model_two_fields(tf_fields=["first"], tf_base={"first": 0.04})
+    compared = spark.createDataFrame([("a", "b", 1, 1, "ana", None), ("a", "c", 0, -1, "ana", None)],
+                                     "record_a string, record_b string, lvl_first int, lvl_city int, "
+                                     "term_first string, anchor int")
+    tf = {"first": spark.createDataFrame([("ana", 0.02)], "tf_value string, tf_first double")}
     got = {r.record_b: r for r in score(compared, model, tf).collect()}
     prior = math.log2(0.1 / 0.9)
-    exact_first = math.log2(0.8 / 0.05) + math.log2(0.05 / 0.025)  # a rarer name than average weighs more
+    exact_first = math.log2(0.8 / 0.05) + math.log2(0.04 / 0.02)  # a rarer name than average weighs more
     assert got["b"].match_weight == pytest.approx(prior + exact_first + math.log2(0.6 / 0.2))
     assert got["c"].match_weight == pytest.approx(prior + math.log2(0.2 / 0.95))  # null city adds nothing
     assert got["b"].match_probability == pytest.approx(1 / (1 + 2 ** -got["b"].match_weight))
     assert got["c"].field_weights == {"first": round(math.log2(0.2 / 0.95), 4), "city": 0.0}
 
 
-def test_match_with_a_given_model_accepts_forces_and_counts(spark):
+def test_score_given_an_anchor_rule_uses_that_rules_u(spark):
+    # pairs agreeing on the "address" rule: among its non-matches half share the city (a household)
+    model = model_two_fields(conditional_u={"address": {"city": [0.5, 0.5]}}, anchors=["address"])
+    compared = spark.createDataFrame([("a", "b", 1, 1, 0), ("a", "c", 1, 1, None)],
+                                     "record_a string, record_b string, lvl_first int, lvl_city int, anchor int")
+    got = {r.record_b: r.match_weight for r in score(compared, model).collect()}
+    base = math.log2(0.1 / 0.9) + math.log2(0.8 / 0.05)
+    assert got == {"b": pytest.approx(base + math.log2(0.6 / 0.5)), "c": pytest.approx(base + math.log2(0.6 / 0.2))}
+    assert model.weights("city", "address") == pytest.approx([math.log2(0.4 / 0.5), math.log2(0.6 / 0.5)])
+
+
+MATCHING = MatchingSettings(
+    blocking_rules=[BlockingRule(name="email", fields=["email"], identifier=True, max_block_size=3)],
+    snm_passes=[SnmPass(name="first", key="first", window=2, prefix_length=0)],
+    comparisons=[ComparisonSettings(field="first", kind="exact"), ComparisonSettings(field="email", kind="exact"),
+                 ComparisonSettings(field="born", kind="exact")],
+    match_probability=0.5, force_nonmatch=["l.born < date'1900-01-01' OR r.born < date'1900-01-01'"])
+GIVEN = FsModel(["first", "email", "born"],
+                {f: ["different", "exact"] for f in ("first", "email", "born")},
+                m={"first": [0.1, 0.9], "email": [0.1, 0.9], "born": [0.1, 0.9]},
+                u={"first": [0.9, 0.1], "email": [0.99, 0.01], "born": [0.9, 0.1]}, prior=0.05)
+
+
+def test_match_with_a_given_model_accepts_forces_ignores_junk_and_counts(spark):
     from cdp_spark.identity.matching import match
 
     records = spark.createDataFrame([
         ("crm:1", "ana", "a@x.es", date(1990, 1, 2)),
         ("web:1", "ana", "a@x.es", date(1990, 1, 2)),
-        ("web:2", "bob", "a@x.es", date(1975, 5, 9)),   # shares the e-mail; every birth date part differs
-        ("web:3", "eva", "e@x.es", date(1980, 3, 3)),   # no candidate
+        ("web:2", "bob", "a@x.es", date(1890, 5, 9)),    # shares the e-mail; a placeholder birth date
+        ("web:3", "eva", "n@a.es", date(1980, 3, 3)),    # "n@a.es": a placeholder on 4 records (junk)
+        ("web:4", "eva", "n@a.es", date(1980, 3, 3)),
+        ("web:5", "zoe", "n@a.es", date(1970, 3, 3)),
+        ("web:6", "zoe", "n@a.es", date(1970, 3, 3)),
     ], "record_id string, first string, email string, born date")
-    settings = MatchingSettings(
-        blocking_keys=["email"], comparisons=[ComparisonSettings(field="first", kind="name"),
-                                              ComparisonSettings(field="email", kind="email"),
-                                              ComparisonSettings(field="born", kind="date")],
-        force_nonmatch=["year(l.born) <> year(r.born) AND month(l.born) <> month(r.born) "
-                        "AND day(l.born) <> day(r.born)"])
-    model = FsModel(["first", "email", "born"], {"first": "name", "email": "email", "born": "date"},
-                    m={"first": [0.05, 0.05, 0.05, 0.05, 0.8], "email": [0.05, 0.05, 0.9], "born": [0.05, 0.05, 0.9]},
-                    u={"first": [0.9, 0.04, 0.03, 0.02, 0.01], "email": [0.98, 0.01, 0.01], "born": [0.9, 0.05, 0.05]},
-                    prior=0.1)
-    result = match(records, settings, model=model)
-    weight = math.log2(0.1 / 0.9) + model.weight("first", 4) + model.weight("email", 2) + model.weight("born", 2)
-    expected = spark.createDataFrame([("crm:1", "web:1", ["key:email"], round(weight, 4), None)],
-                                     "record_a string, record_b string, sources array<string>, match_weight double, "
-                                     "forced string")
-    assert_df_equality(result.edges.select("record_a", "record_b", "sources", "match_weight", "forced"), expected,
-                       ignore_nullable=True)
-    assert {k: result.counts[k] for k in ("records", "candidate_pairs", "accepted_pairs", "forced_nonmatch")} == {
-        "records": 4, "candidate_pairs": 2, "accepted_pairs": 1, "forced_nonmatch": 1}
-
-
-def test_match_adjusts_exact_agreement_on_a_common_value_by_its_term_frequency(spark):
-    from cdp_spark.identity.matching import match
-
-    records = spark.createDataFrame([
-        ("crm:1", "ana", "a@x.es"), ("web:1", "ana", "a@x.es"),   # "ana": 3 of 5 records
-        ("web:2", "zoe", "z@x.es"), ("web:3", "zoe", "z@x.es"),   # "zoe": 2 of 5
-        ("web:4", "ana", "q@x.es"),                               # no candidate
-    ], "record_id string, first string, email string")
-    settings = MatchingSettings(
-        blocking_keys=["email"], comparisons=[ComparisonSettings(field="first", kind="name", term_frequency=True),
-                                              ComparisonSettings(field="email", kind="email")],
-        match_probability=0.5, tf_max_penalty=10.0, tf_max_boost=10.0)
-    model = FsModel(["first", "email"], {"first": "name", "email": "email"},
-                    m={"first": [0.05, 0.05, 0.05, 0.05, 0.8], "email": [0.05, 0.05, 0.9]},
-                    u={"first": [0.9, 0.04, 0.03, 0.02, 0.01], "email": [0.98, 0.01, 0.01]},
-                    prior=0.1, tf_fields=["first"])
-    result = match(records, settings, model=model)
-    base = math.log2(0.1 / 0.9) + model.weight("first", 4) + model.weight("email", 2)
+    result = match(records, MATCHING, model=GIVEN)
+    w = {f: [math.log2(m / u) for m, u in zip(GIVEN.m[f], GIVEN.u[f], strict=True)] for f in GIVEN.fields}
+    prior = math.log2(0.05 / 0.95)
     expected = spark.createDataFrame([
-        ("crm:1", "web:1", round(base + math.log2(0.01 / 0.6), 4)),   # the common name weighs less
-        ("web:2", "web:3", round(base + math.log2(0.01 / 0.4), 4)),
-    ], "record_a string, record_b string, match_weight double")
-    assert_df_equality(result.edges.select("record_a", "record_b", "match_weight"), expected,
+        ("crm:1", "web:1", ["block:email", "snm:first"],
+         round(prior + w["first"][1] + w["email"][1] + w["born"][1], 4)),
+        # the junk e-mail counts for nothing: names and birth dates decide (found by the SNM pass)
+        ("web:3", "web:4", ["snm:first"], round(prior + w["first"][1] + w["born"][1], 4)),
+        ("web:5", "web:6", ["snm:first"], round(prior + w["first"][1] + w["born"][1], 4)),
+    ], "record_a string, record_b string, sources array<string>, match_weight double")
+    assert_df_equality(result.edges.select("record_a", "record_b", "sources", "match_weight"), expected,
                        ignore_nullable=True, ignore_row_order=True)
+    counts = result.counts
+    # candidates: email block {crm:1, web:1, web:2} (3 pairs); first pass: ana-ana, ana-bob, bob-eva, eva-eva,
+    # eva-zoe, zoe-zoe (sorted ana, ana, bob, eva, eva, zoe, zoe)
+    assert {k: counts[k] for k in ("records", "candidate_pairs", "accepted_pairs", "forced_nonmatch",
+                                   "junk_identifiers")} == {"records": 7, "candidate_pairs": 7, "accepted_pairs": 3,
+                                                            "forced_nonmatch": 3, "junk_identifiers": 1}
+    assert counts["pairs_per_source"] == {"block:email": 3, "snm:first": 6}
+    assert counts["oversized_blocks"] == {"email": {"blocks": 1, "largest": 4}}
+    assert sum(counts["weight_histogram"].values()) == 7
+
+
+def test_match_fits_a_model_that_separates_matches_on_literal_records(spark):
+    from cdp_spark.identity.matching import match, model_fits
+
+    rows = []
+    for i in range(60):  # 60 persons, two records each, one with a typo-free copy
+        born = date(1950 + i % 40, 1 + i % 12, 1 + i % 28)
+        rows += [(f"a:{i}", f"name{i % 45}", f"m{i}@x.es", born), (f"b:{i}", f"name{i % 45}", f"m{i}@x.es", born)]
+    records = spark.createDataFrame(rows, "record_id string, first string, email string, born date")
+    settings = MatchingSettings(
+        blocking_rules=[BlockingRule(name="email", fields=["email"]), BlockingRule(name="first", fields=["first"])],
+        comparisons=[ComparisonSettings(field="first", kind="exact"), ComparisonSettings(field="email", kind="exact"),
+                     ComparisonSettings(field="born", kind="exact")], u_sample_pairs=5000)
+    result = match(records, settings)
+    pairs = sorted((r.record_a, r.record_b) for r in result.edges.collect())
+    assert pairs == sorted((f"a:{i}", f"b:{i}") for i in range(60))
+    assert model_fits(result.model, settings) and result.model.trained_by["born"] == ["email", "first"]
+    assert 0 < result.model.prior < 0.05
+
+
+def test_matching_reads_only_compared_blocking_rule_and_snm_columns(spark):
+    from cdp_spark.identity.matching import matched_columns
+
+    records = spark.createDataFrame([], "record_id string, first string, last string, email string, city string, "
+                                        "city_code string, phone string, tier string, born date, loyalty long, "
+                                        "street string, pc string")
+    settings = MatchingSettings(
+        blocking_rules=[BlockingRule(name="phone", fields=["phone"])],
+        comparisons=[ComparisonSettings(field="first", kind="name", swap_with="last"),
+                     ComparisonSettings(field="address", kind="address", parts={"street": "street", "postcode": "pc"})],
+        snm_passes=[SnmPass(name="c", key="concat(city_code, 'city', first)", window=2, prefix_length=1)],
+        force_nonmatch=["year(l.born) <> year(r.born)"])
+    # city appears only inside a string literal and as part of city_code: a word match keeps it (never
+    # too few columns); tier, email and loyalty are read by nothing
+    assert matched_columns(records, settings).columns == ["record_id", "first", "last", "street", "pc", "born",
+                                                          "phone", "city", "city_code"]
