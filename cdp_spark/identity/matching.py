@@ -264,11 +264,13 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
                      F.round("match_weight", 4).alias("match_weight"),
                      F.round("match_probability", 6).alias("match_probability"), "forced").persist())
     n_edges = edges.count()
-    histogram = {int(k[1:]): int(v) for k, v in observed.get.items() if v}
     # counted from the level patterns and the materialised edges (one edge per accepted pair): no second
     # scoring pass over the candidates
     of_candidates = ~patterns.random
-    counts = {"records": total, "candidate_pairs": int(patterns.counts[of_candidates].sum()),
+    n_candidates = int(patterns.counts[of_candidates].sum())
+    # without candidates Spark may prune the scoring plan, and the observation is never filled
+    histogram = {int(k[1:]): int(v) for k, v in observed.get.items() if v} if n_candidates else {}
+    counts = {"records": total, "candidate_pairs": n_candidates,
               "accepted_pairs": n_edges,
               "forced_nonmatch": int(patterns.counts[of_candidates & patterns.nonmatch].sum()),
               "prior": model.prior, "em_iterations": model.iterations,

@@ -83,9 +83,11 @@ def test_erase_by_email_everywhere_with_receipt_and_suppression(spark, postgres,
     again = landing / "crm" / "crm_contacts_again.csv"
     shutil.copy(source, again)
     with again.open("a", encoding="utf-8", newline="") as handle:
-        csv.writer(handle, delimiter=";", lineterminator="\n").writerow(
-            ["C99999999", "Nueva", "Persona", "nueva.persona@example.org", "", "", "28001", "Madrid", "ES", "true",
-             "2026-06-01T10:00:00Z"])
+        header = source.read_text(encoding="utf-8-sig").splitlines()[0].split(";")
+        csv.DictWriter(handle, header, delimiter=";", lineterminator="\n", restval="").writerow(
+            {"contact_id": "C99999999", "first_name": "Nueva", "last_name": "Persona",
+             "email": "nueva.persona@example.org", "postcode": "28001", "city": "Madrid", "country": "ES",
+             "opt_in": "true", "updated_at": "2026-06-01T10:00:00Z"})
     rerun = make_context(spark, cfg, AS_OF)
     for stage in (ingest, normalise, resolve):
         stage.run(spark, cfg, rerun.for_stage())
