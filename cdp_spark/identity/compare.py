@@ -90,7 +90,9 @@ def _levels(c: ComparisonSettings, types: dict[str, T.DataType]) -> list[Level]:
         if c.kind == "name":
             def contained() -> Column:
                 words_l, words_r = F.split(left, " "), F.split(right, " ")
-                return (F.size(words_l) != F.size(words_r)) & (
+                # word counts can differ only when a side has a space: most pairs never split
+                spaced = (F.instr(left, " ") > 0) | (F.instr(right, " ") > 0)
+                return spaced & (F.size(words_l) != F.size(words_r)) & (
                     (F.size(F.array_except(words_l, words_r)) == 0) | (F.size(F.array_except(words_r, words_l)) == 0))
             levels.append(Level("words_contained", contained))
         for similar in jaro_winkler_bands(c):
@@ -207,6 +209,11 @@ class Similarity:
     field: str
     as_date: bool = False
 
+    @property
+    def source(self) -> str:
+        """The input both sides are read from; similarities of one input share its strings."""
+        return f"{self.field}_date" if self.as_date else self.field
+
     def sides(self, types: dict[str, T.DataType]) -> tuple[Column, Column]:
         left, right = F.col(f"l.{self.field}"), F.col(f"r.{self.field}")
         if self.as_date:
@@ -234,10 +241,12 @@ def _similarities(comparisons: Sequence[ComparisonSettings]) -> list[Similarity]
 
 
 def similarity_udf(specs: Sequence[Similarity]) -> Any:
-    """A pandas UDF over a struct of ``<name>_l`` / ``<name>_r`` strings returning a struct of the similarities
-    (Jaro-Winkler in [0, 1]; Damerau-Levenshtein distance, cutoff + 1 when further), NaN where a side is null."""
-    metrics = [(spec.name, spec.metric, spec.cutoff) for spec in specs]  # plain tuples travel to the workers
-    schema = T.StructType([T.StructField(name, T.DoubleType()) for name, _, _ in metrics])
+    """A pandas UDF over a struct of ``<source>_l`` / ``<source>_r`` strings (each input once, however many
+    similarities read it) returning a struct of the similarities (Jaro-Winkler in [0, 1]; Damerau-Levenshtein
+    distance, cutoff + 1 when further), NaN where a side is null."""
+    # plain tuples travel to the workers
+    metrics = [(spec.name, spec.metric, spec.cutoff, spec.source) for spec in specs]
+    schema = T.StructType([T.StructField(name, T.DoubleType()) for name, _, _, _ in metrics])
 
     @F.pandas_udf(schema)  # type: ignore[call-overload]
     def similarities(pairs: pd.DataFrame) -> pd.DataFrame:
@@ -245,19 +254,22 @@ def similarity_udf(specs: Sequence[Similarity]) -> Any:
         from rapidfuzz.distance import DamerauLevenshtein, JaroWinkler
 
         out = {}
-        for name, metric, cutoff in metrics:
-            left, right = pairs[f"{name}_l"], pairs[f"{name}_r"]
-            mask = (left.notna() & right.notna()).to_numpy()
+        sides: dict[str, tuple[np.ndarray, list[str], list[str]]] = {}
+        for name, metric, cutoff, source in metrics:
+            if source not in sides:
+                left, right = pairs[f"{source}_l"], pairs[f"{source}_r"]
+                both = (left.notna() & right.notna()).to_numpy()
+                sides[source] = (both, left[both].tolist(), right[both].tolist())
+            mask, lefts, rights = sides[source]
             values = np.full(len(pairs), np.nan)
             if mask.any():
-                lefts, rights = left[mask].tolist(), right[mask].tolist()
                 if metric == "jaro_winkler":
                     values[mask] = process.cpdist(lefts, rights, scorer=JaroWinkler.normalized_similarity, workers=1)
                 else:
                     values[mask] = process.cpdist(lefts, rights, scorer=DamerauLevenshtein.distance,
                                                   score_cutoff=cutoff, workers=1)
             out[name] = values
-        return pd.DataFrame(out, columns=[name for name, _, _ in metrics])
+        return pd.DataFrame(out, columns=[name for name, _, _, _ in metrics])
 
     return similarities
 
@@ -288,12 +300,12 @@ def compare(pairs: DataFrame, comparisons: Sequence[ComparisonSettings]) -> Data
     specs = _similarities(comparisons)
     with_similarity = pairs
     if specs:
-        inputs = []
-        for spec in specs:
+        inputs: list[Column] = []
+        for spec in {spec.source: spec for spec in specs}.values():
             left, right = spec.sides(types)
             undecided = left != right  # equal and null pairs cross to Python as nulls
-            inputs += [F.when(undecided, left).alias(f"{spec.name}_l"),
-                       F.when(undecided, right).alias(f"{spec.name}_r")]
+            inputs += [F.when(undecided, left).alias(f"{spec.source}_l"),
+                       F.when(undecided, right).alias(f"{spec.source}_r")]
         with_similarity = pairs.withColumn(SIMILARITY, similarity_udf(specs)(F.struct(*inputs)))
     out = with_similarity.select("*", *[_level(c, types).alias(f"lvl_{c.field}") for c in comparisons])
     return out.drop(SIMILARITY) if specs else out

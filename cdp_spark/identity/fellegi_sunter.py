@@ -360,11 +360,6 @@ def random_match_prior(candidate_share: float, candidates: float, records: int) 
     return float(np.clip(candidate_share * candidates / all_pairs, EPSILON * EPSILON, 1 - EPSILON))
 
 
-def _lookup(values: Sequence[float], level: Column) -> Column:
-    table = F.create_map(*chain.from_iterable((F.lit(i), F.lit(float(v))) for i, v in enumerate(values)))
-    return F.coalesce(F.element_at(table, level), F.lit(0.0))
-
-
 def term_frequencies(records: DataFrame, tf_fields: Sequence[str], total: int | None = None) -> dict[str, DataFrame]:
     """Per term-frequency field: (value, tf) with tf = share of records holding the value (``total``: the
     number of records, when the caller knows it)."""
@@ -378,21 +373,32 @@ def term_column(name: str) -> str:
     return f"term_{name}"
 
 
+def weight_column(name: str) -> str:
+    """The column ``score`` writes a field's weight into."""
+    return f"w_{name}"
+
+
+def _weight_table(model: FsModel, name: str) -> list[float]:
+    """The field's weight for every (anchor, level), flattened: row 0 without an anchor, row i + 1 given
+    ``model.anchors[i]``; column 0 the null level (weight 0), column l + 1 level l."""
+    rows = [None, *model.anchors]
+    return [w for anchor in rows for w in (0.0, *model.weights(name, anchor))]
+
+
 def score(compared: DataFrame, model: FsModel, tf_tables: Mapping[str, DataFrame] | None = None,
           tf_max_boost: float = TF_CLAMP, tf_max_penalty: float = TF_CLAMP) -> DataFrame:
-    """Adds ``field_weights`` (map field -> weight), ``match_weight`` and ``match_probability``;
-    reads ``lvl_<field>``, ``anchor`` (index into ``model.anchors`` of the rule the pair is scored given,
-    null for none) and, per term-frequency field, ``term_<field>`` (the left record's value).
-    The term-frequency adjustment is clamped to [-tf_max_penalty, +tf_max_boost] bits."""
+    """Adds ``w_<field>`` (the field's weight), ``match_weight`` and ``match_probability``; reads
+    ``lvl_<field>``, ``anchor`` (index into ``model.anchors`` of the rule the pair is scored given, null
+    for none) and, per term-frequency field, ``term_<field>`` (the left record's value). A field's weight
+    is one lookup in a literal table of its weight per anchor and level (``_weight_table``), plus the
+    term-frequency adjustment, clamped to [-tf_max_penalty, +tf_max_boost] bits."""
     scored = compared
-    contributions = []
+    row = F.coalesce(F.col("anchor") + 1, F.lit(0))
     for name in model.fields:
         level = F.col(f"lvl_{name}")
-        weight = _lookup(model.weights(name), level)
-        for index, anchor in enumerate(model.anchors):
-            if name in model.conditional_u.get(anchor, {}):
-                weight = F.when(F.col("anchor") == index, _lookup(model.weights(name, anchor), level)).otherwise(weight)
-        contribution = F.when(level == NULL_LEVEL, F.lit(0.0)).otherwise(weight)
+        table = F.array(*[F.lit(w) for w in _weight_table(model, name)])
+        width = len(model.levels[name]) + 1
+        contribution = F.element_at(table, row * width + level + 2)  # 1-based; the null level is -1
         if tf_tables and name in tf_tables:
             exact = len(model.levels[name]) - 1
             scored = scored.join(F.broadcast(tf_tables[name]), F.col(term_column(name)) == F.col("tf_value"), "left"
@@ -402,13 +408,15 @@ def score(compared: DataFrame, model: FsModel, tf_tables: Mapping[str, DataFrame
                 F.lit(base) / F.col(f"tf_{name}"))))
             contribution = contribution + F.when((level == exact) & F.col(f"tf_{name}").isNotNull(), adjustment
                                                  ).otherwise(F.lit(0.0))
-        contributions.append((name, contribution))
-    scored = scored.withColumn("field_weights", F.create_map(*chain.from_iterable(
-        (F.lit(name), F.round(c, 4)) for name, c in contributions)))
-    prior_weight = math.log2(model.prior / (1 - model.prior))
-    total = F.lit(prior_weight)
-    for _, contribution in contributions:
-        total = total + contribution
-    scored = scored.withColumn("match_weight", total)
+        scored = scored.withColumn(weight_column(name), contribution)
+    total = F.lit(math.log2(model.prior / (1 - model.prior)))
+    for name in model.fields:
+        total = total + F.col(weight_column(name))
+    scored = scored.drop(*[f"tf_{n}" for n in (tf_tables or {})]).withColumn("match_weight", total)
     probability = F.lit(1.0) / (F.lit(1.0) + F.pow(F.lit(2.0), -F.col("match_weight")))
-    return scored.withColumn("match_probability", probability).drop(*[f"tf_{n}" for n in (tf_tables or {})])
+    return scored.withColumn("match_probability", probability)
+
+
+def field_weights(model: FsModel) -> Column:
+    """Map field -> its weight (rounded), from the ``w_<field>`` columns ``score`` adds."""
+    return F.create_map(*chain.from_iterable((F.lit(name), F.round(weight_column(name), 4)) for name in model.fields))

@@ -29,6 +29,7 @@ from cdp_spark.identity.fellegi_sunter import (
     TrainingBlock,
     exact_agreements,
     exact_u,
+    field_weights,
     level_shares,
     random_match_prior,
     random_pairs,
@@ -260,7 +261,7 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
     edges = (accepted.join(names.toDF("record_a", "name_a"), "record_a")
              .join(names.toDF("record_b", "name_b"), "record_b")
              .select(*_ordered_names(), source_names(F.col("source_mask"), labels).alias("sources"),
-                     levels.alias("levels"), "field_weights",
+                     levels.alias("levels"), field_weights(model).alias("field_weights"),
                      F.round("match_weight", 4).alias("match_weight"),
                      F.round("match_probability", 6).alias("match_probability"), "forced").persist())
     n_edges = edges.count()

@@ -18,6 +18,7 @@ from cdp_spark.identity.fellegi_sunter import (
     exact_agreements,
     exact_u,
     expectation_maximisation,
+    field_weights,
     level_shares,
     random_match_prior,
     random_pairs,
@@ -165,7 +166,8 @@ def test_score_adds_prior_field_weights_and_term_frequency(spark):
                                      "record_a string, record_b string, lvl_first int, lvl_city int, "
                                      "term_first string, anchor int")
     tf = {"first": spark.createDataFrame([("ana", 0.02)], "tf_value string, tf_first double")}
-    got = {r.record_b: r for r in score(compared, model, tf).collect()}
+    got = {r.record_b: r for r in score(compared, model, tf).withColumn("field_weights", field_weights(model))
+           .collect()}
     prior = math.log2(0.1 / 0.9)
     exact_first = math.log2(0.8 / 0.05) + math.log2(0.04 / 0.02)  # a rarer name than average weighs more
     assert got["b"].match_weight == pytest.approx(prior + exact_first + math.log2(0.6 / 0.2))
