@@ -15,6 +15,8 @@ def test_local_mode_is_tuned_for_two_cores():
             conf["spark.driver.memory"]) == ("4", "false", "2", "4g")
     assert conf["spark.sql.parquet.outputTimestampType"] == "TIMESTAMP_MICROS"
     assert conf["spark.pyspark.python"] == os.environ.get("PYSPARK_PYTHON", sys.executable)
+    # wide generated projections (matching's comparison levels) must be JIT-compiled, not interpreted
+    assert "-XX:-DontCompileHugeMethods" in conf["spark.driver.extraJavaOptions"].split()
 
 
 def test_cluster_never_sets_master_or_local_tuning():
@@ -22,6 +24,7 @@ def test_cluster_never_sets_master_or_local_tuning():
     assert master is None
     assert "spark.ui.enabled" not in conf and "spark.driver.memory" not in conf
     assert conf["spark.sql.shuffle.partitions"] == "200"
+    assert conf["spark.executor.extraJavaOptions"] == "-XX:-DontCompileHugeMethods"
 
 
 def test_missing_jars_are_left_out(tmp_path):
