@@ -93,13 +93,17 @@ FULL_REFRESH_HELP = ("ignore the stored state: JDBC watermarks (ingest) and the 
 @click.option("--every", default=1, show_default=True, type=click.IntRange(min=1),
               help="with --since: days between as-of dates (7 = weekly)")
 @click.option("--full-refresh", is_flag=True, help=FULL_REFRESH_HELP)
+@click.option("--stages", default=None,
+              help="comma-separated stages to run in one session, in pipeline order (default: all), "
+                   "e.g. ingest,normalise,resolve")
 @click.pass_obj
-def run(obj: dict[str, Any], as_json: bool, since: date | None, every: int, full_refresh: bool) -> None:
+def run(obj: dict[str, Any], as_json: bool, since: date | None, every: int, full_refresh: bool,
+        stages: str | None) -> None:
     """Run the whole pipeline: ingest, normalise, resolve, score, predict, report, validate, sync, export."""
     if as_json:
         obj["json"] = True
     obj.update(since=since, every=every, full_refresh=full_refresh)
-    _run(obj, None)
+    _run(obj, [s.strip() for s in stages.split(",") if s.strip()] if stages else None)
 
 
 def _stage_command(name: str, help_text: str) -> None:

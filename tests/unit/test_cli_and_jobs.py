@@ -62,3 +62,15 @@ def test_full_refresh_flags_reach_the_run(monkeypatch):
     for command in (["normalise", "--full-refresh"], ["normalise"], ["run", "--full-refresh"]):
         assert CliRunner().invoke(main, command).exit_code == 0
     assert calls == [(["normalise"], True), (["normalise"], False), (None, True)]
+
+
+def test_run_stages_selects_part_of_the_pipeline(monkeypatch, spark, tmp_path: Path):
+    calls = []
+    monkeypatch.setattr("cdp_spark.cli._run", lambda obj, stages: calls.append(stages))
+    assert CliRunner().invoke(main, ["run", "--stages", "ingest, normalise,resolve"]).exit_code == 0
+    assert calls == [["ingest", "normalise", "resolve"]]
+    monkeypatch.undo()
+    result = CliRunner().invoke(main, ["--conf", str(REPO_ROOT / "conf"), "--data-dir", str(tmp_path),
+                                       "run", "--stages", "ingest,resolv"])
+    assert result.exit_code == 1
+    assert "ERROR: unknown stage(s) ['resolv']; stages are ['ingest', 'normalise'" in result.output
