@@ -20,7 +20,8 @@ source proposes, its ``pairs``), records/s. Sizes in ``--warm`` are resolved a s
 (``resolve_seconds_warm``: a long-lived driver's steady state; ``persons_warm`` must equal ``persons``).
 A fixed Python loop is timed before and after (``cpu_loop_seconds``): this shared 2-core machine's
 speed varies by tens of percent. First, ``--cli-records`` generated records (person files only) go through
-``cdp run --stages ingest,normalise,resolve`` in a new process, timed wall-clock (``cli``). Figures go to ``benchmarks/results/er.json``.
+``cdp run --stages ingest,normalise,resolve`` in a new process, timed wall-clock (``cli``).
+Figures go to ``benchmarks/results/er.json``.
 """
 
 from __future__ import annotations
