@@ -10,7 +10,7 @@ CONF ?= conf
 ENV ?= local
 AS_OF ?= 2026-06-30
 
-.PHONY: help venv install install-test system-deps check-java demo-data run test lint typecheck clean bench bench-ingest bench-er bench-scores bench-pipeline dist
+.PHONY: help venv install install-test system-deps check-java jars demo-data run test lint typecheck clean bench bench-ingest bench-er bench-scores bench-pipeline dist
 
 help:
 	@echo "make run     install, generate demo data, run the whole pipeline locally, print a summary"
@@ -39,7 +39,22 @@ $(VENV)/.installed-dist: pyproject.toml | $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed check-java
-install-test: $(VENV)/.installed-test check-java system-deps
+install-test: $(VENV)/.installed-test check-java system-deps jars
+
+# JVM artefacts (jvm/pom.xml) from Maven Central into build/jars/spark-<minor>/{delta,s3a}/, Maven's own
+# cache under build/m2; re-runs do nothing until the pom changes. Sessions pick them up by glob (conf/local).
+SPARK_MINOR ?= 4.2
+JARS_DIR := build/jars/spark-$(SPARK_MINOR)
+MVN := mvn -B -q -f jvm/pom.xml -Pspark-$(SPARK_MINOR) -Dmaven.repo.local=$(CURDIR)/build/m2
+jars: $(JARS_DIR)/.fetched
+
+$(JARS_DIR)/.fetched: jvm/pom.xml
+	rm -rf $(JARS_DIR)
+	$(MVN) dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(JARS_DIR)/delta \
+		-DincludeGroupIds=io.delta,io.unitycatalog,com.fasterxml.jackson.datatype,org.roaringbitmap
+	$(MVN) dependency:copy-dependencies -DoutputDirectory=$(CURDIR)/$(JARS_DIR)/s3a \
+		-DincludeGroupIds=org.apache.hadoop,software.amazon.awssdk,software.amazon.s3.analyticsaccelerator
+	touch $@
 
 check-java:
 	@scripts/check_java.sh

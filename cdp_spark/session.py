@@ -7,6 +7,7 @@ once per job and passed in everywhere; nothing here keeps a global.
 
 from __future__ import annotations
 
+import glob
 import logging
 import os
 import sys
@@ -19,6 +20,10 @@ from cdp_spark.config import SparkSettings
 log = logging.getLogger(__name__)
 
 DELTA_TABLE_CLASS = "io.delta.tables.DeltaTable"
+DELTA_SESSION_CONF = {
+    "spark.sql.extensions": "io.delta.sql.DeltaSparkSessionExtension",
+    "spark.sql.catalog.spark_catalog": "org.apache.spark.sql.delta.catalog.DeltaCatalog",
+}
 
 # Settings every session gets, local or cluster: behaviour the pipeline relies on.
 REQUIRED_CONF = {
@@ -53,10 +58,17 @@ LOCAL_CONF = {
 
 
 def existing_jars(paths: list[str]) -> list[str]:
-    """The configured jars that exist on this machine (e.g. Debian's PostgreSQL JDBC driver)."""
-    found = [p for p in paths if Path(p).is_file()]
-    for missing in sorted(set(paths) - set(found)):
-        log.warning("configured jar %s not found; features needing it will fail clearly", missing)
+    """The configured jars that exist on this machine (e.g. Debian's PostgreSQL JDBC driver). An entry with
+    ``*`` is a glob (``build/jars/spark-4.2/delta/*.jar``, what ``make jars`` fetched): its matches, sorted,
+    or nothing when the folder is absent."""
+    found: list[str] = []
+    for entry in paths:
+        if "*" in entry:
+            found += sorted(glob.glob(entry))
+        elif Path(entry).is_file():
+            found.append(entry)
+        else:
+            log.warning("configured jar %s not found; features needing it will fail clearly", entry)
     return found
 
 
@@ -74,6 +86,8 @@ def session_conf(settings: SparkSettings) -> tuple[str | None, dict[str, str]]:
     jars = existing_jars(settings.jars)
     if jars:
         conf["spark.jars"] = ",".join(jars)
+    if any(Path(jar).name.startswith("delta-spark_") for jar in jars):
+        conf.update(DELTA_SESSION_CONF)  # delta-spark's SQL extension and catalog, as its docs require
     conf.update(settings.conf)
     return settings.master, conf
 

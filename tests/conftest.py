@@ -17,6 +17,9 @@ from cdp_spark.config import SparkSettings
 from cdp_spark.session import build_session
 
 POSTGRES_JAR = "/usr/share/java/postgresql.jar"
+# what `make jars` fetched (jvm/pom.xml): delta-spark, hadoop-aws; absent jars leave those tests skipped
+JVM_JARS = [str(Path(__file__).resolve().parents[1] / "build" / "jars" / "spark-4.2" / group / "*.jar")
+            for group in ("delta", "s3a")]
 HASH_KEY = "cdp-test-hash-key"  # the tests' HMAC key (privacy.hash_key_env)
 os.environ.setdefault("CDP_HASH_KEY", HASH_KEY)
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +35,7 @@ def spark() -> Iterator[SparkSession]:
         app_name="cdp-spark-tests",
         shuffle_partitions=1,
         driver_memory="3g",
-        jars=[POSTGRES_JAR],
+        jars=[POSTGRES_JAR, *JVM_JARS],
         conf={"spark.sql.adaptive.enabled": "false", "spark.sql.autoBroadcastJoinThreshold": "-1"},
     )
     session = build_session(settings)

@@ -93,14 +93,31 @@ def _nullable(schema: StructType) -> StructType:
     return StructType([StructField(f.name, f.dataType, True, f.metadata) for f in schema.fields])
 
 
-def _align(df: DataFrame, target: StructType, table: str, evolve_schema: bool) -> tuple[DataFrame, list[str]]:
-    """Orders ``df``'s columns as the table's, fills missing ones with nulls; returns new column names.
-    A new column is only accepted with ``evolve_schema``."""
+def _new_columns(df: DataFrame, target: StructType, table: str, evolve_schema: bool) -> list[str]:
+    """``df``'s columns that the table does not have; an error unless ``evolve_schema`` (both engines)."""
     target_names = [f.name for f in target.fields]
     new_columns = [c for c in df.columns if c not in target_names]
     if new_columns and not evolve_schema:
         raise TableError(f"{table}: columns {new_columns} are not in the table schema "
                          "(write with evolve_schema=True to add them)")
+    return new_columns
+
+
+def _reject_duplicate_keys(df: DataFrame, keys: list[str], table: str) -> None:
+    """A merge source must hold each key once (both engines give the same error)."""
+    missing = [k for k in keys if k not in df.columns]
+    if missing:
+        raise TableError(f"{table}: merge keys {missing} are not columns of the source")
+    dups = df.groupBy(*keys).count().where("count > 1").limit(1).collect()
+    if dups:
+        raise TableError(f"{table}: merge source has duplicate keys {keys}, e.g. "
+                         f"{[dups[0][k] for k in keys]}; deduplicate before merging")
+
+
+def _align(df: DataFrame, target: StructType, table: str, evolve_schema: bool) -> tuple[DataFrame, list[str]]:
+    """Orders ``df``'s columns as the table's, fills missing ones with nulls; returns new column names.
+    A new column is only accepted with ``evolve_schema``."""
+    new_columns = _new_columns(df, target, table, evolve_schema)
     incoming = {f.name: f.dataType for f in df.schema.fields}
     cols = []
     for field in target.fields:
@@ -304,15 +321,10 @@ class RsDeltaStore:
         done = self._already_applied(table, txn)
         if done:
             return done
-        missing = [k for k in keys if k not in df.columns]
-        if missing:
-            raise TableError(f"{table}: merge keys {missing} are not columns of the source")
         if not self.exists(table):
+            _reject_duplicate_keys(df, keys, table)
             return self.write(table, df, "append", txn, metadata=metadata)
-        dups = df.groupBy(*keys).count().where("count > 1").limit(1).collect()
-        if dups:
-            raise TableError(f"{table}: merge source has duplicate keys {keys}, e.g. "
-                             f"{[dups[0][k] for k in keys]}; deduplicate before merging")
+        _reject_duplicate_keys(df, keys, table)
         dt = self._open(table)
         base_version = dt.version()
         current = StructType.fromJson(json.loads(dt.schema().to_json()))
@@ -446,6 +458,8 @@ class SparkDeltaStore:
     def write(self, table: str, df: DataFrame, mode: WriteMode = "append", txn: Txn | None = None,
               evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult:
         before = self.version(table)
+        if before is not None and mode == "append":
+            _new_columns(df, self.read(table).schema, table, evolve_schema)
         writer = df.write.format("delta").mode(mode)
         if metadata:
             writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
@@ -461,6 +475,7 @@ class SparkDeltaStore:
 
     def merge(self, table: str, df: DataFrame, keys: list[str], txn: Txn | None = None,
               evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult:
+        _reject_duplicate_keys(df, keys, table)
         if not self.exists(table):
             return self.write(table, df, "append", txn, metadata=metadata)
         before = self.version(table)
