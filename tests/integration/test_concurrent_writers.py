@@ -16,7 +16,7 @@ SCHEMA = "id string, n int"
 
 
 def test_concurrent_appends_both_land_exactly_once(spark, lake):
-    store = open_store(spark, str(lake))
+    store = open_store(spark, str(lake), "rs")
     store.write("silver.t", spark.createDataFrame([("a", 0)], SCHEMA))
     errors: list[BaseException] = []
 
@@ -38,7 +38,7 @@ def test_concurrent_appends_both_land_exactly_once(spark, lake):
 
 
 def test_conflicting_merge_fails_clearly_and_leaves_the_winner(spark, lake, monkeypatch):
-    store = open_store(spark, str(lake))
+    store = open_store(spark, str(lake), "rs")
     store.write("silver.t", spark.createDataFrame([("a", 1), ("b", 2)], SCHEMA))
     before = {p.name for p in Path(store.path("silver.t")).glob("*.parquet")}
     stage = store._stage_files  # type: ignore[attr-defined]

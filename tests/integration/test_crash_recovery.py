@@ -69,7 +69,7 @@ def test_killed_ingest_reruns_to_exactly_one_copy(spark, tmp_path, cfg_factory, 
         kill_when(proc, lambda: staging_in(lake / "bronze" / "orders"))
     else:
         kill_when(proc, lambda: staging_in(lake / "quarantine" / "orders"))
-    store = open_store(spark, str(lake))
+    store = open_store(spark, str(lake), "rs")
     committed = store.exists("bronze.orders")
     assert committed is (kill_point == "after_bronze_commit")
     assert not store.exists("meta.ingestion_log")

@@ -29,7 +29,7 @@ def test_published_versions_exported_once_with_manifests(spark, s3_server, cfg_f
     cfg = cfg_factory(f"quality.suites_dir={tmp_path / 'suites'}", f"object_store.endpoint_url={s3_server}",
                       "exports.enabled=true", "exports.target=s3://cdp-exports/cdp", "exports.tables=[gold.people]",
                       "exports.formats=[parquet, csv]", "exports.columns={gold.people: [person_id, tags, spend]}")
-    store = open_store(spark, cfg.lake_root)
+    store = open_store(spark, cfg.lake_root, cfg.storage.engine)
     people = spark.createDataFrame([("P1", "ana@x.es", ["a", "b"], Decimal("10.50")),
                                     ("P2", "bo@x.es", [], Decimal("0.00"))],
                                    "person_id string, email string, tags array<string>, spend decimal(12,2)")

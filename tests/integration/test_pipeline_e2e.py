@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from decimal import Decimal
@@ -24,6 +25,7 @@ from cdp_spark import dictionary as data_dictionary
 from cdp_spark.demo.generator import generate
 from cdp_spark.pipelines import pipeline
 from cdp_spark.pipelines.common import make_context
+from cdp_spark.session import delta_spark_available
 from tests.webhook import Hook
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -139,14 +141,20 @@ def demo(tmp_path_factory):
     return data
 
 
-def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factory, capsys, caplog):
+@pytest.mark.parametrize("engine", ["rs", "spark"])
+def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factory, capsys, caplog, engine, tmp_path):
+    if engine == "spark" and not delta_spark_available(spark):
+        pytest.skip("delta-spark engine: no Delta jars in this session (make jars)")
+    data = tmp_path / engine  # one lake per engine, the same landing files
+    shutil.copytree(demo / "landing", data / "landing")
     caplog.set_level(logging.INFO)
     monkeypatch.setenv("CDP_WAREHOUSE_USER", postgres.user)
     monkeypatch.setenv("CDP_WAREHOUSE_PASSWORD", postgres.password)
     # exact-key resolution, which the plain-Python union-find below reproduces independently
     hook = Hook([])
     cfg = cfg_factory("warehouse.enabled=true", f"warehouse.url={postgres.jdbc_url}", "identity.matching=null",
-                      "predictions.clv.min_customers=50", f"notifications.webhook_url={hook.url}", data_dir=demo)
+                      "predictions.clv.min_customers=50", f"notifications.webhook_url={hook.url}",
+                      f"storage.engine={engine}", data_dir=data)
     ctx = make_context(spark, cfg, AS_OF)
     spark.catalog.clearCache()  # what earlier tests cached
     try:

@@ -59,7 +59,7 @@ def test_gate_publishes_passing_version_and_blocks_failing_one(spark, cfg_factor
     suite_file(tmp_path)
     cfg = cfg_factory(f"quality.suites_dir={tmp_path / 'expectations'}")
     ctx = make_context(spark, cfg, date(2026, 6, 30))
-    store = open_store(spark, cfg.lake_root)
+    store = open_store(spark, cfg.lake_root, cfg.storage.engine)
     store.write("gold.people", spark.createDataFrame([("P1",), ("P2",)], "person_id string"))
     assert validate_stage.run(spark, cfg, ctx.for_stage()) == {"gold.people": True}
     store.write("gold.people", spark.createDataFrame([("P1",), ("P1",)], "person_id string"), mode="overwrite")
@@ -97,7 +97,7 @@ def test_quarantine_warn_and_row_count_change(spark, cfg_factory, tmp_path):
     suite_file(tmp_path, GATED)
     cfg = cfg_factory(f"quality.suites_dir={tmp_path / 'expectations'}")
     ctx = make_context(spark, cfg, date(2026, 6, 30))
-    store = open_store(spark, cfg.lake_root)
+    store = open_store(spark, cfg.lake_root, cfg.storage.engine)
     store.write("gold.known", spark.createDataFrame([("P1",), ("P2",), ("P3",), ("P5",)], "id string"))
     people = spark.createDataFrame([("P1", 30, "gold"), ("P2", -5, "silver"), ("P3", None, "bronze"),
                                     ("P4", 40, "gold"), ("P5", 200, None)], "person_id string, age int, tier string")
