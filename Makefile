@@ -42,7 +42,8 @@ install: $(VENV)/.installed check-java
 install-test: $(VENV)/.installed-test check-java system-deps jars
 
 # JVM artefacts (jvm/pom.xml) from Maven Central into build/jars/spark-<minor>/{delta,s3a}/, Maven's own
-# cache under build/m2; re-runs do nothing until the pom changes. Sessions pick them up by glob (conf/local).
+# cache under build/m2; re-runs do nothing until the pom changes. spark.jars globs name them (README,
+# "JVM artefacts"); the test session carries the delta group.
 SPARK_MINOR ?= 4.2
 JARS_DIR := build/jars/spark-$(SPARK_MINOR)
 MVN := mvn -B -q -f jvm/pom.xml -Pspark-$(SPARK_MINOR) -Dmaven.repo.local=$(CURDIR)/build/m2

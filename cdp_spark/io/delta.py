@@ -321,10 +321,9 @@ class RsDeltaStore:
         done = self._already_applied(table, txn)
         if done:
             return done
-        if not self.exists(table):
-            _reject_duplicate_keys(df, keys, table)
-            return self.write(table, df, "append", txn, metadata=metadata)
         _reject_duplicate_keys(df, keys, table)
+        if not self.exists(table):
+            return self.write(table, df, "append", txn, metadata=metadata)
         dt = self._open(table)
         base_version = dt.version()
         current = StructType.fromJson(json.loads(dt.schema().to_json()))

@@ -4,8 +4,8 @@ import os
 import sys
 
 from cdp_spark.config import SparkSettings, load_config
-from cdp_spark.session import delta_spark_available, jdbc_driver_loadable, session_conf
-from tests.conftest import REPO_ROOT
+from cdp_spark.session import delta_spark_available, existing_jars, jdbc_driver_loadable, session_conf
+from tests.conftest import JVM_JARS, REPO_ROOT
 
 
 def test_local_mode_is_tuned_for_two_cores():
@@ -37,4 +37,18 @@ def test_missing_jars_are_left_out(tmp_path):
 def test_detects_jvm_classes(spark):
     assert jdbc_driver_loadable(spark, "org.postgresql.Driver")
     assert not jdbc_driver_loadable(spark, "com.example.NoSuchDriver")
-    assert delta_spark_available(spark) is False  # no Delta jars can be downloaded here
+    # the suite's session carries delta-spark exactly when `make jars` fetched it
+    assert delta_spark_available(spark) is bool(existing_jars(JVM_JARS))
+
+
+def test_jar_globs_expand_and_delta_jars_bring_its_extension_and_catalog(tmp_path):
+    for name in ("delta-storage-4.4.0.jar", "delta-spark_4.2_2.13-4.4.0.jar", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    _, conf = session_conf(SparkSettings(master="local[1]", jars=[str(tmp_path / "*.jar"),
+                                                                   str(tmp_path / "absent" / "*.jar")]))
+    assert conf["spark.jars"] == ",".join(str(tmp_path / n) for n in
+                                          ("delta-spark_4.2_2.13-4.4.0.jar", "delta-storage-4.4.0.jar"))
+    assert (conf["spark.sql.extensions"], conf["spark.sql.catalog.spark_catalog"]) == (
+        "io.delta.sql.DeltaSparkSessionExtension", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
+    _, without = session_conf(SparkSettings(master="local[1]", jars=[str(tmp_path / "delta-storage-*.jar")]))
+    assert "spark.sql.extensions" not in without and "spark.sql.catalog.spark_catalog" not in without
