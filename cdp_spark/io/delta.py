@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import time
 import uuid
@@ -30,13 +31,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql.types import StructField, StructType
+from pyspark.sql.types import LongType, StringType, StructField, StructType
 
 log = logging.getLogger(__name__)
 
 WriteMode = Literal["append", "overwrite"]
 # Reader features this engine cannot honour when it hands Spark a plain file list.
 UNSUPPORTED_READER_FEATURES = {"deletionVectors", "columnMapping", "v2Checkpoint"}
+MULTI_PART_CHECKPOINT = re.compile(r"\.checkpoint\.\d{10}\.\d{10}\.parquet$")
 
 
 class TableError(RuntimeError):
@@ -389,6 +391,7 @@ class SparkDeltaStore:
         from delta.tables import DeltaTable
 
         self._delta = DeltaTable
+        self._transactions: dict[tuple[str, int], dict[str, int]] = {}
 
     def path(self, table: str) -> str:
         layer, name = split_name(table)
@@ -411,13 +414,44 @@ class SparkDeltaStore:
         return [r.asDict(recursive=True) for r in self._table(table).history().collect()]
 
     def txn_version(self, table: str, app_id: str) -> int | None:
-        if not self.exists(table):
+        """The newest ``txnVersion`` committed for ``app_id``, from the transaction log itself (the Delta
+        protocol's ``txn`` actions; no delta-spark internals, which Databricks ships under other names).
+
+        A ``txn`` action records the application's latest version and versions only grow, so the
+        highest one over every commit file and checkpoint in ``_delta_log`` is the snapshot's, whichever
+        checkpoint is the newest and whichever commits log clean-up removed. Read once per table version.
+        """
+        version = self.version(table)
+        if version is None:
             return None
+        key = (table, version)
+        if key not in self._transactions:
+            self._transactions = {key: self._log_transactions(table)}
+        return self._transactions[key].get(app_id)
+
+    def _log_transactions(self, table: str) -> dict[str, int]:
+        """``appId -> version`` of the ``txn`` actions in the newest checkpoint and the commits after it."""
+        checkpoint, commits = newest_checkpoint_and_later_commits(self._log_files(f"{self.path(table)}/_delta_log"))
+        txn = StructType([StructField("txn", StructType([StructField("appId", StringType()),
+                                                         StructField("version", LongType())]))])
+        frames = [self.spark.read.schema(txn).json(commits)] if commits else []
+        if checkpoint:
+            reader = self.spark.read.schema(txn)
+            frames.append(reader.json(checkpoint) if checkpoint[0].endswith(".json") else reader.parquet(*checkpoint))
+        if not frames:
+            return {}
+        actions = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
+        latest = (actions.select("txn.appId", "txn.version").where(F.col("appId").isNotNull())
+                  .groupBy("appId").agg(F.max("version").alias("version")))
+        return {r["appId"]: int(r["version"]) for r in latest.collect()}
+
+    def _log_files(self, log_dir: str) -> list[str]:
+        """The file paths directly in ``log_dir``, through the lake's Hadoop filesystem (s3a, abfss, file)."""
         jvm = self.spark.sparkContext._jvm
         assert jvm is not None
-        log_obj = jvm.org.apache.spark.sql.delta.DeltaLog.forTable(self.spark._jsparkSession, self.path(table))
-        found = log_obj.update(False, jvm.scala.Option.empty(), jvm.scala.Option.empty()).transactions().get(app_id)
-        return int(found.get()) if found.isDefined() else None
+        path = jvm.org.apache.hadoop.fs.Path(log_dir)
+        fs = path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
+        return [str(status.getPath()) for status in fs.listStatus(path) if status.isFile()]
 
     def read(self, table: str, version: int | None = None, timestamp: datetime | None = None) -> DataFrame:
         if not self.exists(table):
@@ -515,23 +549,52 @@ class SparkDeltaStore:
         return []
 
 
+def newest_checkpoint_and_later_commits(log_files: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The Delta log files that hold a snapshot's ``txn`` actions: the newest checkpoint's files (one
+    classic or v2 checkpoint, or the parts of a multi-part one; empty before the first checkpoint) and
+    the commit files after it, in version order (Delta protocol, "Checkpoints" and "Delta Log Entries")."""
+    checkpoints: dict[int, list[str]] = {}
+    commits: list[tuple[int, str]] = []
+    for file in log_files:
+        name = file.rsplit("/", 1)[-1]
+        prefix, _, rest = name.partition(".")
+        if not prefix.isdigit():
+            continue
+        if rest == "json":
+            commits.append((int(prefix), file))
+        elif rest.startswith("checkpoint.") and rest.endswith((".parquet", ".json")):
+            checkpoints.setdefault(int(prefix), []).append(file)
+    newest = max(checkpoints, default=-1)
+    files = sorted(checkpoints.get(newest, []))
+    if len(files) > 1 and not all(MULTI_PART_CHECKPOINT.search(f) for f in files):
+        files = files[:1]  # a classic and a v2 (uuid-named) checkpoint of one version: each is complete
+    return files, [f for version, f in sorted(commits) if version > newest]
+
+
 def open_store(spark: SparkSession, lake_root: str, engine: str = "auto",
                private_columns: Sequence[str] = ()) -> TableStore:
-    """Chooses the engine: ``spark`` when delta-spark's classes load, else ``rs`` (DESIGN §2).
+    """The table store of ``engine`` (``auto``, ``spark`` or ``rs``; see :func:`choose_engine`) for the lake.
     ``private_columns`` never get min/max statistics in the transaction log (rs engine)."""
     from cdp_spark.session import delta_spark_available
 
-    if engine == "auto":
-        engine = "spark" if delta_spark_available(spark) else "rs"
-    if engine == "spark":
-        if not delta_spark_available(spark):
-            raise TableError("storage.engine=spark but io.delta.tables.DeltaTable is not loadable in this "
-                             "session; add the Delta jars (spark.jars) or use storage.engine=rs")
+    if choose_engine(engine, delta_spark_available(spark), lake_root) == "spark":
         return SparkDeltaStore(spark, lake_root)
-    if "://" in lake_root and not lake_root.startswith("file://"):
+    return RsDeltaStore(spark, lake_root.removeprefix("file://"), private_columns)
+
+
+def choose_engine(requested: str, delta_spark_loadable: bool, lake_root: str) -> str:
+    """``spark`` when asked for, or for ``auto`` when delta-spark's classes load, else ``rs`` (DESIGN §2);
+    a clear error when the choice cannot work: ``spark`` without the classes, ``rs`` on a remote lake."""
+    engine = ("spark" if delta_spark_loadable else "rs") if requested == "auto" else requested
+    if engine == "spark" and not delta_spark_loadable:
+        raise TableError("storage.engine=spark but io.delta.tables.DeltaTable is not loadable in this "
+                         "session; add the Delta jars (spark.jars) or use storage.engine=rs")
+    if engine == "rs" and "://" in lake_root and not lake_root.startswith("file://"):
         raise TableError(f"the rs engine writes through the local filesystem; lake_root {lake_root} needs "
                          "the delta-spark engine (storage.engine=spark)")
-    return RsDeltaStore(spark, lake_root.removeprefix("file://"), private_columns)
+    if engine not in ("spark", "rs"):
+        raise TableError(f"storage.engine={requested}: expected auto, spark or rs")
+    return engine
 
 
 # ---- helpers --------------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """One contract for both Delta engines (DESIGN §2). The spark engine's run is skipped, with the reason,
-where delta-spark's JVM classes are not on the classpath (no Maven Central here)."""
+where delta-spark's JVM classes are not on the classpath (``make jars`` not run)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,16 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
 
-from cdp_spark.io.delta import RsDeltaStore, SparkDeltaStore, TableError, TableStore, Txn, open_store
+from cdp_spark.io.delta import (
+    RsDeltaStore,
+    SparkDeltaStore,
+    TableError,
+    TableStore,
+    Txn,
+    choose_engine,
+    newest_checkpoint_and_later_commits,
+    open_store,
+)
 from cdp_spark.session import delta_spark_available
 
 SCHEMA = StructType([
@@ -33,7 +42,7 @@ def store(request: pytest.FixtureRequest, spark: SparkSession, lake: Path) -> Ta
     if request.param == "spark":
         if not delta_spark_available(spark):
             pytest.skip("delta-spark engine: io.delta.tables.DeltaTable is not loadable (no Delta jars on the "
-                        "classpath; Maven Central is unreachable here)")
+                        "classpath: run make jars)")
         return SparkDeltaStore(spark, str(lake))
     return RsDeltaStore(spark, str(lake))
 
@@ -126,6 +135,37 @@ def test_idempotent_write_by_app_id_and_version(spark, store):
     assert_df_equality(store.read("bronze.people"), frame(spark, [(1, "ana", None)]), ignore_nullable=True)
 
 
+
+def test_transaction_versions_survive_a_checkpoint_and_log_clean_up(spark, store):
+    store.write("bronze.people", frame(spark, [(1, "ana", None)]), txn=Txn("ingest-a", 1))
+    store.write("bronze.people", frame(spark, [(2, "bo", None)]), txn=Txn("ingest-b", 4))
+    store.write("bronze.people", frame(spark, [(3, "cy", None)]), txn=Txn("ingest-a", 2))
+    DeltaTable(store.path("bronze.people")).create_checkpoint()  # the log format is the engines' common one
+    log_dir = Path(store.path("bronze.people")) / "_delta_log"
+    for commit in sorted(log_dir.glob("*.json"))[:-1]:  # what log clean-up removes behind a checkpoint
+        commit.unlink()
+    store.write("bronze.people", frame(spark, [(4, "di", None)]), txn=Txn("ingest-b", 5))
+    assert [store.txn_version("bronze.people", app) for app in ("ingest-a", "ingest-b", "other")] == [2, 5, None]
+    assert store.write("bronze.people", frame(spark, [(9, "x", None)]), txn=Txn("ingest-a", 2)).skipped
+    assert sorted(r.id for r in store.read("bronze.people").collect()) == [1, 2, 3, 4]
+
+
+def test_newest_checkpoint_and_the_commits_after_it_hold_the_transactions():
+    log = "s3a://lake/bronze/t/_delta_log/"
+    names = ["00000000000000000009.json", "00000000000000000010.json", "00000000000000000010.checkpoint.parquet",
+             "00000000000000000011.json", "00000000000000000012.json", "00000000000000000005.checkpoint.parquet",
+             "00000000000000000010.crc", "_last_checkpoint", "00000000000000000012.json.tmp"]
+    assert newest_checkpoint_and_later_commits([log + n for n in names]) == (
+        [log + "00000000000000000010.checkpoint.parquet"],
+        [log + "00000000000000000011.json", log + "00000000000000000012.json"])
+    parts = [f"00000000000000000020.checkpoint.000000000{i}.0000000002.parquet" for i in (2, 1)]
+    assert newest_checkpoint_and_later_commits([log + n for n in parts]) == (sorted(log + n for n in parts), [])
+    v2_and_classic = ["00000000000000000030.checkpoint.0a1b2c3d-1111-2222-3333-444455556666.json",
+                      "00000000000000000030.checkpoint.parquet"]
+    assert newest_checkpoint_and_later_commits([log + n for n in v2_and_classic]) == ([log + v2_and_classic[0]], [])
+    assert newest_checkpoint_and_later_commits([log + "00000000000000000000.json"]) == (
+        [], [log + "00000000000000000000.json"])
+
 def test_vacuum_removes_unreferenced_files(spark, store, lake):
     store.write("silver.people", frame(spark, [(1, "ana", None)]))
     store.write("silver.people", frame(spark, [(2, "bo", None)]), mode="overwrite")
@@ -166,16 +206,21 @@ def test_open_store_auto_picks_rs_without_delta_jars(spark, lake):
     assert chosen.engine == ("spark" if delta_spark_available(spark) else "rs")
 
 
-def test_open_store_refuses_spark_engine_without_jars(spark, lake):
-    if delta_spark_available(spark):
-        pytest.skip("Delta jars present")
-    with pytest.raises(TableError, match="not loadable"):
-        open_store(spark, str(lake), "spark")
+def test_engine_choice_and_its_refusals():
+    assert [choose_engine("auto", loadable, "/lake") for loadable in (True, False)] == ["spark", "rs"]
+    assert choose_engine("spark", True, "s3a://bucket/lake") == "spark"
+    assert choose_engine("rs", True, "file:///lake") == "rs"
+    with pytest.raises(TableError, match="DeltaTable is not loadable in this session; add the Delta jars"):
+        choose_engine("spark", False, "/lake")
+    with pytest.raises(TableError, match="lake_root s3://bucket/lake needs the delta-spark engine"):
+        choose_engine("auto", False, "s3://bucket/lake")
+    with pytest.raises(TableError, match="lake_root s3://bucket/lake needs the delta-spark engine"):
+        choose_engine("rs", True, "s3://bucket/lake")
+    with pytest.raises(TableError, match="expected auto, spark or rs"):
+        choose_engine("duck", True, "/lake")
 
 
 def test_rs_engine_refuses_remote_paths(spark):
-    if delta_spark_available(spark):
-        pytest.skip("Delta jars present")
     with pytest.raises(TableError, match="local filesystem"):
         open_store(spark, "s3://bucket/lake", "rs")
 
