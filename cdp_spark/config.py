@@ -761,6 +761,8 @@ class ObjectStoreSettings(Model):
     """connection timeout per request"""
     read_timeout_s: float = Field(30.0, gt=0)
     """read timeout per request"""
+    path_style_access: bool = True
+    """with endpoint_url: Spark's S3A addresses buckets by path (endpoint/bucket/key), as MinIO and moto need"""
     read_mode: Literal["auto", "direct", "stage"] = Field(
         "auto", description="direct: Spark reads s3a:// itself; stage: boto3 downloads first; auto: direct "
                             "when the session has the S3A filesystem")

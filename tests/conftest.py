@@ -17,10 +17,16 @@ from cdp_spark.config import SparkSettings
 from cdp_spark.session import build_session
 
 POSTGRES_JAR = "/usr/share/java/postgresql.jar"
-# delta-spark as `make jars` fetched it (jvm/pom.xml); absent jars leave the spark-engine tests skipped
-JVM_JARS = [str(Path(__file__).resolve().parents[1] / "build" / "jars" / "spark-4.2" / "delta" / "*.jar")]
+# delta-spark and hadoop-aws as `make jars` fetched them (jvm/pom.xml); absent jars leave the spark-engine
+# and s3a tests skipped
+JVM_JARS = [str(Path(__file__).resolve().parents[1] / "build" / "jars" / "spark-4.2" / group / "*.jar")
+            for group in ("delta", "s3a")]
 HASH_KEY = "cdp-test-hash-key"  # the tests' HMAC key (privacy.hash_key_env)
 os.environ.setdefault("CDP_HASH_KEY", HASH_KEY)
+# moto's fake credentials, in the environment before the JVM starts, as S3A reads them from there
+for _key, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                     "AWS_DEFAULT_REGION": "us-east-1"}.items():
+    os.environ.setdefault(_key, _value)
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -80,14 +86,11 @@ def cfg_factory(tmp_path: Path):
 
 @pytest.fixture(scope="session")
 def s3_server():
-    """moto's S3 server on 127.0.0.1 with fake credentials in the environment."""
+    """moto's S3 server on 127.0.0.1 (the fake credentials are in the environment from the start)."""
     from moto.server import ThreadedMotoServer
 
     from tests.integration.s3 import free_port
 
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": "us-east-1"}.items():
-        os.environ.setdefault(key, value)
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()

@@ -18,6 +18,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from pyspark.sql import SparkSession
+
 from cdp_spark.config import ObjectStoreSettings
 
 GLOB_CHARS = re.compile(r"[*?\[]")
@@ -50,6 +52,32 @@ def split_url(url: str) -> tuple[str, str]:
     if not match:
         raise ObjectStoreError(f"'{url}' is not an s3://bucket/key URL")
     return match.group(1), match.group(2)
+
+
+def s3a_options(settings: ObjectStoreSettings) -> dict[str, str]:
+    """Hadoop S3A options that point Spark's own ``s3a://`` reads and writes at the configured S3-compatible
+    endpoint (MinIO, moto, Ceph): path-style requests, TLS as the URL says, the region and the attempts.
+    Empty for AWS itself, where the cluster's S3A configuration (roles, endpoints) applies unchanged."""
+    if not settings.endpoint_url:
+        return {}
+    return {
+        "fs.s3a.endpoint": settings.endpoint_url,
+        "fs.s3a.endpoint.region": settings.region,
+        "fs.s3a.path.style.access": str(settings.path_style_access).lower(),
+        "fs.s3a.connection.ssl.enabled": str(settings.endpoint_url.startswith("https://")).lower(),
+        "fs.s3a.attempts.maximum": str(settings.max_attempts),
+        "fs.s3a.connection.establish.timeout": f"{int(settings.connect_timeout_s * 1000)}ms",
+    }
+
+
+def configure_s3a(spark: SparkSession, settings: ObjectStoreSettings) -> None:
+    """Sets :func:`s3a_options` on the session's Hadoop configuration (read by every S3A filesystem the
+    session opens afterwards: landing reads, a lake on ``s3a://``)."""
+    options = s3a_options(settings)
+    if options:
+        hadoop = spark.sparkContext._jsc.hadoopConfiguration()
+        for key, value in options.items():
+            hadoop.set(key, value)
 
 
 class ObjectStore:

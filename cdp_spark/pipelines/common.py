@@ -17,6 +17,7 @@ from pyspark.sql import types as T
 from cdp_spark import __version__
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.delta import TableStore, open_store
+from cdp_spark.io.object_store import configure_s3a
 
 log = logging.getLogger("cdp")
 
@@ -102,6 +103,7 @@ class RunContext:
 
 def make_context(spark: SparkSession, cfg: CdpConfig, as_of: date | None = None,
                  full_refresh: bool = False) -> RunContext:
+    configure_s3a(spark, cfg.object_store)
     store = open_store(spark, cfg.lake_root, cfg.storage.engine, cfg.privacy.no_stats_columns)
     if spark.sparkContext.getCheckpointDir() is None:  # iterative jobs cut their lineage there
         spark.sparkContext.setCheckpointDir(cfg.resolve(cfg.storage.checkpoint_dir))

@@ -290,13 +290,15 @@ def read_directly(spark: SparkSession, read_mode: str) -> bool:
     """Whether Spark reads objects itself (``s3a://``) or boto3 stages them on local disk first."""
     from cdp_spark.session import s3a_available
 
-    if read_mode == "stage":
-        return False
-    available = s3a_available(spark)
-    if read_mode == "direct" and not available:
+    return read_mode != "stage" and spark_reads_objects(read_mode, s3a_available(spark))
+
+
+def spark_reads_objects(read_mode: str, s3a_loadable: bool) -> bool:
+    """``direct`` needs the S3A filesystem (a clear error without it); ``auto`` uses it when it loads."""
+    if read_mode == "direct" and not s3a_loadable:
         raise ObjectStoreError("object_store.read_mode is 'direct' but this Spark session has no S3A filesystem "
                                "(hadoop-aws); use read_mode 'stage' or 'auto'")
-    return available
+    return read_mode != "stage" and s3a_loadable
 
 
 def manifest_entries(ctx: RunContext) -> set[tuple[str, str, str]]:

@@ -4,34 +4,40 @@ throttling (HTTP 503) with bounded retries, and the endpoint being down."""
 from __future__ import annotations
 
 import os
+import zlib
 from datetime import date
 
 import boto3
 import pytest
 from chispa import assert_df_equality
+from deltalake import DeltaTable
 
 from cdp_spark.config import ObjectStoreSettings
-from cdp_spark.io.object_store import ObjectStoreError
+from cdp_spark.io.delta import Txn
+from cdp_spark.io.object_store import ObjectStore, ObjectStoreError
 from cdp_spark.pipelines import ingest, normalise
 from cdp_spark.pipelines.common import make_context
+from cdp_spark.pipelines.ingest import spark_reads_objects
+from cdp_spark.session import delta_spark_available, s3a_available
 from tests.integration.s3 import free_port
 
 pytestmark = pytest.mark.integration
 HEADER = "contact_id;first_name;last_name;email;phone;birth_date;postcode;city;country;opt_in;updated_at\n"
 
 
-def s3_config(cfg_factory, endpoint: str, bucket: str, max_attempts: int = 5):
+def s3_config(cfg_factory, endpoint: str, bucket: str, max_attempts: int = 5, read_mode: str = "stage"):
     cfg = cfg_factory()
     crm = cfg.sources["crm_contacts"].model_copy(update={"path": f"s3://{bucket}/landing/crm/*.csv"})
     return cfg.model_copy(update={
         "sources": {"crm_contacts": crm},
         "object_store": ObjectStoreSettings(endpoint_url=endpoint, max_attempts=max_attempts, connect_timeout_s=1,
-                                            read_timeout_s=5)})
+                                            read_timeout_s=5, read_mode=read_mode)})
 
 
 @pytest.fixture()
 def bucket(s3_server, request):
-    name = f"cdp-{request.node.name.replace('_', '-')[:40].lower().strip('-')}"
+    slug = request.node.name.replace("_", "-").replace("[", "-").replace("]", "")[:40].lower().strip("-")
+    name = f"cdp-{slug}-{zlib.crc32(request.node.name.encode()):08x}"  # one bucket per test and parameter
     client = boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1")
     client.create_bucket(Bucket=name)
     return client, name
@@ -41,12 +47,20 @@ def put(client, bucket: str, key: str, body: str) -> None:
     client.put_object(Bucket=bucket, Key=key, Body=("\ufeff" + body).encode("utf-8"))
 
 
-def test_objects_ingested_exactly_once_and_reuploads_follow_the_rule(spark, s3_server, bucket, cfg_factory):
+@pytest.mark.parametrize("read_mode", ["stage", "direct"])
+def test_objects_ingested_exactly_once_and_reuploads_follow_the_rule(spark, s3_server, bucket, cfg_factory,
+                                                                     read_mode, monkeypatch):
+    """``stage``: boto3 downloads each object first; ``direct``: Spark reads ``s3a://`` from the endpoint
+    itself (path-style, endpoint from the config), the boto3 manifest still deciding what is new."""
+    if read_mode == "direct":
+        if not s3a_available(spark):
+            pytest.skip("no S3A filesystem (hadoop-aws) in this session: run make jars")
+        monkeypatch.setattr(ObjectStore, "stage", lambda *_: pytest.fail("direct reads must not stage objects"))
     client, name = bucket
     put(client, name, "landing/crm/a.csv", HEADER + "C1;Ana;Ruiz;ana@x.es;;;;;ES;true;2026-01-01T00:00:00Z\n"
                                                     "C2;Bo;Gil;bo@x.es;;;;;ES;false;2026-01-01T00:00:00Z\n")
     put(client, name, "landing/other/ignored.csv", HEADER)
-    cfg = s3_config(cfg_factory, s3_server, name)
+    cfg = s3_config(cfg_factory, s3_server, name, read_mode=read_mode)
     first = ingest.run(spark, cfg, make_context(spark, cfg, date(2026, 6, 30)))
     assert [(o.file, o.status, o.rows_accepted) for o in first] == [(f"s3://{name}/landing/crm/a.csv", "ingested", 2)]
     second = ingest.run(spark, cfg, make_context(spark, cfg, date(2026, 6, 30)))
@@ -115,14 +129,11 @@ def test_endpoint_down_is_a_clear_error(spark, cfg_factory):
         ingest.run(spark, cfg, make_context(spark, cfg, date(2026, 6, 30)))
 
 
-def test_read_mode_direct_needs_s3a_and_auto_stages_here(spark, s3_server, bucket, cfg_factory):
-    from cdp_spark.pipelines.ingest import read_directly
-    from cdp_spark.session import s3a_available
-
-    assert s3a_available(spark) is False  # hadoop-aws cannot be downloaded here
-    assert read_directly(spark, "auto") is False and read_directly(spark, "stage") is False
+def test_read_mode_choice_for_both_states_of_the_s3a_filesystem():
+    assert [spark_reads_objects(mode, True) for mode in ("auto", "direct", "stage")] == [True, True, False]
+    assert [spark_reads_objects(mode, False) for mode in ("auto", "stage")] == [False, False]
     with pytest.raises(ObjectStoreError, match="read_mode is 'direct' but this Spark session has no S3A"):
-        read_directly(spark, "direct")
+        spark_reads_objects("direct", False)
 
 
 def test_ranged_header_read_feeds_the_header_check(s3_server, bucket):
@@ -137,3 +148,31 @@ def test_ranged_header_read_feeds_the_header_check(s3_server, bucket):
     assert len(head) == 256 and head.startswith(b"\xef\xbb\xbfcontact_id;")
     header = read_csv_header(ref.uri, None, head)
     assert (header.separator, header.columns[:2], header.has_bom) == (";", ["contact_id", "first_name"], True)
+
+
+def test_spark_engine_keeps_the_lake_in_the_bucket(spark, s3_server, bucket, cfg_factory):
+    """A lake on ``s3a://`` through delta-spark: commits, merges, transaction versions and reads go to the
+    endpoint; delta-rs reads the same table from the bucket."""
+    if not (s3a_available(spark) and delta_spark_available(spark)):
+        pytest.skip("needs the delta-spark and hadoop-aws jars: run make jars")
+    client, name = bucket
+    cfg = cfg_factory("storage.engine=spark", f"object_store.endpoint_url={s3_server}",
+                      data_dir=f"s3a://{name}/cdp")
+    store = make_context(spark, cfg, date(2026, 6, 30)).store
+    assert store.path("silver.people") == f"s3a://{name}/cdp/lake/silver/people"
+    schema = "id string, name string"
+    store.write("silver.people", spark.createDataFrame([("C1", "ana"), ("C2", "bo")], schema), txn=Txn("load", 1))
+    store.merge("silver.people", spark.createDataFrame([("C2", "bob"), ("C3", "cy")], schema), keys=["id"],
+                txn=Txn("load", 2))
+    assert store.merge("silver.people", spark.createDataFrame([("C9", "x")], schema), keys=["id"],
+                       txn=Txn("load", 2)).skipped
+    assert store.txn_version("silver.people", "load") == 2
+    expected = spark.createDataFrame([("C1", "ana"), ("C2", "bob"), ("C3", "cy")], schema)
+    assert_df_equality(store.read("silver.people").orderBy("id"), expected, ignore_nullable=True)
+    listed = client.list_objects_v2(Bucket=name, Prefix="cdp/lake/silver/people/_delta_log/")["Contents"]
+    commits = sorted(o["Key"].rsplit("/", 1)[1] for o in listed if o["Key"].endswith(".json"))
+    assert commits == ["00000000000000000000.json", "00000000000000000001.json"]
+    via_delta_rs = DeltaTable(f"s3://{name}/cdp/lake/silver/people", storage_options={
+        "AWS_ENDPOINT_URL": s3_server, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"})
+    assert sorted(via_delta_rs.to_pyarrow_table().to_pylist(), key=lambda r: r["id"]) == [
+        {"id": "C1", "name": "ana"}, {"id": "C2", "name": "bob"}, {"id": "C3", "name": "cy"}]

@@ -4,7 +4,13 @@ import os
 import sys
 
 from cdp_spark.config import SparkSettings, load_config
-from cdp_spark.session import delta_spark_available, existing_jars, jdbc_driver_loadable, session_conf
+from cdp_spark.session import (
+    delta_spark_available,
+    existing_jars,
+    jdbc_driver_loadable,
+    s3a_available,
+    session_conf,
+)
 from tests.conftest import JVM_JARS, REPO_ROOT
 
 
@@ -30,15 +36,18 @@ def test_cluster_never_sets_master_or_local_tuning():
 def test_missing_jars_are_left_out(tmp_path):
     jar = tmp_path / "x.jar"
     jar.write_bytes(b"")
-    _, conf = session_conf(SparkSettings(master="local[1]", jars=[str(jar), "/no/such.jar"]))
-    assert conf["spark.jars"] == str(jar)
+    _, local = session_conf(SparkSettings(master="local[1]", jars=[str(jar), "/no/such.jar"]))
+    assert local["spark.driver.extraClassPath"] == str(jar) and "spark.jars" not in local
+    _, cluster = session_conf(SparkSettings(master=None, jars=[str(jar), "/no/such.jar"]))
+    assert cluster["spark.jars"] == str(jar) and "spark.driver.extraClassPath" not in cluster
 
 
 def test_detects_jvm_classes(spark):
     assert jdbc_driver_loadable(spark, "org.postgresql.Driver")
     assert not jdbc_driver_loadable(spark, "com.example.NoSuchDriver")
-    # the suite's session carries delta-spark exactly when `make jars` fetched it
-    assert delta_spark_available(spark) is bool(existing_jars(JVM_JARS))
+    # the suite's session carries delta-spark and hadoop-aws exactly when `make jars` fetched them
+    assert delta_spark_available(spark) is bool(existing_jars(JVM_JARS[:1]))
+    assert s3a_available(spark) is bool(existing_jars(JVM_JARS[1:]))
 
 
 def test_jar_globs_expand_and_delta_jars_bring_its_extension_and_catalog(tmp_path):
@@ -46,8 +55,8 @@ def test_jar_globs_expand_and_delta_jars_bring_its_extension_and_catalog(tmp_pat
         (tmp_path / name).write_bytes(b"")
     _, conf = session_conf(SparkSettings(master="local[1]", jars=[str(tmp_path / "*.jar"),
                                                                    str(tmp_path / "absent" / "*.jar")]))
-    assert conf["spark.jars"] == ",".join(str(tmp_path / n) for n in
-                                          ("delta-spark_4.2_2.13-4.4.0.jar", "delta-storage-4.4.0.jar"))
+    assert conf["spark.driver.extraClassPath"] == ":".join(
+        str(tmp_path / n) for n in ("delta-spark_4.2_2.13-4.4.0.jar", "delta-storage-4.4.0.jar"))
     assert (conf["spark.sql.extensions"], conf["spark.sql.catalog.spark_catalog"]) == (
         "io.delta.sql.DeltaSparkSessionExtension", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
     _, without = session_conf(SparkSettings(master="local[1]", jars=[str(tmp_path / "delta-storage-*.jar")]))
