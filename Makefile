@@ -27,15 +27,15 @@ venv: $(BIN)/python
 
 # A stamp per dependency set so re-runs skip the install when pyproject.toml did not change.
 $(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[local]'
 	touch $@
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[local,test]'
 	touch $@ $(VENV)/.installed $(VENV)/.installed-dist
 
 $(VENV)/.installed-dist: pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dist]'
+	$(BIN)/pip install --quiet -e '.[local,dist]'
 	touch $@
 
 install: $(VENV)/.installed check-java

@@ -29,9 +29,9 @@ wheel=$(ls "$DIST"/cdp_spark-*.whl)
 echo "installing $wheel into a fresh environment ($BUILD_ENV)"
 "$PYTHON" -m venv "$BUILD_ENV"
 if [[ "$WITH_PYSPARK" == 1 ]]; then
-  "$BUILD_ENV/bin/pip" install "${PIP_QUIET[@]}" "$wheel"
+  "$BUILD_ENV/bin/pip" install "${PIP_QUIET[@]}" "$wheel[local]"
 else
-  # the wheel's requirements without pyspark, and delta-spark (whose only other requirement is
+  # the wheel's requirements (no pyspark: that is the `local` extra), and delta-spark (whose only other requirement is
   # importlib-metadata) without its dependencies: pip never fetches or unpacks pyspark
   "$BUILD_ENV/bin/python" - "$wheel" "$BUILD_ENV" <<'PY'
 import email, sys, zipfile
@@ -39,9 +39,9 @@ from pathlib import Path
 with zipfile.ZipFile(sys.argv[1]) as wheel:
     metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
     requirements = email.message_from_bytes(wheel.read(metadata)).get_all("Requires-Dist") or []
-runtime = [r for r in requirements if "extra ==" not in r and not r.startswith("pyspark")]
-without_deps = [r for r in runtime if r.startswith("delta-spark")]
-with_deps = [r for r in runtime if r not in without_deps] + ["importlib-metadata"]
+runtime = [r for r in requirements if "extra ==" not in r]
+without_deps = [r.split(";")[0] for r in requirements if 'extra == "local"' in r and r.startswith("delta-spark")]
+with_deps = runtime + ["importlib-metadata"]
 Path(sys.argv[2], "requirements.txt").write_text("\n".join(with_deps) + "\n")
 Path(sys.argv[2], "requirements-no-deps.txt").write_text("\n".join(without_deps + [sys.argv[1]]) + "\n")
 PY

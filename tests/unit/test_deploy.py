@@ -30,7 +30,8 @@ def test_databricks_bundle_runs_every_stage_through_the_wheel_entry_point():
         wheel = task["python_wheel_task"]
         assert wheel["package_name"] == "cdp_spark" and wheel["entry_point"] in scripts
         assert wheel["parameters"][-1] == key and key in commands
-        assert wheel["parameters"][:4] == ["--conf", "${var.conf_dir}", "--env", "cluster"]
+        assert wheel["parameters"][:-1] == ["--conf", "${var.conf_dir}", "--env", "cluster", "--data-dir",
+                                            "${var.data_dir}", "--as-of", "{{job.start_time.iso_date}}"]
         assert all(d["task_key"] in tasks for d in task.get("depends_on", []))
     order = list(STAGES)
     for key, task in tasks.items():  # every dependency comes earlier in the pipeline
@@ -38,6 +39,21 @@ def test_databricks_bundle_runs_every_stage_through_the_wheel_entry_point():
     env = job["job_clusters"][0]["new_cluster"]["spark_env_vars"]
     assert set(env) == {PrivacySettings().hash_key_env, WarehouseSettings().user_env, WarehouseSettings().password_env}
     assert all(re.fullmatch(r"\{\{secrets/\$\{var\.secret_scope\}/[a-z_]+\}\}", v) for v in env.values())
+    lakes = {name: target["variables"]["data_dir"] for name, target in bundle["targets"].items()}
+    assert set(lakes) == {"dev", "prod"} and lakes["dev"] != lakes["prod"]
+    assert not lakes["dev"].startswith(lakes["prod"] + "/")
+
+
+def test_the_wheel_leaves_spark_to_the_runtime():
+    """pyspark and delta-spark come with the ``local`` extra only: installing the wheel on Databricks or EMR
+    never replaces the runtime's Spark."""
+    from importlib.metadata import requires
+
+    requirements = requires("cdp-spark") or []
+    core = [r for r in requirements if "extra ==" not in r]
+    local = [r.split(";")[0].strip() for r in requirements if 'extra == "local"' in r]
+    assert not [r for r in core if r.startswith(("pyspark", "delta-spark"))]
+    assert sorted(local) == ["delta-spark<4.5,>=4.4", "pyspark<4.3,>=4.2"]
 
 
 def test_cli_lists_every_stage_the_schedulers_call():
