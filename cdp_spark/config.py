@@ -639,6 +639,10 @@ class PrivacySettings(Model):
     hashed_columns: dict[str, str] = Field(
         default_factory=lambda: {"email_norm": "email_hash", "phone_e164": "phone_hash"},
         description="gold.person_profile column -> its keyed-hash column")
+    erase_purges_history: bool = True
+    """cdp erase vacuums the changed tables with zero retention (lifting Delta's 7-day check for that call)
+    and drops their older commits: no earlier version keeps the person, and time travel before the
+    erasure ends; false leaves the old files to the regular vacuum"""
     no_stats_columns: list[str] = Field(
         default_factory=lambda: ["birth_date", "age"],
         description="numeric/date columns that never get min/max statistics in the Delta log (text never does)")

@@ -82,6 +82,8 @@ class TableStore(Protocol):
     def history(self, table: str) -> list[dict[str, Any]]: ...
     def vacuum(self, table: str, retention_hours: int = 168) -> list[str]: ...
     def txn_version(self, table: str, app_id: str) -> int | None: ...
+    def tables(self) -> list[str]: ...
+    def purge_history(self, table: str) -> int: ...
 
 
 def split_name(table: str) -> tuple[str, str]:
@@ -368,6 +370,24 @@ class RsDeltaStore:
         return list(dt.vacuum(retention_hours=retention_hours, dry_run=False,
                               enforce_retention_duration=retention_hours >= 168))
 
+    def tables(self) -> list[str]:
+        """Every table of the lake, ``layer.name``, sorted."""
+        return sorted(f"{p.parent.parent.name}.{p.parent.name}" for p in Path(self.lake_root).glob("*/*/_delta_log"))
+
+    def purge_history(self, table: str) -> int:
+        """Checkpoints the current version and deletes the older commit files and checkpoints (an erasure:
+        no earlier version stays readable); returns how many log files were deleted."""
+        dt = self._open(table)
+        current = dt.version()
+        dt.create_checkpoint()
+        removed = 0
+        for entry in Path(self.path(table), "_delta_log").iterdir():
+            stem = entry.name.split(".", 1)[0]
+            if stem.isdigit() and int(stem) < current and (entry.suffix == ".json" or ".checkpoint" in entry.name):
+                entry.unlink()
+                removed += 1
+        return removed
+
 
 def _normalise_uri(uri: str, known: dict[str, str]) -> str:
     """Spark's ``input_file_name`` says ``file:/x`` where delta-rs says ``/x`` or ``file:///x``."""
@@ -385,9 +405,10 @@ class SparkDeltaStore:
 
     engine = "spark"
 
-    def __init__(self, spark: SparkSession, lake_root: str) -> None:
+    def __init__(self, spark: SparkSession, lake_root: str, private_columns: Sequence[str] = ()) -> None:
         self.spark = spark
         self.lake_root = lake_root.rstrip("/")
+        self.private_columns = frozenset(private_columns)
         from delta.tables import DeltaTable
 
         self._delta = DeltaTable
@@ -482,10 +503,18 @@ class SparkDeltaStore:
             return self.spark.createDataFrame([], current.schema)
         return self.spark.read.schema(current.schema).parquet(*added)
 
+    def _stats_option(self, schema: StructType) -> dict[str, str]:
+        """The table property that limits delta-spark's file statistics as the rs engine does."""
+        columns = stats_columns(schema, self.private_columns)
+        if not columns:
+            return {"delta.dataSkippingNumIndexedCols": "0"}
+        return {"delta.dataSkippingStatsColumns": ",".join(f"`{c}`" for c in columns)}
+
     def create(self, table: str, schema: StructType) -> WriteResult:
         if self.exists(table):
             raise TableError(f"table {table} already exists")
-        self.spark.createDataFrame([], _nullable(schema)).write.format("delta").save(self.path(table))
+        (self.spark.createDataFrame([], _nullable(schema)).write.format("delta")
+         .options(**self._stats_option(schema)).save(self.path(table)))
         return WriteResult(table, 0)
 
     def write(self, table: str, df: DataFrame, mode: WriteMode = "append", txn: Txn | None = None,
@@ -494,6 +523,8 @@ class SparkDeltaStore:
         if before is not None and mode == "append":
             _new_columns(df, self.read(table).schema, table, evolve_schema)
         writer = df.write.format("delta").mode(mode)
+        if before is None:
+            writer = writer.options(**self._stats_option(df.schema))
         if metadata:
             writer = writer.option("userMetadata", json.dumps(metadata, sort_keys=True))
         if txn:
@@ -544,9 +575,32 @@ class SparkDeltaStore:
         return None
 
     def vacuum(self, table: str, retention_hours: int = 168) -> list[str]:
-        self.spark.conf.set("spark.databricks.delta.retentionDurationCheck.enabled", str(retention_hours >= 168))
-        self._table(table).vacuum(retention_hours)
+        """Deletes files no version within ``retention_hours`` needs; under 168 hours Delta's retention
+        check is lifted for this call only (an erasure's zero-retention purge)."""
+        check = "spark.databricks.delta.retentionDurationCheck.enabled"
+        self.spark.conf.set(check, str(retention_hours >= 168).lower())
+        try:
+            self._table(table).vacuum(retention_hours)
+        finally:
+            self.spark.conf.unset(check)
         return []
+
+    def tables(self) -> list[str]:
+        """Every table of the lake, ``layer.name``, sorted (listed through the lake's Hadoop filesystem)."""
+        jvm = self.spark.sparkContext._jvm
+        assert jvm is not None
+        pattern = jvm.org.apache.hadoop.fs.Path(f"{self.lake_root}/*/*/_delta_log")
+        fs = pattern.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
+        found = fs.globStatus(pattern) or []
+        return sorted(f"{s.getPath().getParent().getParent().getName()}.{s.getPath().getParent().getName()}"
+                      for s in found)
+
+    def purge_history(self, table: str) -> int:
+        """Nothing to delete in the log: this engine's commits never hold a personal value (statistics only
+        for number and date columns, see :func:`stats_columns`), and :meth:`vacuum` with zero retention
+        deletes the data files of earlier versions. Returns 0 log files deleted."""
+        self._table(table)
+        return 0
 
 
 def newest_checkpoint_and_later_commits(log_files: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -574,11 +628,11 @@ def newest_checkpoint_and_later_commits(log_files: Sequence[str]) -> tuple[list[
 def open_store(spark: SparkSession, lake_root: str, engine: str = "auto",
                private_columns: Sequence[str] = ()) -> TableStore:
     """The table store of ``engine`` (``auto``, ``spark`` or ``rs``; see :func:`choose_engine`) for the lake.
-    ``private_columns`` never get min/max statistics in the transaction log (rs engine)."""
+    ``private_columns`` never get min/max statistics in the transaction log (text columns never do)."""
     from cdp_spark.session import delta_spark_available
 
     if choose_engine(engine, delta_spark_available(spark), lake_root) == "spark":
-        return SparkDeltaStore(spark, lake_root)
+        return SparkDeltaStore(spark, lake_root, private_columns)
     return RsDeltaStore(spark, lake_root.removeprefix("file://"), private_columns)
 
 
@@ -612,6 +666,15 @@ def _stat_value(value: Any) -> Any:
     if isinstance(value, date) and not isinstance(value, datetime):
         return value.isoformat()
     return None
+
+
+def stats_columns(schema: StructType, private: frozenset[str] = frozenset()) -> list[str]:
+    """The columns whose min/max may go into the Delta log: top-level numbers and dates that are not
+    ``private``. Never text, which may hold personal values (both engines)."""
+    from pyspark.sql.types import DateType, NumericType
+
+    return [f.name for f in schema.fields
+            if f.name not in private and isinstance(f.dataType, (NumericType, DateType))]
 
 
 def _file_stats(meta: pq.FileMetaData, private: frozenset[str] = frozenset()) -> dict[str, Any]:

@@ -4,9 +4,10 @@
    person entities and ``gold.person_profile``; with all their source records, e-mails, phones and keys.
 2. **Remove** their rows from every bronze, silver, gold and quarantine table of the lake
    (``identity.erasure.erasure_predicate``), each table rewritten as a new version.
-3. **Purge history**: vacuum each changed table with zero retention (the old files holding the person are
-   deleted), write a Delta checkpoint and delete the older commit files, so neither data files nor the
-   transaction log keep a trace (file statistics never hold text: see ``io.delta._file_stats``).
+3. **Purge history** (``privacy.erase_purges_history``): vacuum each changed table with zero retention (the
+   old files holding the person are deleted; Delta's retention check is lifted for that call) and, on the
+   rs engine, checkpoint and delete the older commit files, so neither data files nor the transaction log
+   keep a trace (file statistics never hold text on either engine: see ``io.delta.stats_columns``).
 4. **Warehouse**: ``DELETE`` the person's rows from every synced table, in one transaction per table.
 5. **Suppress**: keyed hashes (HMAC, ``privacy.hash_key_env``) of the e-mails, phones and source records
    go to ``meta.suppression``; ingest drops rows that match it, so re-ingesting old files cannot bring the
@@ -14,7 +15,7 @@
 6. **Receipt**: ``meta.erasure_receipts`` and the returned dict list each table, the version written and
    the rows removed. Receipts hold hashes and counts, never the personal values.
 
-Needs the delta-rs (``rs``) engine on a local lake: the history purge edits the table folders.
+Works on both engines, on a local lake or one on object storage (spark engine).
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ import json
 import logging
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -127,29 +127,6 @@ def find_subject(spark: SparkSession, ctx: RunContext, cfg: CdpConfig, email: st
     return target, {"email": emails, "phone": phones, "record": records}
 
 
-def lake_tables(lake_root: str) -> list[str]:
-    root = Path(lake_root)
-    if "://" in lake_root and not lake_root.startswith("file:"):
-        raise StageError("cdp erase needs a local lake (the rs engine): it purges files and the transaction log")
-    return sorted(f"{p.parent.parent.name}.{p.parent.name}" for p in root.glob("*/*/_delta_log"))
-
-
-def purge_history(table_path: str) -> int:
-    """Checkpoint the current version and delete the older commit files; returns how many were deleted."""
-    from deltalake import DeltaTable
-
-    table = DeltaTable(table_path)
-    current = table.version()
-    table.create_checkpoint()
-    removed = 0
-    for entry in Path(table_path, "_delta_log").iterdir():
-        stem = entry.name.split(".", 1)[0]
-        if stem.isdigit() and int(stem) < current and (entry.suffix == ".json" or ".checkpoint" in entry.name):
-            entry.unlink()
-            removed += 1
-    return removed
-
-
 def _remove_rows(ctx: RunContext, table: str, doomed: Any, erasure_id: str) -> tuple[int, int] | None:
     frame: DataFrame = ctx.store.read(table)
     hits = frame.where(doomed).count()
@@ -158,8 +135,9 @@ def _remove_rows(ctx: RunContext, table: str, doomed: Any, erasure_id: str) -> t
     kept = frame.where(~doomed).localCheckpoint()
     result = ctx.store.write(table, kept, mode="overwrite", txn=Txn(f"erase/{erasure_id}", 1))
     ctx.wrote(table, result.version)
-    ctx.store.vacuum(table, retention_hours=0)
-    purge_history(ctx.store.path(table))
+    if ctx.cfg.privacy.erase_purges_history:
+        ctx.store.vacuum(table, retention_hours=0)
+        ctx.store.purge_history(table)
     return result.version, hits
 
 
@@ -204,7 +182,7 @@ def run(spark: SparkSession, cfg: CdpConfig, email: str | None = None, person_id
     ctx.store.write(SUPPRESSION, spark.createDataFrame(hashes, SUPPRESSION_SCHEMA), txn=Txn(f"erase/{erasure_id}", 1))
     sources = entity_keys(cfg)
     removed: dict[str, dict[str, int]] = {}
-    for table in lake_tables(cfg.lake_root):
+    for table in ctx.store.tables():
         if table.startswith(KEEP):
             continue
         doomed = erasure_predicate(table, ctx.store.read(table).columns, target, sources)

@@ -3,6 +3,7 @@ where delta-spark's JVM classes are not on the classpath (``make jars`` not run)
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -265,3 +266,15 @@ def test_each_engine_reads_the_others_tables(spark, lake, writer_engine):
     files = DeltaTable(writer.path("gold.people")).file_uris()
     via_duckdb = duckdb.sql(f"SELECT id, name, CAST(born AS VARCHAR) FROM read_parquet({files!r}) ORDER BY id")
     assert via_duckdb.fetchall() == [(1, "ana", "1990-01-02"), (2, "bob", "2000-05-06"), (3, "cy", None)]
+
+
+def test_lists_its_tables_and_logs_statistics_only_for_numbers_and_dates(spark, store, lake):
+    store.write("silver.people", frame(spark, [(1, "ana@x.es", "1990-01-02"), (2, "bo", None)]).coalesce(1))
+    store.create("gold.people", SCHEMA)
+    assert store.tables() == ["gold.people", "silver.people"]
+    log_text = "".join(p.read_text() for p in (lake / "silver" / "people" / "_delta_log").glob("*.json"))
+    assert "ana@x.es" not in log_text  # text never gets min/max: it may hold personal values
+    [stats] = [json.loads(json.loads(line)["add"]["stats"]) for line in log_text.splitlines()
+               if '"add"' in line]
+    assert (stats["numRecords"], stats["minValues"], stats["maxValues"]) == (
+        2, {"id": 1, "born": "1990-01-02"}, {"id": 2, "born": "1990-01-02"})

@@ -8,6 +8,8 @@ import zlib
 from datetime import date
 
 import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable
@@ -15,7 +17,7 @@ from deltalake import DeltaTable
 from cdp_spark.config import ObjectStoreSettings
 from cdp_spark.io.delta import Txn
 from cdp_spark.io.object_store import ObjectStore, ObjectStoreError
-from cdp_spark.pipelines import ingest, normalise
+from cdp_spark.pipelines import erase, ingest, normalise
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.pipelines.ingest import spark_reads_objects
 from cdp_spark.session import delta_spark_available, s3a_available
@@ -176,3 +178,43 @@ def test_spark_engine_keeps_the_lake_in_the_bucket(spark, s3_server, bucket, cfg
         "AWS_ENDPOINT_URL": s3_server, "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1"})
     assert sorted(via_delta_rs.to_pyarrow_table().to_pylist(), key=lambda r: r["id"]) == [
         {"id": "C1", "name": "ana"}, {"id": "C2", "name": "bob"}, {"id": "C3", "name": "cy"}]
+
+
+def test_erase_with_the_spark_engine_on_a_lake_in_the_bucket(spark, s3_server, bucket, cfg_factory):
+    """``cdp erase`` on a delta-spark lake in the bucket: the person's rows leave every table, zero-retention
+    vacuum deletes the objects of earlier versions, no object left holds their e-mail or ids, and the
+    suppression list and receipt are written."""
+    if not (s3a_available(spark) and delta_spark_available(spark)):
+        pytest.skip("needs the delta-spark and hadoop-aws jars: run make jars")
+    client, name = bucket
+    cfg = cfg_factory("storage.engine=spark", f"object_store.endpoint_url={s3_server}",
+                      data_dir=f"s3a://{name}/cdp")
+    store = make_context(spark, cfg, date(2026, 6, 30)).store
+    contacts = "contact_id string, _system string, email string, email_norm string, phone string, phone_e164 string"
+    store.write("silver.contacts", spark.createDataFrame([
+        ("C1", "crm", "Ana@X.es", "ana@x.es", None, None), ("C2", "crm", "bo@x.es", "bo@x.es", None, None)],
+        contacts))
+    registry = "record_id string, person_id string, system string, source_key string"
+    store.write("gold.person_registry", spark.createDataFrame([
+        ("crm:C1", "P-ana", "crm", "C1"), ("crm:C2", "P-bo", "crm", "C2")], registry))
+    store.write("gold.person_scores", spark.createDataFrame([("P-ana", 3), ("P-bo", 5)],
+                                                            "person_id string, orders_total_count int"))
+
+    receipt = erase.run(spark, cfg, person_id="P-ana", ctx=make_context(spark, cfg, date(2026, 6, 30)))
+
+    assert {t: v["rows_removed"] for t, v in receipt["tables"].items()} == {
+        "gold.person_registry": 1, "gold.person_scores": 1, "silver.contacts": 1}
+    assert sorted(store.tables()) == ["gold.person_registry", "gold.person_scores", "meta.erasure_receipts",
+                                      "meta.run_manifest", "meta.suppression", "silver.contacts"]
+    assert [r.contact_id for r in store.read("silver.contacts").collect()] == ["C2"]
+    assert [(r.person_id, r.orders_total_count) for r in store.read("gold.person_scores").collect()] == [("P-bo", 5)]
+    assert sorted(r.kind for r in store.read("meta.suppression").collect()) == ["email", "record"]
+    leftovers = []
+    for listed in client.get_paginator("list_objects_v2").paginate(Bucket=name, Prefix="cdp/lake/"):
+        for item in listed.get("Contents", []):
+            body = client.get_object(Bucket=name, Key=item["Key"])["Body"].read()
+            text = (str(pq.read_table(pa.BufferReader(body)).to_pylist()) if item["Key"].endswith(".parquet")
+                    else body.decode("utf-8", "replace"))
+            leftovers += [f"{item['Key']}: {n}" for n in ("ana@x.es", "P-ana", "crm:C1") if n in text.lower()
+                          or n in text]
+    assert leftovers == []
