@@ -33,6 +33,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
+from cdp_spark.io.hadoop import glob_paths, list_files
+
 log = logging.getLogger(__name__)
 
 WriteMode = Literal["append", "overwrite"]
@@ -452,7 +454,8 @@ class SparkDeltaStore:
 
     def _log_transactions(self, table: str) -> dict[str, int]:
         """``appId -> version`` of the ``txn`` actions in the newest checkpoint and the commits after it."""
-        checkpoint, commits = newest_checkpoint_and_later_commits(self._log_files(f"{self.path(table)}/_delta_log"))
+        checkpoint, commits = newest_checkpoint_and_later_commits(
+            [path for path, _ in list_files(self.spark, f"{self.path(table)}/_delta_log")])
         txn = StructType([StructField("txn", StructType([StructField("appId", StringType()),
                                                          StructField("version", LongType())]))])
         frames = [self.spark.read.schema(txn).json(commits)] if commits else []
@@ -465,14 +468,6 @@ class SparkDeltaStore:
         latest = (actions.select("txn.appId", "txn.version").where(F.col("appId").isNotNull())
                   .groupBy("appId").agg(F.max("version").alias("version")))
         return {r["appId"]: int(r["version"]) for r in latest.collect()}
-
-    def _log_files(self, log_dir: str) -> list[str]:
-        """The file paths directly in ``log_dir``, through the lake's Hadoop filesystem (s3a, abfss, file)."""
-        jvm = self.spark.sparkContext._jvm
-        assert jvm is not None
-        path = jvm.org.apache.hadoop.fs.Path(log_dir)
-        fs = path.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
-        return [str(status.getPath()) for status in fs.listStatus(path) if status.isFile()]
 
     def read(self, table: str, version: int | None = None, timestamp: datetime | None = None) -> DataFrame:
         if not self.exists(table):
@@ -587,13 +582,8 @@ class SparkDeltaStore:
 
     def tables(self) -> list[str]:
         """Every table of the lake, ``layer.name``, sorted (listed through the lake's Hadoop filesystem)."""
-        jvm = self.spark.sparkContext._jvm
-        assert jvm is not None
-        pattern = jvm.org.apache.hadoop.fs.Path(f"{self.lake_root}/*/*/_delta_log")
-        fs = pattern.getFileSystem(self.spark.sparkContext._jsc.hadoopConfiguration())
-        found = fs.globStatus(pattern) or []
-        return sorted(f"{s.getPath().getParent().getParent().getName()}.{s.getPath().getParent().getName()}"
-                      for s in found)
+        logs = glob_paths(self.spark, f"{self.lake_root}/*/*/_delta_log")
+        return sorted(".".join(log_dir.rstrip("/").split("/")[-3:-1]) for log_dir in logs)
 
     def purge_history(self, table: str) -> int:
         """Nothing to delete in the log: this engine's commits never hold a personal value (statistics only

@@ -13,6 +13,9 @@ import fnmatch
 import hashlib
 import os
 import re
+import shutil
+import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -194,3 +197,38 @@ def write_text(path: str, text: str, settings: ObjectStoreSettings, content_type
     partial.write_text(text, encoding="utf-8")
     partial.replace(target)
     return str(target.resolve())
+
+
+def write_through_spark(spark: SparkSession, url: str, write: Callable[[str], None],
+                        settings: ObjectStoreSettings, staging_dir: str) -> list[tuple[str, int]]:
+    """Runs ``write(folder)`` (a Spark ``DataFrameWriter`` call) so that its part files land in the folder
+    ``url``, and returns each file's URL (named as ``url`` names it) and size; Spark's helper files
+    (``_SUCCESS``, ``.crc``) are removed. The executors write straight to the target: a local folder, or an
+    ``s3://`` one through S3A (``s3a://``). Only a session without S3A (local mode without hadoop-aws)
+    writes to ``staging_dir`` on the driver and uploads with boto3."""
+    from cdp_spark.io.hadoop import delete, list_files
+    from cdp_spark.session import s3a_available
+
+    remote = is_object_url(url)
+    if remote and not s3a_available(spark):
+        Path(staging_dir).mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(prefix="cdp-write-", dir=staging_dir))
+        try:
+            write(str(staged))
+            parts = sorted(p for p in staged.iterdir() if not p.name.startswith(("_", ".")))
+            store = open_object_store(settings)
+            for part in parts:
+                store.upload(str(part), f"{url}/{part.name}")
+            return [(f"{url}/{part.name}", part.stat().st_size) for part in parts]
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    target = "s3a://" + url.split("://", 1)[1] if remote else url
+    write(target)
+    written = []
+    for path, size in list_files(spark, target):
+        name = path.rsplit("/", 1)[-1]
+        if name.startswith(("_", ".")):
+            delete(spark, path)
+        else:
+            written.append((f"{url}/{name}" if remote else str(Path(url, name).resolve()), size))
+    return written

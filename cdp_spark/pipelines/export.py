@@ -12,18 +12,16 @@ For each table of ``exports.tables`` whose newest published version was not expo
                                              loader that waits for it never sees half an export
 
 then ``<target>/<layer>_<table>/latest.json`` points at the version, and ``meta.export_log`` records it
-(a version is exported once per target). Spark writes the files locally (to the staging folder when the
-target is on S3) and boto3 uploads them: the S3A connector is not needed.
+(a version is exported once per target). The executors write the files straight to the target (a folder,
+or S3 through S3A); only a session without S3A stages them on the driver and uploads them with boto3.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
-import shutil
-import tempfile
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -32,7 +30,7 @@ from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.delta import Txn
-from cdp_spark.io.object_store import is_object_url, open_object_store, write_text
+from cdp_spark.io.object_store import write_text, write_through_spark
 from cdp_spark.pipelines.common import RunContext, make_context, record_manifest
 from cdp_spark.pipelines.sync import allowed_columns
 from cdp_spark.pipelines.validate import published_version
@@ -57,44 +55,28 @@ def already_exported(ctx: RunContext, table: str, version: int, target: str) -> 
     return done.limit(1).count() > 0
 
 
-def _write_local(df: DataFrame, fmt: str, folder: Path) -> list[Path]:
+def _write(df: DataFrame, fmt: str, folder: str) -> None:
+    """``df`` as ``fmt`` part files in ``folder`` (CSV with a header line)."""
     writer = df.coalesce(max(1, df.rdd.getNumPartitions() // 4)).write.mode("overwrite")
     if fmt == "csv":
         writer.option("header", True).option("escape", '"').option("timestampFormat",
-                                                                   "yyyy-MM-dd'T'HH:mm:ss.SSSSSS").csv(str(folder))
+                                                                   "yyyy-MM-dd'T'HH:mm:ss.SSSSSS").csv(folder)
     else:
-        writer.parquet(str(folder))
-    for helper in [*folder.glob(".*"), *folder.glob("_*")]:  # _SUCCESS and checksum files
-        helper.unlink()
-    return sorted(folder.glob(f"part-*.{fmt}") if fmt == "parquet" else folder.glob("part-*.csv"))
+        writer.parquet(folder)
 
 
 def export_table(spark: SparkSession, ctx: RunContext, cfg: CdpConfig, table: str, version: int,
                  target_root: str) -> dict[str, Any]:
     source = allowed_columns(ctx.store.read(table, version=version), table, cfg.exports.columns.get(table))
     prefix = f"{target_root}/{table.replace('.', '_')}/v{version:06d}"
-    remote = is_object_url(target_root)
-    staging = Path(tempfile.mkdtemp(prefix="cdp-export-", dir=_staging_dir(cfg))) if remote else None
-    store = open_object_store(cfg.object_store) if remote else None
     files: dict[str, list[dict[str, Any]]] = {}
-    try:
-        for fmt in cfg.exports.formats:
-            frame = warehouse_frame(source) if fmt == "csv" else source
-            local = (staging / fmt) if staging else Path(prefix) / fmt
-            entries = []
-            for path in _write_local(frame, fmt, local):
-                url = f"{prefix}/{fmt}/{path.name}"
-                if store is not None:
-                    store.upload(str(path), url)
-                else:
-                    url = str(path.resolve())
-                entries.append({"url": url, "mandatory": True, "meta": {"content_length": path.stat().st_size}})
-            files[fmt] = entries
-            write_text(f"{prefix}/{fmt}.manifest", json.dumps({"entries": entries}, indent=2), cfg.object_store,
-                       "application/json")
-    finally:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
+    for fmt in cfg.exports.formats:
+        frame = warehouse_frame(source) if fmt == "csv" else source
+        written = write_through_spark(spark, f"{prefix}/{fmt}", functools.partial(_write, frame, fmt),
+                                      cfg.object_store, cfg.staging_dir)
+        files[fmt] = [{"url": url, "mandatory": True, "meta": {"content_length": size}} for url, size in written]
+        write_text(f"{prefix}/{fmt}.manifest", json.dumps({"entries": files[fmt]}, indent=2), cfg.object_store,
+                   "application/json")
     rows = source.count()
     summary = {"table": table, "version": version, "run_id": ctx.run_id, "rows": rows,
                "exported_at": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -105,12 +87,6 @@ def export_table(spark: SparkSession, ctx: RunContext, cfg: CdpConfig, table: st
                json.dumps({"version": version, "export": f"{prefix}/export.json"}), cfg.object_store,
                "application/json")
     return summary
-
-
-def _staging_dir(cfg: CdpConfig) -> str:
-    folder = Path(cfg.resolve(cfg.paths.staging_dir))
-    folder.mkdir(parents=True, exist_ok=True)
-    return str(folder)
 
 
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:

@@ -68,6 +68,7 @@ def test_emr_step_points_at_existing_jobs_and_overlay():
     assert args[0] == "spark-submit"
     job = next(a for a in args if a.endswith(".py"))
     assert (ROOT / "jobs" / Path(job).name).is_file()
+    assert args[args.index("--as-of") + 1] == "{{AS_OF}}"  # filled in by add_steps.sh
     assert args.count("--archives") == 1  # spark-submit keeps only the last --archives flag
     shipped = [(Path(uri).name, name) for uri, name in
                (item.split("#") for item in args[args.index("--archives") + 1].split(","))]
@@ -76,3 +77,21 @@ def test_emr_step_points_at_existing_jobs_and_overlay():
     assert all(f"$DIST/{artefact}" in build for artefact, _ in shipped)  # the names `make dist` writes
     env = args[args.index("--env") + 1]
     assert (ROOT / "conf" / env).is_dir()
+
+
+def test_emr_add_steps_fills_in_the_as_of_date(tmp_path):
+    import os
+    import subprocess
+
+    fake = tmp_path / "aws"  # records the arguments instead of calling AWS
+    fake.write_text('#!/bin/sh\nprintf "%s\\0" "$@" > "$(dirname "$0")/called"\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    script = str(ROOT / "deploy" / "emr" / "add_steps.sh")
+    subprocess.run([script, "j-123", "2026-06-30"], env=env, check=True)
+    called = (tmp_path / "called").read_text().split("\0")
+    assert called[:4] == ["emr", "add-steps", "--cluster-id", "j-123"]
+    args = json.loads(called[5])[0]["HadoopJarStep"]["Args"]
+    assert args[args.index("--as-of") + 1] == "2026-06-30"
+    bad = subprocess.run([script, "j-123", "30/06/2026"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "as-of must be YYYY-MM-DD, got '30/06/2026'" in bad.stderr
