@@ -440,10 +440,9 @@ class SparkDeltaStore:
         """The newest ``txnVersion`` committed for ``app_id``, from the transaction log itself (the Delta
         protocol's ``txn`` actions; no delta-spark internals, which Databricks ships under other names).
 
-        A ``txn`` action records the application's latest version and versions only grow, so the
-        highest one over every commit file and checkpoint in ``_delta_log`` is the snapshot's, whichever
-        checkpoint is the newest and whichever commits log clean-up removed. Read once per table version.
-        """
+        The newest checkpoint holds every application's version as of its commit, and the commits after
+        it hold the later ones (versions only grow), so those files give the snapshot's value whatever
+        log clean-up removed before the checkpoint. Read once per table version."""
         version = self.version(table)
         if version is None:
             return None
