@@ -10,7 +10,7 @@ CONF ?= conf
 ENV ?= local
 AS_OF ?= 2026-06-30
 
-.PHONY: help venv install install-test system-deps check-java jars demo-data run test lint typecheck clean bench bench-ingest bench-er bench-scores bench-pipeline dist
+.PHONY: help venv install install-test system-deps check-java jars demo-data run test lint typecheck clean test-spark40 bench bench-ingest bench-er bench-scores bench-pipeline dist
 
 help:
 	@echo "make run     install, generate demo data, run the whole pipeline locally, print a summary"
@@ -77,6 +77,17 @@ run: demo-data
 
 test: install-test
 	scripts/run_tests.sh
+
+# The table-store contract (both engines) and session tests under pyspark 4.0 with the Spark 4.0 jars, in
+# build/venv40 (README, "Delta engines"); not part of `make test`.
+VENV40 := build/venv40
+test-spark40: check-java
+	test -x $(VENV40)/bin/python || ($(PYTHON) -m venv $(VENV40) \
+		&& $(VENV40)/bin/pip install --quiet 'pyspark>=4.0,<4.1' \
+		&& $(VENV40)/bin/pip install --quiet -e '.[test]' \
+		&& $(VENV40)/bin/pip install --quiet --no-deps 'delta-spark>=4.4,<4.5')
+	$(MAKE) jars SPARK_MINOR=4.0
+	$(VENV40)/bin/python -m pytest -q tests/contracts tests/unit/test_session.py
 
 lint: install-test
 	$(BIN)/ruff check cdp_spark jobs tests scripts

@@ -10,6 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import pyspark
 import pytest
 from pyspark.sql import SparkSession
 
@@ -19,7 +20,9 @@ from cdp_spark.session import build_session
 POSTGRES_JAR = "/usr/share/java/postgresql.jar"
 # delta-spark and hadoop-aws as `make jars` fetched them (jvm/pom.xml); absent jars leave the spark-engine
 # and s3a tests skipped
-JVM_JARS = [str(Path(__file__).resolve().parents[1] / "build" / "jars" / "spark-4.2" / group / "*.jar")
+# for the installed pyspark's minor version (`make jars SPARK_MINOR=4.0` for a pyspark 4.0 environment)
+SPARK_MINOR = ".".join(pyspark.__version__.split(".")[:2])
+JVM_JARS = [str(Path(__file__).resolve().parents[1] / "build" / "jars" / f"spark-{SPARK_MINOR}" / group / "*.jar")
             for group in ("delta", "s3a")]
 HASH_KEY = "cdp-test-hash-key"  # the tests' HMAC key (privacy.hash_key_env)
 os.environ.setdefault("CDP_HASH_KEY", HASH_KEY)

@@ -14,6 +14,7 @@ already seen is skipped, so a retried job never writes twice.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -644,7 +645,9 @@ def choose_engine(requested: str, delta_spark_loadable: bool, lake_root: str) ->
 def _arrow_schema(schema: StructType) -> pa.Schema:
     from pyspark.sql.pandas.types import to_arrow_schema
 
-    return to_arrow_schema(schema, timezone="UTC", prefers_large_types=False)
+    if "timezone" in inspect.signature(to_arrow_schema).parameters:  # pyspark 4.1+
+        return to_arrow_schema(schema, timezone="UTC", prefers_large_types=False)
+    return to_arrow_schema(schema)  # pyspark 4.0: timestamps are already UTC microseconds, types not large
 
 
 def _stat_value(value: Any) -> Any:
