@@ -152,14 +152,20 @@ def test_ranged_header_read_feeds_the_header_check(s3_server, bucket):
     assert (header.separator, header.columns[:2], header.has_bom) == (";", ["contact_id", "first_name"], True)
 
 
-def test_spark_engine_keeps_the_lake_in_the_bucket(spark, s3_server, bucket, cfg_factory):
-    """A lake on ``s3a://`` through delta-spark: commits, merges, transaction versions and reads go to the
-    endpoint; delta-rs reads the same table from the bucket."""
+@pytest.fixture()
+def bucket_lake(spark, s3_server, bucket, cfg_factory):
+    """The bucket's client and name, and a config whose delta-spark lake is ``s3a://<bucket>/cdp/lake``."""
     if not (s3a_available(spark) and delta_spark_available(spark)):
         pytest.skip("needs the delta-spark and hadoop-aws jars: run make jars")
     client, name = bucket
     cfg = cfg_factory("storage.engine=spark", f"object_store.endpoint_url={s3_server}",
                       data_dir=f"s3a://{name}/cdp")
+    return client, name, cfg
+
+def test_spark_engine_keeps_the_lake_in_the_bucket(spark, s3_server, bucket_lake):
+    """A lake on ``s3a://`` through delta-spark: commits, merges, transaction versions and reads go to the
+    endpoint; delta-rs reads the same table from the bucket."""
+    client, name, cfg = bucket_lake
     store = make_context(spark, cfg, date(2026, 6, 30)).store
     assert store.path("silver.people") == f"s3a://{name}/cdp/lake/silver/people"
     schema = "id string, name string"
@@ -180,15 +186,11 @@ def test_spark_engine_keeps_the_lake_in_the_bucket(spark, s3_server, bucket, cfg
         {"id": "C1", "name": "ana"}, {"id": "C2", "name": "bob"}, {"id": "C3", "name": "cy"}]
 
 
-def test_erase_with_the_spark_engine_on_a_lake_in_the_bucket(spark, s3_server, bucket, cfg_factory):
+def test_erase_with_the_spark_engine_on_a_lake_in_the_bucket(spark, bucket_lake):
     """``cdp erase`` on a delta-spark lake in the bucket: the person's rows leave every table, zero-retention
     vacuum deletes the objects of earlier versions, no object left holds their e-mail or ids, and the
     suppression list and receipt are written."""
-    if not (s3a_available(spark) and delta_spark_available(spark)):
-        pytest.skip("needs the delta-spark and hadoop-aws jars: run make jars")
-    client, name = bucket
-    cfg = cfg_factory("storage.engine=spark", f"object_store.endpoint_url={s3_server}",
-                      data_dir=f"s3a://{name}/cdp")
+    client, name, cfg = bucket_lake
     store = make_context(spark, cfg, date(2026, 6, 30)).store
     contacts = "contact_id string, _system string, email string, email_norm string, phone string, phone_e164 string"
     store.write("silver.contacts", spark.createDataFrame([
