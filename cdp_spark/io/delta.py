@@ -23,7 +23,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -34,7 +34,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
 
-from cdp_spark.io.hadoop import glob_paths, list_files
+from cdp_spark.io.hadoop import glob_paths, list_files, read_text
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +75,15 @@ class TableStore(Protocol):
     def exists(self, table: str) -> bool: ...
     def version(self, table: str) -> int | None: ...
     def read(self, table: str, version: int | None = None, timestamp: datetime | None = None) -> DataFrame: ...
+    def row_count(self, table: str, version: int | None = None) -> int: ...
     def added_since(self, table: str, version: int) -> DataFrame | None: ...
     def create(self, table: str, schema: StructType) -> WriteResult: ...
     def write(self, table: str, df: DataFrame, mode: WriteMode = "append", txn: Txn | None = None,
               evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult: ...
     def merge(self, table: str, df: DataFrame, keys: list[str], txn: Txn | None = None,
               evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult: ...
+    def append_rows(self, table: str, rows: Sequence[tuple], schema: StructType, txn: Txn | None = None,
+                    evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult: ...
     def latest_metadata(self, table: str, key: str) -> str | None: ...
     def history(self, table: str) -> list[dict[str, Any]]: ...
     def vacuum(self, table: str, retention_hours: int = 168) -> list[str]: ...
@@ -94,6 +97,11 @@ def split_name(table: str) -> tuple[str, str]:
     if not dot or not layer or not name or "/" in table:
         raise TableError(f"table name '{table}' must look like layer.name (e.g. bronze.contacts)")
     return layer, name
+
+
+def _columns(schema: StructType) -> list[tuple[str, Any]]:
+    """Names and types, nullability aside."""
+    return [(f.name, f.dataType) for f in schema.fields]
 
 
 def _nullable(schema: StructType) -> StructType:
@@ -185,6 +193,14 @@ class RsDeltaStore:
                 raise TableError(f"{table}: no version as of {timestamp.isoformat()}: {exc}") from exc
         return self._parquet(table, dt, dt.file_uris())
 
+    def row_count(self, table: str, version: int | None = None) -> int:
+        """Rows of the version, from the files' record counts in the log (a Spark count where one lacks it)."""
+        dt = self._open(table, version)
+        counts = pa.table(dt.get_add_actions(flatten=True)).column("num_records")
+        if counts.null_count:
+            return self.read(table, version).count()
+        return int(sum(counts.to_pylist()))
+
     def _parquet(self, table: str, dt: Any, files: Sequence[str]) -> DataFrame:
         """``files`` of the table version ``dt`` as a DataFrame with the table's schema."""
         unsupported = set(dt.protocol().reader_features or []) & UNSUPPORTED_READER_FEATURES
@@ -214,8 +230,6 @@ class RsDeltaStore:
     # ---- writes --------------------------------------------------------------------------------
     def _stage_files(self, df: DataFrame, table_path: str) -> tuple[list[Any], int]:
         """Writes ``df`` as parquet into the table directory; returns AddActions and the row count."""
-        from deltalake.transaction import AddAction
-
         staging = f"{table_path}/.staging-{uuid.uuid4().hex}"
         adds, rows = [], 0
         try:
@@ -226,9 +240,7 @@ class RsDeltaStore:
                     continue
                 final_name = f"part-{uuid.uuid4().hex}-c000.snappy.parquet"
                 os.replace(part, f"{table_path}/{final_name}")
-                stat = os.stat(f"{table_path}/{final_name}")
-                adds.append(AddAction(final_name, stat.st_size, {}, int(stat.st_mtime * 1000), True,
-                                      json.dumps(_file_stats(meta, self.private_columns))))
+                adds.append(self._add_action(table_path, final_name, meta))
                 rows += meta.num_rows
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -293,6 +305,52 @@ class RsDeltaStore:
             adds, mode=mode, schema=_arrow_schema(schema),
             commit_properties=self._commit_properties(txn, mode.upper(), metadata)))
         return WriteResult(table, self._open(table).version(), rows_written=rows)
+
+    def append_rows(self, table: str, rows: Sequence[tuple], schema: StructType, txn: Txn | None = None,
+                    evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult:
+        """Appends rows held by the driver (run records, log lines): written with pyarrow and committed with
+        delta-rs, no Spark job. A table whose columns differ from ``schema`` goes through :meth:`write`
+        (alignment, schema evolution). No rows: the table is created if missing, else nothing is committed."""
+        from deltalake import Schema
+        from deltalake.transaction import create_table_with_add_actions
+
+        done = self._already_applied(table, txn)
+        if done:
+            return done
+        exists = self.exists(table)
+        if exists and not rows:  # as delta-spark: an empty append commits nothing
+            return WriteResult(table, self._open(table).version())
+        if exists and _columns(self.spark_schema(table)) != _columns(schema):
+            return self.write(table, self.spark.createDataFrame(list(rows), schema), "append", txn, evolve_schema,
+                              metadata)
+        table_path = self.path(table)
+        Path(table_path).mkdir(parents=True, exist_ok=True)
+        arrow_schema = _arrow_schema(_nullable(schema))
+        adds = [self._arrow_file(pa.Table.from_pylist([dict(zip(schema.names, row, strict=True)) for row in rows],
+                                                      schema=arrow_schema), table_path)] if rows else []
+        if not exists:
+            create_table_with_add_actions(table_path, Schema.from_arrow(arrow_schema), adds, mode="error",
+                                          commit_properties=self._commit_properties(txn, "CREATE", metadata))
+            return WriteResult(table, 0, rows_written=len(rows))
+        dt = self._open(table)
+        self._commit(table, adds, lambda: dt.create_write_transaction(
+            adds, mode="append", schema=arrow_schema,
+            commit_properties=self._commit_properties(txn, "APPEND", metadata)))
+        return WriteResult(table, self._open(table).version(), rows_written=len(rows))
+
+    def _arrow_file(self, rows: pa.Table, table_path: str) -> Any:
+        """Writes ``rows`` as one parquet file of the table; returns its AddAction."""
+        name = f"part-{uuid.uuid4().hex}-c000.snappy.parquet"
+        pq.write_table(rows, f"{table_path}/{name}", compression="snappy")
+        return self._add_action(table_path, name, pq.read_metadata(f"{table_path}/{name}"))
+
+    def _add_action(self, table_path: str, name: str, meta: pq.FileMetaData) -> Any:
+        """The AddAction of the data file ``name`` in the table directory, statistics from its footer."""
+        from deltalake.transaction import AddAction
+
+        stat = os.stat(f"{table_path}/{name}")
+        return AddAction(name, stat.st_size, {}, int(stat.st_mtime * 1000), True,
+                         json.dumps(_file_stats(meta, self.private_columns)))
 
     def _commit(self, table: str, adds: list[Any], commit: Any) -> None:
         """Runs the commit; when another writer committed a conflicting change first (delta-rs retries
@@ -415,14 +473,17 @@ class SparkDeltaStore:
         from delta.tables import DeltaTable
 
         self._delta = DeltaTable
-        self._transactions: dict[tuple[str, int], dict[str, int]] = {}
+        self._file_transactions: dict[str, dict[str, int]] = {}  # log file -> its txn actions (files never change)
 
     def path(self, table: str) -> str:
         layer, name = split_name(table)
         return f"{self.lake_root}/{layer}/{name}"
 
     def exists(self, table: str) -> bool:
-        return bool(self._delta.isDeltaTable(self.spark, self.path(table)))
+        return self.version(table) is not None
+
+    def _log_files(self, table: str) -> list[str]:
+        return [path for path, _ in list_files(self.spark, f"{self.path(table)}/_delta_log", missing_ok=True)]
 
     def _table(self, table: str):
         if not self.exists(table):
@@ -430,9 +491,9 @@ class SparkDeltaStore:
         return self._delta.forPath(self.spark, self.path(table))
 
     def version(self, table: str) -> int | None:
-        if not self.exists(table):
-            return None
-        return int(self._table(table).history(1).select("version").first()[0])
+        """The newest version: the highest commit or checkpoint number in the table's log folder (the Delta
+        protocol's file names; one listing, no Spark job). None when there is no table."""
+        return log_version(self._log_files(table))
 
     def history(self, table: str) -> list[dict[str, Any]]:
         return [r.asDict(recursive=True) for r in self._table(table).history().collect()]
@@ -443,31 +504,32 @@ class SparkDeltaStore:
 
         The newest checkpoint holds every application's version as of its commit, and the commits after
         it hold the later ones (versions only grow), so those files give the snapshot's value whatever
-        log clean-up removed before the checkpoint. Read once per table version."""
-        version = self.version(table)
-        if version is None:
+        log clean-up removed before the checkpoint. Each log file is read once (log files never change):
+        commits as text on the driver, a checkpoint's parquet parts with Spark."""
+        files = self._log_files(table)
+        if log_version(files) is None:
             return None
-        key = (table, version)
-        if key not in self._transactions:
-            self._transactions = {key: self._log_transactions(table)}
-        return self._transactions[key].get(app_id)
+        checkpoint, commits = newest_checkpoint_and_later_commits(files)
+        seen = dict(self._checkpoint_transactions(checkpoint)) if checkpoint else {}
+        for commit in commits:
+            if commit not in self._file_transactions:
+                self._file_transactions[commit] = commit_transactions(read_text(self.spark, commit))
+            for app, version in self._file_transactions[commit].items():
+                seen[app] = max(version, seen.get(app, version))
+        return seen.get(app_id)
 
-    def _log_transactions(self, table: str) -> dict[str, int]:
-        """``appId -> version`` of the ``txn`` actions in the newest checkpoint and the commits after it."""
-        checkpoint, commits = newest_checkpoint_and_later_commits(
-            [path for path, _ in list_files(self.spark, f"{self.path(table)}/_delta_log")])
-        txn = StructType([StructField("txn", StructType([StructField("appId", StringType()),
-                                                         StructField("version", LongType())]))])
-        frames = [self.spark.read.schema(txn).json(commits)] if commits else []
-        if checkpoint:
+    def _checkpoint_transactions(self, parts: list[str]) -> dict[str, int]:
+        """``appId -> version`` of the ``txn`` actions of one checkpoint (its parts)."""
+        key = "\n".join(parts)
+        if key not in self._file_transactions:
+            txn = StructType([StructField("txn", StructType([StructField("appId", StringType()),
+                                                             StructField("version", LongType())]))])
             reader = self.spark.read.schema(txn)
-            frames.append(reader.json(checkpoint) if checkpoint[0].endswith(".json") else reader.parquet(*checkpoint))
-        if not frames:
-            return {}
-        actions = frames[0] if len(frames) == 1 else frames[0].unionByName(frames[1])
-        latest = (actions.select("txn.appId", "txn.version").where(F.col("appId").isNotNull())
-                  .groupBy("appId").agg(F.max("version").alias("version")))
-        return {r["appId"]: int(r["version"]) for r in latest.collect()}
+            actions = reader.json(parts) if parts[0].endswith(".json") else reader.parquet(*parts)
+            latest = (actions.select("txn.appId", "txn.version").where(F.col("appId").isNotNull())
+                      .groupBy("appId").agg(F.max("version").alias("version")))
+            self._file_transactions[key] = {r["appId"]: int(r["version"]) for r in latest.collect()}
+        return self._file_transactions[key]
 
     def read(self, table: str, version: int | None = None, timestamp: datetime | None = None) -> DataFrame:
         if not self.exists(table):
@@ -478,6 +540,10 @@ class SparkDeltaStore:
         if timestamp is not None:
             reader = reader.option("timestampAsOf", timestamp.isoformat())
         return reader.load(self.path(table))
+
+    def row_count(self, table: str, version: int | None = None) -> int:
+        """Rows of the version (delta-spark answers a plain count from the log's statistics)."""
+        return self.read(table, version).count()
 
     def added_since(self, table: str, version: int) -> DataFrame | None:
         """The rows of the files added after ``version``, when every commit since then was a blind append
@@ -531,6 +597,14 @@ class SparkDeltaStore:
         writer.save(self.path(table))
         after = self.version(table)
         return WriteResult(table, int(after or 0), skipped=before is not None and before == after)
+
+    def append_rows(self, table: str, rows: Sequence[tuple], schema: StructType, txn: Txn | None = None,
+                    evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult:
+        """Appends rows held by the driver (delta-spark commits only what a Spark write produced; no rows:
+        the table is created if missing, else nothing is committed)."""
+        result = self.write(table, self.spark.createDataFrame(list(rows), schema), "append", txn, evolve_schema,
+                            metadata)
+        return result if result.skipped else replace(result, rows_written=len(rows))
 
     def merge(self, table: str, df: DataFrame, keys: list[str], txn: Txn | None = None,
               evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult:
@@ -591,6 +665,25 @@ class SparkDeltaStore:
         deletes the data files of earlier versions. Returns 0 log files deleted."""
         self._table(table)
         return 0
+
+
+def log_version(log_files: Sequence[str]) -> int | None:
+    """The newest table version named by a Delta log folder's files (``<version>.json`` commits and
+    ``<version>.checkpoint...`` files; the newest commit is never cleaned up), None without any."""
+    versions = [int(name.split(".", 1)[0]) for name in (f.rsplit("/", 1)[-1] for f in log_files)
+                if name.split(".", 1)[0].isdigit() and (name.endswith(".json") or ".checkpoint." in name)]
+    return max(versions, default=None)
+
+
+def commit_transactions(commit: str) -> dict[str, int]:
+    """``appId -> version`` of the ``txn`` actions in one commit file's text (one JSON action per line)."""
+    found: dict[str, int] = {}
+    for line in commit.splitlines():
+        if '"txn"' in line:
+            txn = json.loads(line).get("txn")
+            if txn:
+                found[txn["appId"]] = max(int(txn["version"]), found.get(txn["appId"], int(txn["version"])))
+    return found
 
 
 def newest_checkpoint_and_later_commits(log_files: Sequence[str]) -> tuple[list[str], list[str]]:

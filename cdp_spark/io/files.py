@@ -136,7 +136,10 @@ def numbered_lines(spark: SparkSession, path: str) -> DataFrame:
     lines = (spark.read.option("lineSep", "\n").text(path)
              .withColumn("_pid", F.spark_partition_id())
              .withColumn("_mid", F.monotonically_increasing_id()))
-    counts = sorted((r["_pid"], r["count"]) for r in lines.groupBy("_pid").count().collect())
+    if lines.rdd.getNumPartitions() == 1:  # a small file is one split: no counting pass (planning only)
+        counts = [(0, 0)]
+    else:
+        counts = sorted((r["_pid"], r["count"]) for r in lines.groupBy("_pid").count().collect())
     offsets, running = {}, 0
     for pid, count in counts:
         offsets[pid] = running

@@ -15,11 +15,23 @@ def _filesystem(spark: SparkSession, url: str) -> tuple[Any, Any]:
     return path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()), path
 
 
-def list_files(spark: SparkSession, folder: str) -> list[tuple[str, int]]:
+def list_files(spark: SparkSession, folder: str, missing_ok: bool = False) -> list[tuple[str, int]]:
     """``(path, size)`` of the files directly in ``folder``, sorted by path; paths as the filesystem names
-    them (``file:/x/y``, ``s3a://bucket/key``)."""
+    them (``file:/x/y``, ``s3a://bucket/key``). A missing folder is an error unless ``missing_ok``."""
     fs, path = _filesystem(spark, folder)
+    if missing_ok and not fs.exists(path):
+        return []
     return sorted((str(s.getPath()), int(s.getLen())) for s in fs.listStatus(path) if s.isFile())
+
+
+def read_text(spark: SparkSession, url: str) -> str:
+    """A (small) file's whole content as UTF-8 text, read on the driver."""
+    fs, path = _filesystem(spark, url)
+    stream = fs.open(path)
+    try:
+        return bytes(stream.readAllBytes()).decode("utf-8")
+    finally:
+        stream.close()
 
 
 def glob_paths(spark: SparkSession, pattern: str) -> list[str]:

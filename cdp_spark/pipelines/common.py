@@ -137,4 +137,4 @@ def record_manifest(spark: SparkSession, ctx: RunContext, job: str, status: str,
            datetime.now(UTC).replace(tzinfo=None), ctx.cfg.fingerprint(), __version__, ctx.store.engine,
            json.dumps(ctx.inputs, sort_keys=True), json.dumps(ctx.outputs, sort_keys=True),
            json.dumps(ctx.counts, sort_keys=True, default=str), message[:2000])
-    ctx.store.write(RUN_MANIFEST, spark.createDataFrame([row], MANIFEST_SCHEMA))
+    ctx.store.append_rows(RUN_MANIFEST, [row], MANIFEST_SCHEMA)

@@ -179,7 +179,7 @@ def run(spark: SparkSession, cfg: CdpConfig, email: str | None = None, person_id
     now = datetime.now(UTC).replace(tzinfo=None)
     hashes = [(kind, keyed_hash(key, value), erasure_id, now) for kind, values in suppress.items()
               for value in sorted(values)]
-    ctx.store.write(SUPPRESSION, spark.createDataFrame(hashes, SUPPRESSION_SCHEMA), txn=Txn(f"erase/{erasure_id}", 1))
+    ctx.store.append_rows(SUPPRESSION, hashes, SUPPRESSION_SCHEMA, txn=Txn(f"erase/{erasure_id}", 1))
     sources = entity_keys(cfg)
     removed: dict[str, dict[str, int]] = {}
     for table in ctx.store.tables():
@@ -194,7 +194,7 @@ def run(spark: SparkSession, cfg: CdpConfig, email: str | None = None, person_id
             log.info("erase %s: %d rows removed from %s (version %d)", erasure_id, outcome[1], table, outcome[0])
     warehouse = _warehouse_delete(spark, cfg, target)
     receipt_rows = [(erasure_id, t, v["version"], v["rows_removed"], now) for t, v in removed.items()]
-    ctx.store.write(RECEIPTS, spark.createDataFrame(receipt_rows, RECEIPT_SCHEMA), txn=Txn(f"erase/{erasure_id}", 1))
+    ctx.store.append_rows(RECEIPTS, receipt_rows, RECEIPT_SCHEMA, txn=Txn(f"erase/{erasure_id}", 1))
     receipt = {"erasure_id": erasure_id, "erased_at": now.isoformat(), "persons": len(target.persons),
                "source_records": len(target.records), "tables": removed, "warehouse_tables": warehouse,
                "suppressed_hashes": len(hashes)}

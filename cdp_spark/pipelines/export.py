@@ -106,10 +106,10 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
             continue
         summary = export_table(spark, ctx, cfg, table, version, target_root)
         files = sum(len(entries) for entries in summary["files"].values())
-        entry = spark.createDataFrame([(ctx.run_id, table, version, target_root, summary["rows"], files,
-                                        datetime.now(UTC).replace(tzinfo=None))], EXPORT_SCHEMA)
-        ctx.wrote(EXPORT_LOG, ctx.store.write(EXPORT_LOG, entry, txn=Txn(f"export/{table}/{target_root}",
-                                                                         version + 1)).version)
+        entry = (ctx.run_id, table, version, target_root, summary["rows"], files,
+                 datetime.now(UTC).replace(tzinfo=None))
+        ctx.wrote(EXPORT_LOG, ctx.store.append_rows(EXPORT_LOG, [entry], EXPORT_SCHEMA,
+                                                    txn=Txn(f"export/{table}/{target_root}", version + 1)).version)
         exported[table] = int(summary["rows"])
         log.info("exported %s version %d: %d rows, %d files, to %s", table, version, summary["rows"], files,
                  target_root)

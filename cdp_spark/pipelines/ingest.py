@@ -137,13 +137,25 @@ def rescued_keys(checked: DataFrame) -> list[str]:
     return sorted(r["k"] for r in keys.collect())
 
 
-def with_duplicates_flagged(checked: DataFrame, source_key: Sequence[str]) -> DataFrame:
-    """``checked`` (persisted by the caller) with ``duplicate_source_key`` flagged. Most files repeat no key:
-    then one aggregation of the keys finds that and ``checked`` itself comes back; otherwise a persisted join."""
-    duplicates = duplicate_keys(checked, source_key)
-    if duplicates.isEmpty():
-        return checked
-    return flag_duplicate_keys(checked, duplicates, source_key).persist()
+def line_totals(checked: DataFrame, source_key: Sequence[str]) -> tuple[int, int, int]:
+    """Lines read, lines valid so far (``_reasons`` empty) and distinct source keys among the valid ones,
+    in one aggregation."""
+    valid = F.col("_reasons") == ""
+    totals = checked.agg(F.count(F.lit(1)), F.count(F.when(valid, 1)),
+                         F.count_distinct(F.when(valid, F.struct(*[F.col(f"`{k}`") for k in source_key])))).first()
+    return (int(totals[0]), int(totals[1]), int(totals[2])) if totals else (0, 0, 0)
+
+
+def with_duplicates_flagged(checked: DataFrame, source_key: Sequence[str]) -> tuple[DataFrame, int, int]:
+    """``checked`` (persisted by the caller) with ``duplicate_source_key`` flagged, and its lines read and
+    accepted. Most files repeat no key: then the one aggregation of the totals shows it and ``checked``
+    itself comes back; otherwise a persisted join, counted again."""
+    read, valid, distinct_keys = line_totals(checked, source_key)
+    if distinct_keys == valid:
+        return checked, read, valid
+    flagged = flag_duplicate_keys(checked, duplicate_keys(checked, source_key), source_key).persist()
+    read, valid, _ = line_totals(flagged, source_key)
+    return flagged, read, valid
 
 
 def suppression_flag(ctx: RunContext, source: SourceSettings | JdbcSourceSettings,
@@ -188,11 +200,7 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
     try:
         if source.format == "json":
             rescued = rescued_keys(parsed)
-        checked = with_duplicates_flagged(parsed, source.source_key)
-        totals = checked.agg(F.count(F.lit(1)).alias("read"),
-                             F.sum(F.when(F.col("_reasons") == "", 1).otherwise(0)).alias("accepted")).first()
-        read = int(totals["read"] or 0) if totals else 0
-        accepted = int(totals["accepted"] or 0) if totals else 0
+        checked, read, accepted = with_duplicates_flagged(parsed, source.source_key)
         accepted_rows = checked.where(F.col("_reasons") == "").select(
             *[F.col(f"`{c}`") for c in source.columns],
             F.lit(name).alias("_source"), F.lit(info.lineage).alias("_file"), F.col("_row"),
@@ -209,9 +217,11 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
             accepted_rows, accepted = accepted_rows.where(~flag), accepted - suppressed
         bronze_result = ctx.store.write(bronze, accepted_rows, txn=txn, evolve_schema=True)
         ctx.wrote(bronze, bronze_result.version)
-        quarantine_result = ctx.store.write(quarantine, quarantined_rows, txn=txn)
-        ctx.wrote(quarantine, quarantine_result.version)
         quarantined = read - accepted - suppressed
+        if quarantined:
+            ctx.wrote(quarantine, ctx.store.write(quarantine, quarantined_rows, txn=txn).version)
+        elif not ctx.store.exists(quarantine):  # analysts find the table, empty, from the first file on
+            ctx.wrote(quarantine, ctx.store.create(quarantine, quarantined_rows.schema).version)
         if bronze_result.rows_written and bronze_result.rows_written != accepted:
             raise StageError(f"{info.lineage}: wrote {bronze_result.rows_written} rows to {bronze}, "
                              f"expected {accepted}")
@@ -234,7 +244,7 @@ def _log_row(spark: SparkSession, ctx: RunContext, txn: Txn, name: str,
              now: datetime, suppressed: int = 0) -> None:
     row = (ctx.run_id, name, source.entity, info.lineage, info.sha256, info.size, status, read, accepted, quarantined,
            ",".join(rescued) or None, message, now.replace(tzinfo=None), suppressed)
-    result = ctx.store.write(INGESTION_LOG, spark.createDataFrame([row], LOG_SCHEMA), txn=txn, evolve_schema=True)
+    result = ctx.store.append_rows(INGESTION_LOG, [row], LOG_SCHEMA, txn=txn, evolve_schema=True)
     ctx.wrote(INGESTION_LOG, result.version)
 
 
@@ -314,7 +324,7 @@ def record_object(spark: SparkSession, ctx: RunContext, name: str, ref: ObjectRe
     row = (ref.bucket, ref.key, ref.etag, ref.size, ref.last_modified.replace(tzinfo=None), name, sha256,
            status, bronze_version, ctx.run_id, datetime.now(UTC).replace(tzinfo=None))
     token = Txn(f"manifest/{ref.bucket}/{ref.key}/{ref.etag}", 1)
-    result = ctx.store.write(OBJECT_MANIFEST, spark.createDataFrame([row], MANIFEST_SCHEMA), txn=token)
+    result = ctx.store.append_rows(OBJECT_MANIFEST, [row], MANIFEST_SCHEMA, txn=token)
     ctx.wrote(OBJECT_MANIFEST, result.version)
 
 

@@ -21,6 +21,7 @@ from cdp_spark.config import CdpConfig
 from cdp_spark.io.notify import NotificationError, post_json
 from cdp_spark.pipelines import export, ingest, normalise, predict, report, resolve, score, sync, validate
 from cdp_spark.pipelines.common import RunContext, StageError, make_context
+from cdp_spark.quality.gate import preload_ge
 
 log = logging.getLogger("cdp.pipeline")
 
@@ -61,13 +62,13 @@ def summarise(ctx: RunContext, seconds: dict[str, float]) -> PipelineSummary:
     summary = PipelineSummary(ctx.run_id, ctx.as_of.isoformat(), ctx.cfg.lake_root, ctx.store.engine, seconds)
     for table in SUMMARY_TABLES:
         if ctx.store.exists(table):
-            summary.tables[table] = {"rows": ctx.store.read(table).count(), "version": ctx.store.version(table),
+            summary.tables[table] = {"rows": ctx.store.row_count(table), "version": ctx.store.version(table),
                                      "path": ctx.store.path(table)}
     if "gold.person_profile" in summary.tables:
         summary.persons = int(summary.tables["gold.person_profile"]["rows"])
     for entity in {s.entity for s in ctx.cfg.sources.values()}:
         if ctx.store.exists(f"quarantine.{entity}"):
-            summary.quarantined += ctx.store.read(f"quarantine.{entity}").count()
+            summary.quarantined += ctx.store.row_count(f"quarantine.{entity}")
     return summary
 
 
@@ -106,6 +107,8 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None, stag
     plan = stage_plan(stages or list(STAGES), ctx.as_of, since, every_days)
     seconds: dict[str, float] = {}
     current = ""
+    if cfg.quality.enabled and "validate" in {stage for stage, _ in plan}:
+        preload_ge()
     try:
         for current, as_of in plan:
             started = time.monotonic()

@@ -19,6 +19,7 @@ import logging
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.pipelines.common import RunContext, StageError, record_manifest, stage
@@ -34,6 +35,8 @@ CLV_MODEL = "gold.clv_model"
 PERSONAS = "gold.person_personas"
 PERSONA_MODEL = "gold.persona_model"
 RECOMMENDATIONS = "gold.product_recommendations"
+CLV_MODEL_SCHEMA = T.StructType([T.StructField("run_id", T.StringType()), T.StructField("model", T.StringType()),
+                                 T.StructField("parameters", T.StringType()), T.StructField("as_of", T.DateType())])
 
 
 def _write(ctx: RunContext, table: str, frame: DataFrame, mode: str = "overwrite") -> int:
@@ -54,10 +57,9 @@ def run_clv(spark: SparkSession, ctx: RunContext, cfg: CdpConfig, facts: DataFra
     except PredictionError as exc:
         raise StageError(f"CLV: {exc} (set predictions.clv: null to skip CLV)") from None
     log.info("CLV fitted: BG/NBD %s; Gamma-Gamma %s", as_dict(bgnbd), as_dict(gamma_gamma))
-    models = spark.createDataFrame([(ctx.run_id, name, json.dumps(as_dict(model)))
-                                    for name, model in (("bgnbd", bgnbd), ("gamma_gamma", gamma_gamma))],
-                                   "run_id string, model string, parameters string")
-    _write(ctx, CLV_MODEL, models, "append")
+    models = [(ctx.run_id, name, json.dumps(as_dict(model)), ctx.as_of)
+              for name, model in (("bgnbd", bgnbd), ("gamma_gamma", gamma_gamma))]
+    ctx.wrote(CLV_MODEL, ctx.store.append_rows(CLV_MODEL, models, CLV_MODEL_SCHEMA).version)
     rows = _write(ctx, CLV, predict(summary, bgnbd, gamma_gamma, settings.horizon_units, settings.discount_per_unit))
     summary.unpersist()
     return rows

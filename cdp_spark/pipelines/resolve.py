@@ -20,6 +20,7 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.identity.candidates import junk_values, key_pairs
@@ -39,6 +40,8 @@ PROFILE = "gold.person_profile"
 EDGES = "silver.identity_edges"
 EVENTS = "gold.identity_events"
 MODEL = "silver.identity_model"
+MODEL_SCHEMA = T.StructType([T.StructField("run_id", T.StringType()), T.StructField("model", T.StringType()),
+                             T.StructField("counts", T.StringType()), T.StructField("fitted_at", T.TimestampType())])
 MAX_KEY_GROUP = 50
 
 
@@ -189,10 +192,8 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
             cached.append(result.edges)  # persisted and counted by match: adding run_id reads the cache
             edges, n_edges = result.edges.withColumn("run_id", F.lit(ctx.run_id)), int(result.counts["accepted_pairs"])
             match_counts = {**result.counts, "mode": "full"}
-            model_row = spark.createDataFrame(
-                [(ctx.run_id, result.model.to_json(), json.dumps(result.counts), datetime.now(UTC))],
-                "run_id string, model string, counts string, fitted_at timestamp")
-            ctx.wrote(MODEL, ctx.store.write(MODEL, model_row, evolve_schema=True).version)
+            model_row = (ctx.run_id, result.model.to_json(), json.dumps(result.counts), datetime.now(UTC))
+            ctx.wrote(MODEL, ctx.store.append_rows(MODEL, [model_row], MODEL_SCHEMA, evolve_schema=True).version)
     else:
         edges = (key_pairs(records, cfg.identity.match_keys, MAX_KEY_GROUP)
                  .groupBy("record_a", "record_b").agg(F.array_sort(F.collect_set("source")).alias("sources"))

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig
 from cdp_spark.pipelines.common import RunContext, StageError, record_manifest, stage
@@ -36,7 +37,11 @@ MEMBERSHIP = "gold.segment_membership"
 CHANGES = "gold.segment_changes"
 MEASURES = "gold.measures"
 HISTORY = "gold.person_state_history"
-CUTS_SCHEMA = "run_id string, as_of date, metric string, cut_points array<double>, groups int"
+CUTS_SCHEMA = T.StructType([
+    T.StructField("run_id", T.StringType()), T.StructField("as_of", T.DateType()),
+    T.StructField("metric", T.StringType()), T.StructField("cut_points", T.ArrayType(T.DoubleType())),
+    T.StructField("groups", T.IntegerType()),
+])
 
 
 @dataclass
@@ -83,9 +88,8 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
     if cfg.scores.rfm:
         scores = library = library.persist()  # read by the cut points and again by the scoring
         cuts = cut_points(scores, cfg.scores.rfm.groups)
-        stored = spark.createDataFrame([(ctx.run_id, ctx.as_of, metric, values, cfg.scores.rfm.groups)
-                                        for metric, values in cuts.items()], CUTS_SCHEMA)
-        ctx.wrote(RFM_CUTS, ctx.store.write(RFM_CUTS, stored).version)
+        stored = [(ctx.run_id, ctx.as_of, metric, values, cfg.scores.rfm.groups) for metric, values in cuts.items()]
+        ctx.wrote(RFM_CUTS, ctx.store.append_rows(RFM_CUTS, stored, CUTS_SCHEMA).version)
         scores = rfm(scores, cuts, cfg.scores.rfm.groups, cfg.scores.rfm.segments)
     registry = ctx.read(REGISTRY)
     for spec in cfg.scores.custom_aggregates:

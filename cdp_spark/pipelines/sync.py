@@ -113,10 +113,11 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
             rows, upserted, deleted, mode = _full(spark, target, settings, name, ctx.run_id, frame, keys)
         else:
             rows, upserted, deleted, mode = _incremental(spark, target, settings, name, ctx.run_id, frame, old, keys)
-        entry = spark.createDataFrame([(ctx.run_id, table, version, settings.url, f"{settings.schema_name}.{name}",
-                                        rows, stamp, mode, upserted, deleted)], SYNC_SCHEMA)
-        ctx.wrote(SYNC_LOG, ctx.store.write(SYNC_LOG, entry, txn=Txn(f"sync/{table}/{settings.url}", version + 1),
-                                            evolve_schema=True).version)
+        entry = (ctx.run_id, table, version, settings.url, f"{settings.schema_name}.{name}", rows, stamp, mode,
+                 upserted, deleted)
+        ctx.wrote(SYNC_LOG, ctx.store.append_rows(SYNC_LOG, [entry], SYNC_SCHEMA,
+                                                  txn=Txn(f"sync/{table}/{settings.url}", version + 1),
+                                                  evolve_schema=True).version)
         synced[table] = upserted + deleted
         log.info("synced %s version %d (%s): %d rows upserted, %d deleted, into %s.%s", table, version, mode,
                  upserted, deleted, settings.schema_name, name)

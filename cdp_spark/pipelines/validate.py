@@ -22,7 +22,7 @@ from pyspark.sql import types as T
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.delta import TableStore, Txn
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
-from cdp_spark.quality.gate import GateContext, Outcome, Suite, load_suites, split, validate
+from cdp_spark.quality.gate import GateContext, Outcome, Suite, ge_context, load_suites, split, validate
 
 log = logging.getLogger("cdp.validate")
 
@@ -57,16 +57,15 @@ def quarantine_table(table: str) -> str:
 
 def _published_rows(store: TableStore, table: str) -> int | None:
     version = published_version(store, table)
-    return None if version is None else store.read(table, version=version).count()
+    return None if version is None else store.row_count(table, version=version)
 
 
 def _record(spark: SparkSession, ctx: RunContext, table: str, version: int, outcomes: list[Outcome],
             now: datetime) -> None:
     rows = [(ctx.run_id, table, version, o.expectation, o.kwargs, o.success, o.element_count, o.unexpected_count,
              o.observed_value, now, o.action) for o in outcomes]
-    result = ctx.store.write(RESULTS, spark.createDataFrame(rows, RESULT_SCHEMA), txn=Txn(f"validate/{table}",
-                                                                                           version + 1),
-                             evolve_schema=True)
+    result = ctx.store.append_rows(RESULTS, rows, RESULT_SCHEMA, txn=Txn(f"validate/{table}", version + 1),
+                                   evolve_schema=True)
     ctx.wrote(RESULTS, result.version)
 
 
@@ -102,13 +101,14 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     verdicts: dict[str, bool] = {}
     quarantined: dict[str, int] = {}
     now = datetime.now(UTC).replace(tzinfo=None)
+    ge = ge_context()  # one context for every suite of the run
     for table, suite in suites.items():
         if not ctx.store.exists(table):  # e.g. a prediction switched off: nothing to validate or publish
             log.warning("suite %s: %s does not exist; nothing to validate", suite.path, table)
             continue
         df = ctx.read(table)
         version = int(ctx.inputs[table] or 0)
-        gate = GateContext(previous_rows=_published_rows(ctx.store, table), read=ctx.read)
+        gate = GateContext(previous_rows=_published_rows(ctx.store, table), read=ctx.read, ge=ge)
         outcomes = validate(df, suite, gate)
         _record(spark, ctx, table, version, outcomes, now)
         if any(o.action == "quarantine" and not o.success for o in outcomes):
@@ -123,9 +123,9 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         passed = all(o.success for o in outcomes if o.action != "warn")
         verdicts[table] = passed
         if passed:
-            published = spark.createDataFrame([(table, version, ctx.run_id, now)], PUBLISHED_SCHEMA)
-            ctx.wrote(PUBLISHED, ctx.store.write(PUBLISHED, published, txn=Txn(f"validate/{table}", version + 1)
-                                                 ).version)
+            published = (table, version, ctx.run_id, now)
+            ctx.wrote(PUBLISHED, ctx.store.append_rows(PUBLISHED, [published], PUBLISHED_SCHEMA,
+                                                       txn=Txn(f"validate/{table}", version + 1)).version)
             log.info("%s version %d passed %d expectations: published", table, version, len(outcomes))
         else:
             failed = [f"{o.expectation} {o.kwargs} (unexpected {o.unexpected_count})" for o in outcomes

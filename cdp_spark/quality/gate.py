@@ -28,10 +28,12 @@ suite is an error, not bad data.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import math
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,10 +74,12 @@ class Expectation:
 @dataclass(frozen=True)
 class GateContext:
     """What the custom rules need besides the table: the previous published row count and a reader for
-    the tables a referential rule names."""
+    the tables a referential rule names; and the Great Expectations context of the run (from
+    :func:`ge_context`, made once for all the suites of a run; a new one when absent)."""
 
     previous_rows: int | None = None
     read: Callable[[str], DataFrame] | None = None
+    ge: Any = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +206,7 @@ def validate(df: DataFrame, suite: Suite, context: GateContext | None = None) ->
                                     item.action)
         else:
             standard.append(item)
-    ge_outcomes = iter(_run_ge(df, suite, standard))
+    ge_outcomes = iter(_run_ge(df, suite, standard, context.ge))
     outcomes = []
     for index, item in enumerate(suite.expectations):
         if index in custom:
@@ -218,14 +222,41 @@ def validate(df: DataFrame, suite: Suite, context: GateContext | None = None) ->
     return outcomes
 
 
-def _run_ge(df: DataFrame, suite: Suite, expectations: list[Expectation]) -> list[Outcome]:
+def ge_context() -> Any:
+    """An ephemeral Great Expectations context (no progress bars) with the ``cdp`` Spark data source."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    if not expectations:
-        return []
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    context.data_sources.add_spark(name="cdp")
+    return context
+
+
+def preload_ge() -> threading.Thread:
+    """Imports Great Expectations on a thread (seconds of module loading) while earlier stages run."""
+    thread = threading.Thread(target=importlib.import_module, args=("great_expectations",), daemon=True,
+                              name="preload-great-expectations")
+    thread.start()
+    return thread
+
+
+def _ge_batch(context: Any, asset_name: str, df: DataFrame) -> Any:
+    """The whole-frame batch of ``df`` under the data asset ``asset_name`` (made on first use)."""
+    source = context.data_sources.get("cdp")
+    try:
+        definition = source.get_asset(asset_name).get_batch_definition("whole")
+    except LookupError:
+        definition = source.add_dataframe_asset(name=asset_name).add_batch_definition_whole_dataframe("whole")
+    return definition.get_batch(batch_parameters={"dataframe": df})
+
+
+def _run_ge(df: DataFrame, suite: Suite, expectations: list[Expectation], context: Any = None) -> list[Outcome]:
+    import great_expectations as gx
+
+    if not expectations:
+        return []
+    context = context or ge_context()
     gx_suite = gx.ExpectationSuite(name=suite.table)
     for item in expectations:
         try:
@@ -234,8 +265,7 @@ def _run_ge(df: DataFrame, suite: Suite, expectations: list[Expectation]) -> lis
             raise
         except Exception as exc:
             raise SuiteError(f"{suite.path}: expectation {item.type} {item.kwargs} is invalid: {exc}") from None
-    batch = (context.data_sources.add_spark(name="cdp").add_dataframe_asset(name=suite.table.replace(".", "_"))
-             .add_batch_definition_whole_dataframe("whole").get_batch(batch_parameters={"dataframe": df}))
+    batch = _ge_batch(context, suite.table.replace(".", "_"), df)
     try:
         report = batch.validate(gx_suite, result_format=SUMMARY_FORMAT)
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pyarrow.dataset as pads
@@ -13,7 +13,7 @@ import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
-from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType
+from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType, TimestampType
 
 from cdp_spark.io.delta import (
     RsDeltaStore,
@@ -22,6 +22,8 @@ from cdp_spark.io.delta import (
     TableStore,
     Txn,
     choose_engine,
+    commit_transactions,
+    log_version,
     newest_checkpoint_and_later_commits,
     open_store,
 )
@@ -135,6 +137,44 @@ def test_idempotent_write_by_app_id_and_version(spark, store):
     assert merged_again.skipped
     assert_df_equality(store.read("bronze.people"), frame(spark, [(1, "ana", None)]), ignore_nullable=True)
 
+
+RUN_SCHEMA = StructType([StructField("run", StringType()), StructField("rows", LongType()),
+                         StructField("at", TimestampType()), StructField("day", DateType())])
+
+
+def test_rows_held_by_the_driver_are_appended_once_and_counted(spark, store):
+    at, day = datetime(2026, 6, 30, 12, 5, 7, 250000), date(2026, 6, 30)
+    first = store.append_rows("meta.runs", [("r1", 3, at, day), ("r2", None, None, None)], RUN_SCHEMA,
+                              txn=Txn("run/r1", 1))
+    assert (first.version, first.rows_written, first.skipped) == (0, 2, False)
+    assert store.append_rows("meta.runs", [("r1", 3, at, day)], RUN_SCHEMA, txn=Txn("run/r1", 1)).skipped
+    store.append_rows("meta.runs", [("r3", 5, at, day)], RUN_SCHEMA, metadata={"cdp.note": "third"})
+    assert store.append_rows("meta.runs", [], RUN_SCHEMA).version == 1  # no rows: nothing committed
+    assert store.append_rows("meta.empty", [], RUN_SCHEMA).version == 0 and store.row_count("meta.empty") == 0
+    expected = spark.createDataFrame([("r1", 3, at, day), ("r2", None, None, None), ("r3", 5, at, day)], RUN_SCHEMA)
+    assert_df_equality(store.read("meta.runs").orderBy("run"), expected, ignore_nullable=True)
+    assert [store.row_count("meta.runs", version) for version in (0, 1, None)] == [2, 3, 3]
+    assert store.latest_metadata("meta.runs", "cdp.note") == "third"
+    # a table that grew a column since: the rows go through the aligned write
+    wider = StructType([*RUN_SCHEMA.fields, StructField("extra", StringType())])
+    store.write("meta.runs", spark.createDataFrame([("r4", 1, at, day, "x")], wider), evolve_schema=True)
+    store.append_rows("meta.runs", [("r5", 2, at, day)], RUN_SCHEMA, evolve_schema=True)
+    assert sorted((r.run, r.extra) for r in store.read("meta.runs").collect()) == [
+        ("r1", None), ("r2", None), ("r3", None), ("r4", "x"), ("r5", None)]
+
+
+def test_log_version_and_commit_transactions_read_the_protocol_files():
+    log = "s3a://lake/bronze/t/_delta_log/"
+    assert log_version([log + n for n in ("00000000000000000003.json", "00000000000000000004.json",
+                                          "00000000000000000004.crc", "_last_checkpoint",
+                                          "00000000000000000002.checkpoint.parquet")]) == 4
+    assert log_version([log + "00000000000000000007.checkpoint.parquet"]) == 7
+    assert log_version([log + "_last_checkpoint", log + "00000000000000000001.json.tmp"]) is None
+    commit = "\n".join(json.dumps(action) for action in (
+        {"commitInfo": {"operation": "WRITE", "note": '"txn" in a value'}},
+        {"txn": {"appId": "ingest/a", "version": 3, "lastUpdated": 1}},
+        {"add": {"path": "part-0.parquet"}}, {"txn": {"appId": "ingest/b", "version": 1}}))
+    assert commit_transactions(commit) == {"ingest/a": 3, "ingest/b": 1}
 
 
 def test_transaction_versions_survive_a_checkpoint_and_log_clean_up(spark, store):

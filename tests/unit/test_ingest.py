@@ -122,7 +122,9 @@ def test_first_valid_line_of_a_source_key_wins_and_later_ones_name_it(spark, ctx
 def test_a_file_without_repeated_keys_is_not_joined_again(spark, tmp_path):
     path = write_bytes(tmp_path / "landing" / "c.csv", b"contact_id,points\nK1,1\nK2,x\nK3,2\n")
     checked, _ = checked_rows(spark, CONTACTS, path)
-    assert with_duplicates_flagged(checked, CONTACTS.source_key) is checked
+    flagged, read, accepted = with_duplicates_flagged(checked, CONTACTS.source_key)
+    assert flagged is checked
+    assert (read, accepted) == (3, 2)
 
 
 def test_same_file_twice_changes_nothing(spark, ctx, tmp_path):
