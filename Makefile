@@ -14,7 +14,7 @@ AS_OF ?= 2026-06-30
 
 help:
 	@echo "make run     install, generate demo data, run the whole pipeline locally, print a summary"
-	@echo "make test    install test needs (PostgreSQL + JDBC driver from Debian if missing), run pytest"
+	@echo "make test    install test needs (PostgreSQL + JDBC driver from Debian, Maven artefacts), ruff + mypy, pytest"
 	@echo "make lint    ruff + mypy"
 	@echo "make bench   benchmarks (figures in benchmarks/results/)"
 	@echo "make dist    wheel, relocatable environment archive, conf.zip and jobs/ for spark-submit (in dist/)"
@@ -42,7 +42,7 @@ install: $(VENV)/.installed check-java
 install-test: $(VENV)/.installed-test check-java system-deps jars
 
 # JVM artefacts (jvm/pom.xml) from Maven Central into build/jars/spark-<minor>/{delta,s3a}/, Maven's own
-# cache under build/m2; re-runs do nothing until the pom changes. spark.jars globs name them (README,
+# cache under build/m2; re-runs do nothing until the pom changes. spark.jars globs name them (docs/deployment.md,
 # "JVM artefacts"); the test session carries the delta group.
 SPARK_MINOR ?= 4.2
 JARS_DIR := build/jars/spark-$(SPARK_MINOR)
@@ -75,11 +75,12 @@ run: demo-data
 	CDP_HASH_KEY="$${CDP_HASH_KEY:-$$(cat $(DATA)/.demo_hash_key)}" \
 		$(BIN)/cdp --env $(ENV) --data-dir $(DATA) --as-of $(AS_OF) run
 
-test: install-test
+# lint first (ruff, mypy): a type or lint error fails before the suite's minutes
+test: install-test lint
 	scripts/run_tests.sh
 
 # The table-store contract (both engines) and session tests under pyspark 4.0 with the Spark 4.0 jars, in
-# build/venv40 (README, "Delta engines"); not part of `make test`.
+# build/venv40 (docs/deployment.md, "Delta engines"); not part of `make test`.
 VENV40 := build/venv40
 test-spark40: check-java
 	test -x $(VENV40)/bin/python || ($(PYTHON) -m venv $(VENV40) \
@@ -115,7 +116,7 @@ bench-pipeline: install
 
 bench: bench-ingest bench-er bench-scores bench-pipeline
 
-# Cluster artefacts (see README, "Run on a cluster"); DIST_PYTHON_PREFIX=/usr for EMR's Python.
+# Cluster artefacts (see docs/deployment.md, "Run on a cluster"); DIST_PYTHON_PREFIX=/usr for EMR's Python.
 DIST ?= dist
 dist: $(VENV)/.installed-dist
 	DIST=$(DIST) PYTHON=$(PYTHON) scripts/build_dist.sh

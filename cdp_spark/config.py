@@ -48,7 +48,7 @@ class SparkSettings(Model):
 
 
 class StorageSettings(Model):
-    """Where the lake lives and which Delta engine writes it (DESIGN §2)."""
+    """Where the lake lives and which Delta engine writes it (docs/design.md §2)."""
 
     lake_root: str = "{data_dir}/lake"
     """root of the Delta tables: <lake_root>/<layer>/<table>; a path or s3:// URI"""
@@ -90,7 +90,7 @@ def _split_columns(data: Any) -> Any:
 
 
 class SourceSettings(Model):
-    """One landing source: a file per entity, mapped by header name (DESIGN §1, seeds' file rules)."""
+    """One landing source: a file per entity, mapped by header name (docs/design.md §1, seeds' file rules)."""
 
     entity: str
     """bronze/silver table the rows land in (customers, orders, order_items, products, stores, events)"""
@@ -421,7 +421,7 @@ class ComputedField(Model):
 
 
 class IdentitySettings(Model):
-    """Identity resolution (DESIGN §4): normalisation and transforms, exact keys or probabilistic matching,
+    """Identity resolution (docs/design.md §4): normalisation and transforms, exact keys or probabilistic matching,
     connected components, stable person ids, survivorship into gold.person_profile."""
 
     person_sources: list[str] = Field(min_length=1, description="silver entities that describe persons")
@@ -562,7 +562,7 @@ class ScoreSettings(Model):
 
 
 class ClvSettings(Model):
-    """BG/NBD + Gamma-Gamma (DESIGN §5): time in units of ``unit_days`` (7 = weeks, as in the paper)."""
+    """BG/NBD + Gamma-Gamma (docs/design.md §5): time in units of ``unit_days`` (7 = weeks, as in the paper)."""
 
     unit_days: float = Field(7.0, gt=0)
     """length of a time unit in days"""

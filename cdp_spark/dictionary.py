@@ -60,7 +60,7 @@ TABLES: dict[str, tuple[str, dict[str, str]]] = {
         "predecessors": "previous person ids whose records are now in this person",
         "at": "when the event was recorded",
     }),
-    "gold.person_scores": ("one row per person: the score library as of a date (DESIGN §5)", {}),
+    "gold.person_scores": ("one row per person: the score library as of a date (docs/design.md §5)", {}),
     "gold.rfm_cut_points": ("RFM quantile cut points per run", {
         "metric": "recency | frequency | monetary",
         "cut_points": "ascending cut points; a value scores 1 + the number of cut points below it",

@@ -57,6 +57,8 @@ LOCAL_CONF = {
     # delta-spark rebuilds a table's state (e.g. for every write with txnAppId) in 50 partitions by default:
     # on two cores a write to moto's S3 took 19 s with them, 10 s with 2
     "spark.databricks.delta.snapshotPartitions": "2",
+    # delta-spark's VACUUM lists the table in this many tasks (default 10,000: 50 s for a small table here)
+    "spark.sql.sources.parallelPartitionDiscovery.parallelism": "8",
 }
 
 

@@ -44,7 +44,7 @@ from datetime import date
 import duckdb
 sys.path.insert(0, {root!r})
 from cdp_spark.config import load_config
-from cdp_spark.scores.reference_duckdb import reference_query
+from tests.reference_duckdb import reference_query
 settings = load_config(__import__("pathlib").Path({root!r}) / "conf", "local").scores
 start = time.monotonic()
 con = duckdb.connect()

@@ -110,34 +110,33 @@ def fault_proxy(s3_server):
     proxy.stop()
 
 
-# `make dist` takes minutes of mostly pip and gzip work: when the packaging test is selected, it starts in
-# the background at collection and that test runs last, so the build overlaps the rest of the suite.
+# The packaging test builds `make dist` and runs the whole pipeline under spark-submit on the artefacts: minutes
+# of child processes. When it is selected, that work starts on a thread at collection (tests/integration/
+# packed_run.py) and the test runs last, so the build and the run overlap the rest of the suite.
 DIST_TEST = "tests/integration/test_dist.py"
+PACKED_RUN = pytest.StashKey[object]()
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
-    import subprocess
+    from tests.integration.packed_run import PackedPipeline
 
     dist_items = [item for item in items if item.nodeid.startswith(DIST_TEST)]
     if not dist_items:
         return
     items[:] = [item for item in items if item not in dist_items] + dist_items
-    build_dir = Path(tempfile.mkdtemp(prefix="cdp-test-dist-"))
-    log = (build_dir / "make-dist.log").open("w")
-    env = {**os.environ, "DIST_BUILD_ENV": str(build_dir / "build-env")}
-    command = ["nice", "-n", "10", "make", "--no-print-directory", "dist", f"DIST={build_dir / 'dist'}"]
-    process = subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    config.stash[DIST_BUILD] = (process, build_dir)
-
-
-DIST_BUILD = pytest.StashKey[tuple]()
+    packed = PackedPipeline()
+    packed.start()
+    config.stash[PACKED_RUN] = packed
 
 
 @pytest.fixture(scope="session")
-def packed_dist(request: pytest.FixtureRequest) -> Iterator[Path]:
-    """The `make dist` output directory, built in the background since collection."""
-    process, build_dir = request.config.stash[DIST_BUILD]
-    if process.wait(timeout=1200) != 0:
-        pytest.fail(f"make dist failed:\n{(build_dir / 'make-dist.log').read_text()[-4000:]}")
-    yield build_dir / "dist"
-    shutil.rmtree(build_dir, ignore_errors=True)
+def packed_run(request: pytest.FixtureRequest):
+    """The finished `make dist` + spark-submit run (:class:`tests.integration.packed_run.PackedRun`)."""
+    packed = request.config.stash[PACKED_RUN]
+    packed.join(timeout=2400)
+    result = packed.result
+    if packed.is_alive() or result.error or result.build_returncode != 0:
+        pytest.fail(f"make dist or the packed run did not finish: {result.error or ''}\n"
+                    f"{result.build_log.read_text()[-4000:] if result.build_log.exists() else ''}")
+    yield result
+    shutil.rmtree(result.build_dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""Which rows of a table belong to the persons being erased (``cdp erase``, DESIGN §7).
+"""Which rows of a table belong to the persons being erased (``cdp erase``, docs/design.md §7).
 
 ``erasure_predicate(table, columns, target, sources)`` -> a Column true on the rows to remove, or None
 when the table holds nothing that identifies a person:

@@ -1,4 +1,4 @@
-"""Fellegi-Sunter match weights (DESIGN §4).
+"""Fellegi-Sunter match weights (docs/design.md §4).
 
 * ``u`` (probability of each level among non-matches) from random record pairs, which are almost all
   non-matches: ``level_shares`` of their level patterns; except exact agreement, counted exactly from the

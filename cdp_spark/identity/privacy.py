@@ -1,4 +1,4 @@
-"""Keyed hashes of personal identifiers (DESIGN §7): HMAC-SHA256 of the normalised value, hex.
+"""Keyed hashes of personal identifiers (docs/design.md §7): HMAC-SHA256 of the normalised value, hex.
 
 ``add_hashes(df, columns, key)``
     in:  any frame with the source columns of ``columns`` ({source column: hash column})

@@ -1,4 +1,4 @@
-"""Stable person ids (DESIGN §4).
+"""Stable person ids (docs/design.md §4).
 
 ``assign_person_ids(components, previous, salt)``
     in:  components (record_id, component); previous registry (record_id, person_id) or None

@@ -1,4 +1,4 @@
-"""Survivorship: one profile row per person from its source records (DESIGN §1, gold.person_profile).
+"""Survivorship: one profile row per person from its source records (docs/design.md §1, gold.person_profile).
 
 ``survive(records, attributes, default_rule, rules, systems=None)``
     in:  person_id, record_id, system, updated_at and the attribute columns; ``systems``: every system the

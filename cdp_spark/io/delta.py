@@ -1,4 +1,4 @@
-"""The table layer: the only code that reads or writes lake tables (DESIGN §2).
+"""The table layer: the only code that reads or writes lake tables (docs/design.md §2).
 
 One interface, :class:`TableStore`, two engines:
 
@@ -720,7 +720,7 @@ def open_store(spark: SparkSession, lake_root: str, engine: str = "auto",
 
 
 def choose_engine(requested: str, delta_spark_loadable: bool, lake_root: str) -> str:
-    """``spark`` when asked for, or for ``auto`` when delta-spark's classes load, else ``rs`` (DESIGN §2);
+    """``spark`` when asked for, or for ``auto`` when delta-spark's classes load, else ``rs`` (docs/design.md §2);
     a clear error when the choice cannot work: ``spark`` without the classes, ``rs`` on a remote lake."""
     engine = ("spark" if delta_spark_loadable else "rs") if requested == "auto" else requested
     if engine == "spark" and not delta_spark_loadable:

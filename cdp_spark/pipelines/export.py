@@ -1,4 +1,4 @@
-"""Export published gold versions as files for COPY-style loads (DESIGN §6), to a local folder or S3.
+"""Export published gold versions as files for COPY-style loads (docs/design.md §6), to a local folder or S3.
 
 For each table of ``exports.tables`` whose newest published version was not exported yet, under
 ``<target>/<layer>_<table>/v<version>/``:

@@ -1,4 +1,4 @@
-"""Ingest landing files into ``bronze.<entity>`` and ``quarantine.<entity>`` (DESIGN §1).
+"""Ingest landing files into ``bronze.<entity>`` and ``quarantine.<entity>`` (docs/design.md §1).
 
 Per file: the header is checked (source key and required columns present, else the whole file is
 rejected with a clear message), every line is parsed by header name, typed against the entity contract

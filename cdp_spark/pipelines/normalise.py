@@ -1,4 +1,4 @@
-"""Bronze to silver: typed, normalised, one row per source key, merged on the key (DESIGN §1).
+"""Bronze to silver: typed, normalised, one row per source key, merged on the key (docs/design.md §1).
 
 A silver table records the bronze version it was built from as its idempotency token
 (``silver/<entity>``, bronze version + 1), so a rerun with no new bronze data writes nothing.

@@ -1,4 +1,4 @@
-"""Predictions as of a date: CLV, personas, product recommendations (DESIGN §5).
+"""Predictions as of a date: CLV, personas, product recommendations (docs/design.md §5).
 
 Tables written (each overwritten per run; Delta versions keep earlier runs):
     gold.clv                      person_id, frequency, recency, T, monetary_value, probability_alive,

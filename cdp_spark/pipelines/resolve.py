@@ -1,14 +1,18 @@
-"""Identity resolution: silver person records -> identity edges, person registry, person profile.
+"""Identity resolution: silver person records -> identity edges, person registry, person profile
+(docs/design.md §4, docs/identity.md).
 
-Walking-skeleton rules (DESIGN §4, issue 4 deepens them): records sharing a normalised e-mail or E.164
-phone are the same person; connected components over those edges; stable ids from the previous
-registry; survivorship per attribute from config.
+The edges come from one of three modes: exact keys (``identity.matching: null``: records sharing a
+normalised identifier of ``identity.match_keys`` are linked, junk values ignored); a full probabilistic match
+(candidates, comparisons, Fellegi-Sunter with a model fitted on this run's records and stored in
+``silver.identity_model``); or, with a stored model and registry, an incremental match that compares only
+pairs touching a new or changed record and keeps the other edges. Then connected components, the giant-cluster
+guard, stable ids from the previous registry and survivorship per attribute from config.
 
 Tables written:
-    silver.identity_edges  (record_a, record_b, rule, key_hash, run_id)        overwrite
-    gold.person_registry   (record_id, system, source_key, person_id, run_id)  overwrite (history in versions)
-    gold.identity_events   (run_id, person_id, event, predecessors, at)         append
-    gold.person_profile    one row per person                                  overwrite
+    silver.identity_edges  accepted pairs with their evidence and run_id           overwrite
+    gold.person_registry   (record_id, system, source_key, person_id, record_hash, run_id)  overwrite
+    gold.identity_events   (run_id, person_id, event, predecessors, at)           append
+    gold.person_profile    one row per person                                     overwrite
 """
 
 from __future__ import annotations

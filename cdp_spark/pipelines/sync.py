@@ -1,4 +1,4 @@
-"""Sync published gold table versions to the JDBC warehouse (DESIGN §1, §6).
+"""Sync published gold table versions to the JDBC warehouse (docs/design.md §1, §6).
 
 Only a version published by the quality gate is synced, and only its allow-listed columns
 (``warehouse.columns``). Two modes, both atomic per table (a failed sync leaves the previous state):

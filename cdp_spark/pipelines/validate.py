@@ -1,4 +1,4 @@
-"""Validate gold tables and publish the versions that pass (write-audit-publish, DESIGN §6).
+"""Validate gold tables and publish the versions that pass (write-audit-publish, docs/design.md §6).
 
 For each suite: the table's current version is validated; the outcomes go to ``quality.results``
 (keyed by table and version, with each rule's action; counts only); a passing version is appended to

@@ -1,5 +1,5 @@
 """Customer lifetime value: BG/NBD (Fader, Hardie & Lee 2005) for the number of future purchases and
-Gamma-Gamma (Fader, Hardie & Lee 2005, "RFM and CLV") for their value (DESIGN §5).
+Gamma-Gamma (Fader, Hardie & Lee 2005, "RFM and CLV") for their value (docs/design.md §5).
 
 ``customer_summary(facts, as_of, unit_days)`` (Spark)
     in:  order facts (person_id, order_date, net_amount, is_purchase)

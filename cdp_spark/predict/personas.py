@@ -1,4 +1,4 @@
-"""Customer personas (Pleasepoint "matrix_freq", DESIGN §5).
+"""Customer personas (Pleasepoint "matrix_freq", docs/design.md §5).
 
 ``category_matrix(categories)``
     in:  (person_id, category, orders) per person and category (``scores.orders.category_orders``)

@@ -1,4 +1,4 @@
-"""Great Expectations suites and the write-audit-publish gate (DESIGN §6).
+"""Great Expectations suites and the write-audit-publish gate (docs/design.md §6).
 
 A suite is a YAML file in ``conf/expectations/<layer>.<table>.yaml``::
 

@@ -1,4 +1,4 @@
-"""The score library of the seed documents, with the definitions fixed in DESIGN §5.
+"""The score library of the seed documents, with the definitions fixed in docs/design.md §5.
 
 ``score_library(persons, facts, categories, as_of, lifecycle)``
     persons:    person_id
@@ -48,7 +48,7 @@ SCORES: tuple[Score, ...] = (
     Score("distinct_stores_count", "Number of distinct stores with 1+ order", "number of distinct stores", "int"),
     Score("first_order_store", "First order store", "store of the earliest order (ties: order id)", "string"),
     Score("last_order_store", "Last order store", "store of the latest order (ties: order id)", "string"),
-    Score("multi_buyer", "Segmentation - Multi-buyer", "2 or more orders (DESIGN §5)", "boolean"),
+    Score("multi_buyer", "Segmentation - Multi-buyer", "2 or more orders (docs/design.md §5)", "boolean"),
     Score("multi_category", "Segmentation - Multi-category", "2 or more categories", "boolean"),
     Score("new_customer", "Segmentation - New customer", "exactly 1 order", "boolean"),
     Score("regular_customer", "Segmentation - Regular customer", "3 or more orders", "boolean"),

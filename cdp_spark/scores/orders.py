@@ -1,4 +1,4 @@
-"""Order facts: the per-order view every score is computed from (DESIGN §5).
+"""Order facts: the per-order view every score is computed from (docs/design.md §5).
 
 ``order_facts(orders, registry, stores, timezone, as_of, ...)``
     in:  silver orders (order_id, <customer source>, <customer key>, store_id, channel, order_ts,

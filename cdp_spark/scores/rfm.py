@@ -1,5 +1,5 @@
 """RFM: recency, frequency and monetary scores from stored quantile cut points, and named segments
-(DESIGN §5).
+(docs/design.md §5).
 
 ``cut_points(scores, groups)``
     in:  person scores with days_since_last_order, orders_total_count, orders_total_amount

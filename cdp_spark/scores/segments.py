@@ -1,4 +1,4 @@
-"""Segments, measures and state history (issue 5).
+"""Segments, measures and state history (docs/design.md §5).
 
 ``segment_membership(persons, segments, as_of)``
     in:  one row per person with profile and score columns

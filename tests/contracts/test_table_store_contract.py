@@ -1,4 +1,4 @@
-"""One contract for both Delta engines (DESIGN §2). The spark engine's run is skipped, with the reason,
+"""One contract for both Delta engines (docs/design.md §2). The spark engine's run is skipped, with the reason,
 where delta-spark's JVM classes are not on the classpath (``make jars`` not run)."""
 
 from __future__ import annotations

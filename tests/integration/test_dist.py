@@ -5,27 +5,21 @@ tables it writes are read with delta-rs and checked against the end-to-end test'
 
 from __future__ import annotations
 
-import os
-import subprocess
 import zipfile
 from collections import defaultdict
 from decimal import Decimal
-from pathlib import Path
 
-import pyspark
 import pytest
 from deltalake import DeltaTable
 
-from cdp_spark.demo.generator import generate
-from tests.integration.test_pipeline_e2e import AS_OF, expected_order_totals, expected_persons
+from tests.integration.packed_run import AS_OF, ROOT
+from tests.integration.test_pipeline_e2e import expected_order_totals, expected_persons
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
-ROOT = Path(__file__).resolve().parents[2]
-SPARK_SUBMIT = Path(pyspark.__file__).parent / "bin" / "spark-submit"
 
 
-def test_spark_submit_runs_the_whole_pipeline_from_the_packed_artefacts(packed_dist, tmp_path):
-    dist = packed_dist  # `make dist`, started in the background when the suite was collected (conftest)
+def test_spark_submit_runs_the_whole_pipeline_from_the_packed_artefacts(packed_run):
+    dist = packed_run.dist  # built and run on a thread since the suite was collected (conftest, packed_run.py)
     wheel = [p.name for p in dist.glob("*.whl")]
     assert wheel == ["cdp_spark-0.1.0-py3-none-any.whl"]
     assert sorted(p.name for p in (dist / "jobs").iterdir()) == sorted(p.name for p in (ROOT / "jobs").glob("*.py"))
@@ -33,34 +27,14 @@ def test_spark_submit_runs_the_whole_pipeline_from_the_packed_artefacts(packed_d
         assert {"base/00_core.yaml", "cluster/00_cluster.yaml", "expectations/gold.person_scores.yaml"} <= set(
             conf_zip.namelist())
 
-    # the node: the working directory holds the archives unpacked under their #names, as YARN localises
-    # them for the driver's and the executors' containers (local mode has no cluster manager to do it)
-    node = tmp_path / "node"
-    (node / "environment").mkdir(parents=True)
-    subprocess.run(["tar", "-xzf", str(dist / "cdp-spark-env.tar.gz"), "-C", str(node / "environment")],
-                   check=True)
-    with zipfile.ZipFile(dist / "conf.zip") as conf_zip:
-        conf_zip.extractall(node / "conf")
-    data = tmp_path / "data"
-    generate(data / "landing", customers=150, seed=7)
-
-    env = {key: value for key, value in os.environ.items() if not key.startswith(("PYSPARK_", "SPARK_HOME"))}
-    env.update(SPARK_LOCAL_IP="127.0.0.1", PYTHONPATH="")
-    command = [str(SPARK_SUBMIT), "--master", "local[2]", "--driver-memory", "3g",
-               "--archives", f"{dist / 'cdp-spark-env.tar.gz'}#environment,{dist / 'conf.zip'}#conf",
-               "--conf", "spark.pyspark.python=./environment/bin/python",
-               "--conf", "spark.ui.enabled=false",
-               str(dist / "jobs" / "pipeline.py"),
-               "--conf", "conf", "--env", "local", "--data-dir", str(data), "--as-of", AS_OF.isoformat(),
-               "--set", "spark.master=null", "--set", "identity.matching=null",
-               "--set", "predictions.clv.min_customers=50"]
-    run = subprocess.run(command, cwd=node, env=env, capture_output=True, text=True, timeout=900)
+    run = packed_run.run
     assert run.returncode == 0, run.stderr[-4000:]
     assert f"as of {AS_OF}" in run.stdout
 
+    data = packed_run.data
     lake = data / "lake"
     manifest = DeltaTable(str(lake / "meta" / "run_manifest")).to_pyarrow_table().to_pylist()
-    runs = sorted((row["job"], row["as_of"], row["status"]) for row in manifest)
+    runs = sorted((row["job"], str(row["as_of"]), row["status"]) for row in manifest)
     assert runs == sorted((job, AS_OF, "succeeded") for job in
                           ("ingest", "normalise", "resolve", "score", "predict", "report", "validate"))
     assert len({row["run_id"] for row in manifest}) == 1

@@ -26,6 +26,7 @@ from cdp_spark.demo.generator import generate
 from cdp_spark.pipelines import pipeline
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.session import delta_spark_available
+from tests.conftest import REPO_ROOT
 from tests.webhook import Hook
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -231,6 +232,20 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
         con.register("person_scores", scores_arrow)
         duck_total = con.execute("SELECT sum(orders_total_amount), count(*) FROM person_scores").fetchone()
     assert duck_total == (sum((t[1] for t in totals.values()), Decimal("0")), len(by_person))
+    # the README's Python snippets, as written, from a folder where data/ is this lake's data folder
+    readme_dir = tmp_path / "readme"
+    readme_dir.mkdir()
+    (readme_dir / "data").symlink_to(data)
+    monkeypatch.chdir(readme_dir)
+    snippets = re.findall(r"```python\n(.*?)```", (REPO_ROOT / "README.md").read_text(encoding="utf-8"), re.S)
+    assert snippets
+    capsys.readouterr()
+    for snippet in snippets:
+        exec(compile(snippet, "README.md", "exec"), {})
+    segments_shown = capsys.readouterr().out
+    shown_segments = {r.rfm_segment for r in store.read("gold.person_scores").collect()} - {None}
+    assert "rfm_segment" in segments_shown and shown_segments
+    assert all(segment in segments_shown for segment in shown_segments)
 
     # warehouse: the published versions, queryable with plain SQL
     assert postgres.psql("SELECT count(*) FROM cdp.person_profile") == str(len(by_person))

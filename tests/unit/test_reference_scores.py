@@ -13,8 +13,8 @@ from cdp_spark.config import load_config
 from cdp_spark.demo.score_data import generate_score_inputs
 from cdp_spark.scores.library import score_library
 from cdp_spark.scores.orders import category_orders, order_facts, order_items
-from cdp_spark.scores.reference_duckdb import reference_scores
 from cdp_spark.scores.rfm import cut_points, rfm
+from tests.reference_duckdb import reference_scores
 
 ROOT = Path(__file__).resolve().parents[2]
 AS_OF = date(2026, 6, 30)

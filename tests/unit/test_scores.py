@@ -1,4 +1,4 @@
-"""The score library on a small literal dataset with hand-computed expected values (DESIGN §5)."""
+"""The score library on a small literal dataset with hand-computed expected values (docs/design.md §5)."""
 
 from __future__ import annotations
 

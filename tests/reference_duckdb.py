@@ -1,6 +1,6 @@
 """An independent implementation of the score library in DuckDB SQL, to check the Spark one against.
 
-Written from DESIGN §5 and the score registry, not from the Spark code: plain SQL over the same inputs
+Written from docs/design.md §5 and the score registry, not from the Spark code: plain SQL over the same inputs
 (orders, registry, stores, order_items, products), with exact integer arithmetic for every rounded
 figure. ``tests/unit/test_reference_scores.py`` asserts that both give exactly the same rows on
 generated data, and ``make bench-scores`` times both on 1M persons. Needs ``duckdb`` (a test extra).

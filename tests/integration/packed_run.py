@@ -1,0 +1,81 @@
+"""The packaging test's long part, started when the suite is collected: `make dist`, then the whole pipeline
+under the pyspark install's spark-submit on the packed artefacts, the way a cluster launches it. It runs on a
+thread of its own (both steps are child processes, niced), so it overlaps the rest of the suite;
+``tests/integration/test_dist.py`` waits for it and checks what it wrote."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyspark
+
+ROOT = Path(__file__).resolve().parents[2]
+SPARK_SUBMIT = Path(pyspark.__file__).parent / "bin" / "spark-submit"
+AS_OF = "2026-06-30"
+CUSTOMERS, SEED = 150, 7
+
+
+@dataclass
+class PackedRun:
+    """Where the artefacts, the node's working directory and the data are, and how each step ended."""
+
+    build_dir: Path
+    dist: Path
+    node: Path
+    data: Path
+    build_log: Path
+    build_returncode: int | None = None
+    run: subprocess.CompletedProcess[str] | None = None
+    error: str | None = None
+
+
+class PackedPipeline(threading.Thread):
+    def __init__(self) -> None:
+        super().__init__(name="packed-pipeline", daemon=True)
+        build_dir = Path(tempfile.mkdtemp(prefix="cdp-test-dist-"))
+        self.result = PackedRun(build_dir, build_dir / "dist", build_dir / "node", build_dir / "data",
+                                build_dir / "make-dist.log")
+
+    def run(self) -> None:
+        try:
+            self._build_and_run()
+        except Exception as exc:  # reported by the test, with the step's output
+            self.result.error = f"{type(exc).__name__}: {exc}"
+
+    def _build_and_run(self) -> None:
+        r = self.result
+        env = {**os.environ, "DIST_BUILD_ENV": str(r.build_dir / "build-env")}
+        with r.build_log.open("w") as log:
+            r.build_returncode = subprocess.run(
+                ["nice", "-n", "10", "make", "--no-print-directory", "dist", f"DIST={r.dist}"], cwd=ROOT, env=env,
+                stdout=log, stderr=subprocess.STDOUT).returncode
+        if r.build_returncode != 0:
+            return
+        # the node: the working directory holds the archives unpacked under their #names, as YARN localises
+        # them for the driver's and the executors' containers (local mode has no cluster manager to do it)
+        (r.node / "environment").mkdir(parents=True)
+        subprocess.run(["tar", "-xzf", str(r.dist / "cdp-spark-env.tar.gz"), "-C", str(r.node / "environment")],
+                       check=True)
+        with zipfile.ZipFile(r.dist / "conf.zip") as conf_zip:
+            conf_zip.extractall(r.node / "conf")
+        subprocess.run([sys.executable, "-m", "cdp_spark.demo.generator", "--customers", str(CUSTOMERS),
+                        "--seed", str(SEED), "--out", str(r.data / "landing")], cwd=ROOT, check=True,
+                       capture_output=True)
+        env = {key: value for key, value in os.environ.items() if not key.startswith(("PYSPARK_", "SPARK_HOME"))}
+        env.update(SPARK_LOCAL_IP="127.0.0.1", PYTHONPATH="")
+        command = ["nice", "-n", "10", str(SPARK_SUBMIT), "--master", "local[2]", "--driver-memory", "3g",
+                   "--archives", f"{r.dist / 'cdp-spark-env.tar.gz'}#environment,{r.dist / 'conf.zip'}#conf",
+                   "--conf", "spark.pyspark.python=./environment/bin/python",
+                   "--conf", "spark.ui.enabled=false",
+                   str(r.dist / "jobs" / "pipeline.py"),
+                   "--conf", "conf", "--env", "local", "--data-dir", str(r.data), "--as-of", AS_OF,
+                   "--set", "spark.master=null", "--set", "identity.matching=null",
+                   "--set", "predictions.clv.min_customers=50"]
+        r.run = subprocess.run(command, cwd=r.node, env=env, capture_output=True, text=True, timeout=1500)
