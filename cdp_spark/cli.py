@@ -12,11 +12,11 @@ from typing import Any
 import click
 
 from cdp_spark.config import CdpConfig, ConfigError, load_config
-from cdp_spark.io.delta import TableError
 from cdp_spark.io.files import FileRejected
 from cdp_spark.io.jdbc import JdbcError
 from cdp_spark.io.notify import NotificationError
 from cdp_spark.io.object_store import ObjectStoreError
+from cdp_spark.io.tables import TableError
 from cdp_spark.log import configure
 from cdp_spark.pipelines.common import StageError
 from cdp_spark.quality.gate import SuiteError

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.io.delta import TableStore
+from cdp_spark.io.tables import TableStore
 from cdp_spark.scores.library import SCORES
 
 

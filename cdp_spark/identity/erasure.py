@@ -26,6 +26,8 @@ from functools import reduce
 from pyspark.sql import Column
 from pyspark.sql import functions as F
 
+from cdp_spark.identity.records import record_id
+
 
 @dataclass(frozen=True)
 class ErasureTarget:
@@ -38,10 +40,6 @@ class ErasureTarget:
 class EntityKeys:
     systems_by_source: Mapping[str, str]
     key_columns: Sequence[str]
-
-
-def _key(columns: Sequence[str]) -> Column:
-    return F.concat_ws("|", *[F.col(c).cast("string") for c in columns])
 
 
 def _mentions(text: Column, target: ErasureTarget) -> Column | None:
@@ -63,15 +61,15 @@ def erasure_predicate(table: str, columns: Sequence[str], target: ErasureTarget,
         tests.append(F.col("person_id").isin(sorted(target.persons)))
     tests += [F.col(c).isin(records) for c in ("record_id", "record_a", "record_b") if c in columns]
     if {"customer_source", "customer_key"} <= set(columns):
-        tests.append(F.concat_ws(":", "customer_source", "customer_key").isin(records))
+        tests.append(record_id(F.col("customer_source"), ["customer_key"]).isin(records))
     entity = sources.get(name)
     if entity is not None and layer in ("silver", "bronze") and set(entity.key_columns) <= set(columns):
         if layer == "silver" and "_system" in columns:
-            tests.append(F.concat(F.col("_system"), F.lit(":"), _key(entity.key_columns)).isin(records))
+            tests.append(record_id(F.col("_system"), entity.key_columns).isin(records))
         elif layer == "bronze" and "_source" in columns:
             system = F.create_map(*[F.lit(x) for pair in entity.systems_by_source.items() for x in pair])[
                 F.col("_source")]
-            tests.append(F.concat(system, F.lit(":"), _key(entity.key_columns)).isin(records))
+            tests.append(record_id(system, entity.key_columns).isin(records))
     if layer == "quarantine":
         for column in ("raw", "record"):
             if column in columns:

@@ -12,7 +12,7 @@ from typing import Any
 
 from pyspark.sql import functions as F
 
-from cdp_spark.io.delta import TableStore
+from cdp_spark.io.tables import TableStore
 
 
 class UnknownPerson(LookupError):

@@ -12,12 +12,13 @@ from datetime import UTC, date, datetime
 from typing import Any, TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp_spark import __version__
 from cdp_spark.config import CdpConfig
-from cdp_spark.io.delta import TableStore, open_store
 from cdp_spark.io.object_store import configure_s3a
+from cdp_spark.io.tables import TableStore, open_store
 
 log = logging.getLogger("cdp")
 
@@ -138,3 +139,13 @@ def record_manifest(spark: SparkSession, ctx: RunContext, job: str, status: str,
            json.dumps(ctx.inputs, sort_keys=True), json.dumps(ctx.outputs, sort_keys=True),
            json.dumps(ctx.counts, sort_keys=True, default=str), message[:2000])
     ctx.store.append_rows(RUN_MANIFEST, [row], MANIFEST_SCHEMA)
+
+
+def already_delivered(ctx: RunContext, delivery_log: str, table: str, version: int, target: str) -> bool:
+    """Whether ``delivery_log`` (``meta.sync_log``, ``meta.export_log``: table_name, table_version, target) says
+    this version of ``table`` already went to ``target``."""
+    if not ctx.store.exists(delivery_log):
+        return False
+    done = ctx.store.read(delivery_log).where((F.col("table_name") == table) & (F.col("table_version") == version)
+                                              & (F.col("target") == target))
+    return done.limit(1).count() > 0

@@ -7,7 +7,7 @@
 3. **Purge history** (``privacy.erase_purges_history``): vacuum each changed table with zero retention (the
    old files holding the person are deleted; Delta's retention check is lifted for that call) and, on the
    rs engine, checkpoint and delete the older commit files, so neither data files nor the transaction log
-   keep a trace (file statistics never hold text on either engine: see ``io.delta.stats_columns``).
+   keep a trace (file statistics never hold text on either engine: see ``io.tables.stats_columns``).
 4. **Warehouse**: ``DELETE`` the person's rows from every synced table, in one transaction per table.
 5. **Suppress**: keyed hashes (HMAC, ``privacy.hash_key_env``) of the e-mails, phones and source records
    go to ``meta.suppression``; ingest drops rows that match it, so re-ingesting old files cannot bring the
@@ -35,8 +35,9 @@ from pyspark.sql import types as T
 from cdp_spark.config import CdpConfig
 from cdp_spark.identity.erasure import EntityKeys, ErasureTarget, erasure_predicate
 from cdp_spark.identity.normalise import normalise_person
+from cdp_spark.identity.records import record_id
 from cdp_spark.io import jdbc
-from cdp_spark.io.delta import Txn, split_name
+from cdp_spark.io.tables import Txn, split_name
 from cdp_spark.pipelines.common import SUPPRESSION, RunContext, StageError, make_context, record_manifest
 from cdp_spark.pipelines.resolve import PROFILE, REGISTRY
 from cdp_spark.sync.warehouse import quoted
@@ -98,9 +99,8 @@ def find_subject(spark: SparkSession, ctx: RunContext, cfg: CdpConfig, email: st
         for table in _person_tables(ctx, cfg):
             silver = ctx.read(table)
             keys = entity_keys(cfg)[split_name(table)[1]].key_columns
-            hits = silver.where(F.col("email_norm") == target_email).select(F.concat(
-                F.col("_system"), F.lit(":"), F.concat_ws("|", *[F.col(k).cast("string") for k in keys])
-            ).alias("record_id"))
+            hits = silver.where(F.col("email_norm") == target_email).select(
+                record_id(F.col("_system"), keys).alias("record_id"))
             persons |= {r["person_id"] for r in registry.join(hits, "record_id").select("person_id").collect()}
     records = {r["record_id"] for r in registry.where(F.col("person_id").isin(sorted(persons)))
                .select("record_id").collect()}
@@ -112,9 +112,8 @@ def find_subject(spark: SparkSession, ctx: RunContext, cfg: CdpConfig, email: st
     for table in _person_tables(ctx, cfg):
         silver = ctx.read(table)
         keys = entity_keys(cfg)[split_name(table)[1]].key_columns
-        record_id = F.concat(F.col("_system"), F.lit(":"), F.concat_ws("|", *[F.col(k).cast("string") for k in keys]))
         wanted = [c for c in ("email", "email_norm", "phone", "phone_e164") if c in silver.columns]
-        for row in silver.where(record_id.isin(sorted(records))).select(*wanted).collect():
+        for row in silver.where(record_id(F.col("_system"), keys).isin(sorted(records))).select(*wanted).collect():
             values = row.asDict()
             emails |= {v for k, v in values.items() if k == "email_norm" and v}
             phones |= {v for k, v in values.items() if k == "phone_e164" and v}

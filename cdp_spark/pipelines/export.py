@@ -25,13 +25,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.io.delta import Txn
 from cdp_spark.io.object_store import write_text, write_through_spark
-from cdp_spark.pipelines.common import RunContext, make_context, record_manifest
+from cdp_spark.io.tables import Txn
+from cdp_spark.pipelines.common import RunContext, already_delivered, make_context, record_manifest
 from cdp_spark.pipelines.sync import allowed_columns
 from cdp_spark.pipelines.validate import published_version
 from cdp_spark.sync.warehouse import warehouse_frame
@@ -45,14 +44,6 @@ EXPORT_SCHEMA = T.StructType([
     T.StructField("rows", T.LongType()), T.StructField("files", T.IntegerType()),
     T.StructField("exported_at", T.TimestampType()),
 ])
-
-
-def already_exported(ctx: RunContext, table: str, version: int, target: str) -> bool:
-    if not ctx.store.exists(EXPORT_LOG):
-        return False
-    done = ctx.store.read(EXPORT_LOG).where((F.col("table_name") == table) & (F.col("table_version") == version)
-                                            & (F.col("target") == target))
-    return done.limit(1).count() > 0
 
 
 def _write(df: DataFrame, fmt: str, folder: str) -> None:
@@ -101,7 +92,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         if version is None:
             log.warning("%s has no published version; not exported", table)
             continue
-        if already_exported(ctx, table, version, target_root):
+        if already_delivered(ctx, EXPORT_LOG, table, version, target_root):
             log.info("%s version %d already exported to %s", table, version, target_root)
             continue
         summary = export_table(spark, ctx, cfg, table, version, target_root)

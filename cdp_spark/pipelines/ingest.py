@@ -27,6 +27,7 @@ from pyspark.sql import types as T
 from cdp_spark.config import CdpConfig, JdbcSourceSettings, SourceSettings
 from cdp_spark.identity.normalise import apply_email_rules, email_norm, phone_e164_udf
 from cdp_spark.identity.privacy import hmac_sha256
+from cdp_spark.identity.records import record_id
 from cdp_spark.ingest.rules import (
     apply_contract,
     duplicate_keys,
@@ -38,7 +39,6 @@ from cdp_spark.ingest.rules import (
     spark_type,
 )
 from cdp_spark.io import jdbc
-from cdp_spark.io.delta import Txn
 from cdp_spark.io.files import (
     SNIFF_BYTES,
     FileInfo,
@@ -51,6 +51,7 @@ from cdp_spark.io.files import (
     read_json_header,
 )
 from cdp_spark.io.object_store import ObjectRef, ObjectStore, ObjectStoreError, is_object_url
+from cdp_spark.io.tables import Txn
 from cdp_spark.pipelines.common import SUPPRESSION, RunContext, StageError, make_context, record_manifest
 
 log = logging.getLogger("cdp.ingest")
@@ -169,9 +170,7 @@ def suppression_flag(ctx: RunContext, source: SourceSettings | JdbcSourceSetting
     if not hashes:
         return None
     digest = hmac_sha256(cfg.privacy.key())
-    key = F.concat_ws("|", *[F.col(k).cast("string") for k in source.source_key])
-    record = F.concat(F.lit(f"{source.system}:"), key)
-    tests = [digest(record).isin(hashes)]  # type: ignore[operator]
+    tests = [digest(record_id(source.system, source.source_key)).isin(hashes)]  # type: ignore[operator]
     if "email" in rows.columns:
         email = apply_email_rules(email_norm(F.col("email")), cfg.identity.email_rules)
         tests.append(digest(email).isin(hashes))  # type: ignore[operator]
@@ -427,17 +426,17 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> l
             log.info("%s %s: %s read=%d accepted=%d quarantined=%d", name, path, outcome.status,
                      outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined)
             outcomes.append(outcome)
-    ctx.counts["ingest"] = {
-        "files": len(outcomes),
-        "rows_read": sum(o.rows_read for o in outcomes),
-        "rows_accepted": sum(o.rows_accepted for o in outcomes),
-        "rows_quarantined": sum(o.rows_quarantined for o in outcomes),
-    }
     for name, jdbc_source in cfg.jdbc_sources.items():
         outcome = ingest_jdbc(spark, ctx, name, jdbc_source)
         log.info("%s: %s read=%d accepted=%d quarantined=%d (%s)", name, outcome.status, outcome.rows_read,
                  outcome.rows_accepted, outcome.rows_quarantined, outcome.message)
         outcomes.append(outcome)
+    ctx.counts["ingest"] = {  # files, objects and JDBC tables alike
+        "files": len(outcomes),
+        "rows_read": sum(o.rows_read for o in outcomes),
+        "rows_accepted": sum(o.rows_accepted for o in outcomes),
+        "rows_quarantined": sum(o.rows_quarantined for o in outcomes),
+    }
     rejected = [o for o in outcomes if o.status == "rejected"]
     record_manifest(spark, ctx, "ingest", "failed" if rejected else "succeeded",
                     "; ".join(o.message for o in rejected))

@@ -18,7 +18,7 @@ from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig, IdentitySettings, JdbcSourceSettings, SourceSettings
 from cdp_spark.identity.normalise import latest_per_key, normalise_person
-from cdp_spark.io.delta import Txn
+from cdp_spark.io.tables import Txn
 from cdp_spark.pipelines.common import RunContext, make_context, record_manifest
 
 log = logging.getLogger("cdp.normalise")

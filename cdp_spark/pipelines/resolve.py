@@ -32,6 +32,7 @@ from cdp_spark.identity.cluster import Clustering, connected_components
 from cdp_spark.identity.fellegi_sunter import FsModel
 from cdp_spark.identity.matching import match, model_fits
 from cdp_spark.identity.privacy import add_hashes
+from cdp_spark.identity.records import record_id, source_key
 from cdp_spark.identity.registry import assign_person_ids, identity_events
 from cdp_spark.identity.survivorship import survive
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
@@ -69,11 +70,10 @@ def person_records(ctx: RunContext, cfg: CdpConfig) -> DataFrame:
             column_types.setdefault(name, type_name)
     frames = []
     for source, silver in silvers:
-        key = F.concat_ws("|", *[F.col(k).cast("string") for k in source.source_key])
         types = {**column_types, **dict(silver.dtypes)}
         frames.append(silver.select(
-            F.concat(F.col("_system"), F.lit(":"), key).alias("record_id"), F.col("_system").alias("system"),
-            key.alias("source_key"),
+            record_id(F.col("_system"), source.source_key).alias("record_id"), F.col("_system").alias("system"),
+            source_key(source.source_key).alias("source_key"),
             *[(F.col(c) if c in silver.columns else F.lit(None)).cast(types.get(c, "string")).alias(c)
               for c in wanted],
             (F.col("updated_at") if "updated_at" in types else F.col("_ingested_at")).alias("updated_at")))

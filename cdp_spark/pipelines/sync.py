@@ -26,8 +26,8 @@ from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig, WarehouseSettings
 from cdp_spark.io import jdbc
-from cdp_spark.io.delta import Txn, split_name
-from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
+from cdp_spark.io.tables import Txn, split_name
+from cdp_spark.pipelines.common import RunContext, StageError, already_delivered, make_context, record_manifest
 from cdp_spark.pipelines.validate import published_version
 from cdp_spark.sync.warehouse import quoted, swap_statements, upsert_statements, warehouse_frame
 
@@ -41,14 +41,6 @@ SYNC_SCHEMA = T.StructType([
     T.StructField("synced_at", T.TimestampType()), T.StructField("mode", T.StringType()),
     T.StructField("upserted", T.LongType()), T.StructField("deleted", T.LongType()),
 ])
-
-
-def already_synced(ctx: RunContext, table: str, version: int, target: str) -> bool:
-    if not ctx.store.exists(SYNC_LOG):
-        return False
-    log_df = ctx.store.read(SYNC_LOG)
-    return log_df.where((F.col("table_name") == table) & (F.col("table_version") == version)
-                        & (F.col("target") == target)).limit(1).count() > 0
 
 
 def last_synced_version(ctx: RunContext, table: str, target: str) -> int | None:
@@ -90,7 +82,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         if version is None:
             log.warning("%s has no published version; not synced", table)
             continue
-        if already_synced(ctx, table, version, settings.url):
+        if already_delivered(ctx, SYNC_LOG, table, version, settings.url):
             log.info("%s version %d already in the warehouse", table, version)
             continue
         _, name = split_name(table)

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.io.delta import TableStore, Txn
+from cdp_spark.io.tables import TableStore, Txn
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
 from cdp_spark.quality.gate import GateContext, Outcome, Suite, ge_context, load_suites, split, validate
 

@@ -15,7 +15,7 @@ from deltalake import DeltaTable
 from pyspark.sql import SparkSession
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType, TimestampType
 
-from cdp_spark.io.delta import (
+from cdp_spark.io.tables import (
     RsDeltaStore,
     SparkDeltaStore,
     TableError,

@@ -10,7 +10,7 @@ import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable
 
-from cdp_spark.io.delta import TableError, open_store
+from cdp_spark.io.tables import TableError, open_store
 
 SCHEMA = "id string, n int"
 

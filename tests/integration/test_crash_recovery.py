@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cdp_spark.io.delta import open_store
+from cdp_spark.io.tables import open_store
 from cdp_spark.pipelines import ingest
 from cdp_spark.pipelines.common import make_context
 from tests.conftest import REPO_ROOT

@@ -11,7 +11,7 @@ import boto3
 import pyarrow.parquet as pq
 import pytest
 
-from cdp_spark.io.delta import open_store
+from cdp_spark.io.tables import open_store
 from cdp_spark.pipelines import export, validate
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.session import s3a_available

@@ -57,6 +57,8 @@ def test_incremental_by_watermark_with_overlap_and_merge(spark, postgres, member
     ctx = make_context(spark, cfg, date(2026, 6, 30))
     [first] = ingest.run(spark, cfg, ctx)
     assert (first.rows_read, first.rows_accepted, first.rows_quarantined) == (5, 4, 1)
+    # the run's counts (run manifest, summary) include the JDBC table's rows
+    assert ctx.counts["ingest"] == {"files": 1, "rows_read": 5, "rows_accepted": 4, "rows_quarantined": 1}
     assert ctx.store.latest_metadata("bronze.loyalty", "cdp.watermark.loyalty_db") == "2026-01-04T11:00:00"
     assert [r.reason for r in ctx.store.read("quarantine.loyalty").collect()] == ["missing_source_key"]
 

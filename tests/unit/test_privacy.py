@@ -35,7 +35,7 @@ def test_key_only_from_the_environment(monkeypatch):
 def test_delta_log_has_no_statistics_for_private_columns(spark, tmp_path):
     from datetime import date
 
-    from cdp_spark.io.delta import open_store
+    from cdp_spark.io.tables import open_store
 
     store = open_store(spark, str(tmp_path / "lake"), "rs", private_columns=["birth_date"])
     df = spark.createDataFrame([("P1", date(1980, 5, 17), date(2026, 1, 2), "ana@x.es")],

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from chispa import assert_df_equality
 
-from cdp_spark.io.delta import open_store
+from cdp_spark.io.tables import open_store
 from cdp_spark.pipelines import validate as validate_stage
 from cdp_spark.pipelines.common import StageError, make_context
 from cdp_spark.quality.gate import Outcome, SuiteError, load_suite, validate
