@@ -109,7 +109,7 @@ SCORE_ORDERS ?= 5000000
 bench-scores: install-test
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python scripts/bench_scores.py --persons $(SCORE_PERSONS) --orders $(SCORE_ORDERS)
 
-PIPELINE_PERSONS ?= 10000,100000,1000000
+PIPELINE_PERSONS ?= 2000,10000,100000,1000000
 PIPELINE_ARGS ?=  # e.g. --keep /data/bench (keep and reuse the generated data) --out <file>
 bench-pipeline: install
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python scripts/bench_pipeline.py --persons $(PIPELINE_PERSONS) $(PIPELINE_ARGS)

@@ -143,10 +143,28 @@ def run_one(persons: int, orders_per_person: float, driver_memory: str, shuffle_
                 "generated": counts, "generate_seconds": generate_s,
                 "pipeline_seconds": total_s, "persons_resolved": summary.persons,
                 "quarantined_rows": summary.quarantined, "stages": stages,
+                "fixed_costs": fixed_costs(workdir / "lake", summary.run_id, summary.seconds),
                 "peak_jvm_rss_mb": max(memory.peak_mb.values(), default=None)}
     finally:
         if keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def fixed_costs(lake: Path, run_id: str, seconds: dict[str, float]) -> dict[str, Any]:
+    """Seconds per landing file ingested and per table validated in the run (from meta.ingestion_log and
+    quality.results): at the smallest size nearly all of those stages is per-item overhead (Spark jobs,
+    commits, suite set-up), not rows."""
+    from deltalake import DeltaTable
+
+    def run_rows(table: str, column: str) -> set[str]:
+        rows = DeltaTable(str(lake / table)).to_pyarrow_table(columns=["run_id", column]).to_pylist()
+        return {r[column] for r in rows if r["run_id"] == run_id}
+
+    files = len(run_rows("meta/ingestion_log", "file"))
+    tables = len(run_rows("quality/results", "table_name"))
+    return {"ingested_files": files, "validated_tables": tables,
+            "ingest_seconds_per_file": round(seconds.get("ingest", 0.0) / files, 2) if files else None,
+            "validate_seconds_per_table": round(seconds.get("validate", 0.0) / tables, 2) if tables else None}
 
 
 def growth(runs: list[dict[str, Any]]) -> dict[str, list[float | None]]:
@@ -207,6 +225,9 @@ def main(persons: str, orders_per_person: float, driver_memory: str, shuffle_par
         print(f"{size:>9,} persons, {run['generated']['orders']:>9,} orders, {engine} engine: "
               f"pipeline {run['pipeline_seconds']:>7.1f} s, peak JVM RSS {run['peak_jvm_rss_mb']} MiB "
               f"(data generated in {run['generate_seconds']} s)")
+        costs = run["fixed_costs"]
+        print(f"    {costs['ingested_files']} files ingested, {costs['ingest_seconds_per_file']} s each; "
+              f"{costs['validated_tables']} tables validated, {costs['validate_seconds_per_table']} s each")
         for stage, figures in run["stages"].items():
             print(f"    {stage:<10} {figures['seconds']:>7.1f} s  {figures['rows']:>10,} rows  "
                   f"{figures['rows_per_s'] or 0:>8,} rows/s  peak {figures['peak_jvm_rss_mb']} MiB")

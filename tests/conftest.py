@@ -118,15 +118,24 @@ PACKED_RUN = pytest.StashKey[object]()
 
 
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    dist_items = [item for item in items if item.nodeid.startswith(DIST_TEST)]
+    items[:] = [item for item in items if item not in dist_items] + dist_items
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Starts the packed run once the selection is final (``-k`` and ``-m`` applied), if it kept the test."""
     from tests.integration.packed_run import PackedPipeline
 
-    dist_items = [item for item in items if item.nodeid.startswith(DIST_TEST)]
-    if not dist_items:
-        return
-    items[:] = [item for item in items if item not in dist_items] + dist_items
-    packed = PackedPipeline()
-    packed.start()
-    config.stash[PACKED_RUN] = packed
+    if any(item.nodeid.startswith(DIST_TEST) for item in session.items):
+        packed = PackedPipeline()
+        packed.start()
+        session.config.stash[PACKED_RUN] = packed
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    packed = session.config.stash.get(PACKED_RUN, None)
+    if packed is not None:
+        packed.stop()  # a no-op wait when the test consumed it; else ends the build or run and cleans up
 
 
 @pytest.fixture(scope="session")
@@ -139,4 +148,3 @@ def packed_run(request: pytest.FixtureRequest):
         pytest.fail(f"make dist or the packed run did not finish: {result.error or ''}\n"
                     f"{result.build_log.read_text()[-4000:] if result.build_log.exists() else ''}")
     yield result
-    shutil.rmtree(result.build_dir, ignore_errors=True)

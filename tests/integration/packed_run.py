@@ -6,6 +6,7 @@ thread of its own (both steps are child processes, niced), so it overlaps the re
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -13,6 +14,7 @@ import threading
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyspark
 
@@ -42,6 +44,26 @@ class PackedPipeline(threading.Thread):
         build_dir = Path(tempfile.mkdtemp(prefix="cdp-test-dist-"))
         self.result = PackedRun(build_dir, build_dir / "dist", build_dir / "node", build_dir / "data",
                                 build_dir / "make-dist.log")
+        self._child: subprocess.Popen[str] | None = None
+        self._stopped = threading.Event()
+
+    def stop(self) -> None:
+        """Ends the current step (a session that ends before the test ran) and removes the work folder."""
+        self._stopped.set()
+        if self._child is not None and self._child.poll() is None:
+            self._child.kill()
+        self.join(timeout=30)
+        shutil.rmtree(self.result.build_dir, ignore_errors=True)
+
+    def _step(self, command: list[str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+        """Runs one child process (stoppable), its output captured unless ``stdout`` is given."""
+        if self._stopped.is_set():
+            raise RuntimeError("stopped")
+        kwargs.setdefault("stdout", subprocess.PIPE)
+        kwargs.setdefault("stderr", subprocess.PIPE)
+        self._child = subprocess.Popen(command, text=True, **kwargs)
+        out, err = self._child.communicate(timeout=1500)
+        return subprocess.CompletedProcess(command, self._child.returncode, out, err)
 
     def run(self) -> None:
         try:
@@ -53,7 +75,7 @@ class PackedPipeline(threading.Thread):
         r = self.result
         env = {**os.environ, "DIST_BUILD_ENV": str(r.build_dir / "build-env")}
         with r.build_log.open("w") as log:
-            r.build_returncode = subprocess.run(
+            r.build_returncode = self._step(
                 ["nice", "-n", "10", "make", "--no-print-directory", "dist", f"DIST={r.dist}"], cwd=ROOT, env=env,
                 stdout=log, stderr=subprocess.STDOUT).returncode
         if r.build_returncode != 0:
@@ -61,13 +83,12 @@ class PackedPipeline(threading.Thread):
         # the node: the working directory holds the archives unpacked under their #names, as YARN localises
         # them for the driver's and the executors' containers (local mode has no cluster manager to do it)
         (r.node / "environment").mkdir(parents=True)
-        subprocess.run(["tar", "-xzf", str(r.dist / "cdp-spark-env.tar.gz"), "-C", str(r.node / "environment")],
-                       check=True)
+        self._step(["tar", "-xzf", str(r.dist / "cdp-spark-env.tar.gz"), "-C", str(r.node / "environment")]
+                   ).check_returncode()
         with zipfile.ZipFile(r.dist / "conf.zip") as conf_zip:
             conf_zip.extractall(r.node / "conf")
-        subprocess.run([sys.executable, "-m", "cdp_spark.demo.generator", "--customers", str(CUSTOMERS),
-                        "--seed", str(SEED), "--out", str(r.data / "landing")], cwd=ROOT, check=True,
-                       capture_output=True)
+        self._step([sys.executable, "-m", "cdp_spark.demo.generator", "--customers", str(CUSTOMERS),
+                    "--seed", str(SEED), "--out", str(r.data / "landing")], cwd=ROOT).check_returncode()
         env = {key: value for key, value in os.environ.items() if not key.startswith(("PYSPARK_", "SPARK_HOME"))}
         env.update(SPARK_LOCAL_IP="127.0.0.1", PYTHONPATH="")
         command = ["nice", "-n", "10", str(SPARK_SUBMIT), "--master", "local[2]", "--driver-memory", "3g",
@@ -78,4 +99,4 @@ class PackedPipeline(threading.Thread):
                    "--conf", "conf", "--env", "local", "--data-dir", str(r.data), "--as-of", AS_OF,
                    "--set", "spark.master=null", "--set", "identity.matching=null",
                    "--set", "predictions.clv.min_customers=50"]
-        r.run = subprocess.run(command, cwd=r.node, env=env, capture_output=True, text=True, timeout=1500)
+        r.run = self._step(command, cwd=r.node, env=env)
