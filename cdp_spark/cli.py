@@ -73,6 +73,9 @@ def _run(obj: dict[str, Any], stages: list[str] | None) -> None:
 def render_summary(summary: Any) -> str:
     lines = [f"run {summary.run_id} as of {summary.as_of} ({summary.engine} engine)",
              "stage seconds: " + ", ".join(f"{k}={v}" for k, v in summary.seconds.items())]
+    for previous in dict.fromkeys(summary.skipped.values()):
+        stages = [stage for stage, run in summary.skipped.items() if run == previous]
+        lines.append(f"unchanged since run {previous}, skipped: {', '.join(stages)} (--full-refresh recomputes)")
     for table, info in summary.tables.items():
         lines.append(f"  {table:<24} {info['rows']:>9} rows  v{info['version']:<4} {info['path']}")
     lines.append(f"persons: {summary.persons}   quarantined rows: {summary.quarantined}")
@@ -82,8 +85,8 @@ def render_summary(summary: Any) -> str:
     return "\n".join(lines)
 
 
-FULL_REFRESH_HELP = ("ignore the stored state: JDBC watermarks (ingest) and the bronze version silver was "
-                     "built from (normalise)")
+FULL_REFRESH_HELP = ("ignore the stored state: JDBC watermarks (ingest), the bronze version silver was built "
+                     "from (normalise), and recompute stages whose inputs did not change since their last run")
 
 
 @main.command()
@@ -108,8 +111,11 @@ def run(obj: dict[str, Any], as_json: bool, since: date | None, every: int, full
 
 def _stage_command(name: str, help_text: str) -> None:
     @main.command(name=name, help=help_text)
+    @click.option("--full-refresh", is_flag=True, help="recompute even when the inputs did not change since the "
+                                                       "stage's last run")
     @click.pass_obj
-    def command(obj: dict[str, Any]) -> None:
+    def command(obj: dict[str, Any], full_refresh: bool) -> None:
+        obj["full_refresh"] = full_refresh
         _run(obj, [name])
 
 

@@ -184,6 +184,14 @@ def open_object_store(settings: ObjectStoreSettings) -> ObjectStore:
                        settings.read_timeout_s)
 
 
+def text_exists(path: str, settings: ObjectStoreSettings) -> bool:
+    """Whether a file written by :func:`write_text` is at ``path`` (a local path or an s3:// URL)."""
+    if not is_object_url(path):
+        return Path(path).is_file()
+    bucket, key = split_url(path)
+    return any(ref.key == key for ref in open_object_store(settings).list(f"s3://{bucket}/{key}"))
+
+
 def write_text(path: str, text: str, settings: ObjectStoreSettings, content_type: str = "text/html") -> str:
     """Writes a small text file (a report) to a local path or an s3:// URL; returns where it went. A local
     file is written to a temporary name first and renamed, so a reader never sees half a file."""

@@ -87,6 +87,12 @@ class RunContext:
     full_refresh: bool = False
     shared: SharedFrames = field(default_factory=SharedFrames)
 
+    def exists(self, table: str) -> bool:
+        """Whether ``table`` exists, recorded as an input (its version, None when absent): a stage that reads a
+        table only when it is there runs again once it appears (:func:`unchanged_since`)."""
+        self.inputs[table] = self.store.version(table)
+        return self.inputs[table] is not None
+
     def read(self, table: str):
         """Reads a table and records its version as an input of this run."""
         self.inputs[table] = self.store.version(table)
@@ -132,13 +138,42 @@ def stage(run: Callable[[SparkSession, CdpConfig, RunContext], Result],
     return wrapper
 
 
-def record_manifest(spark: SparkSession, ctx: RunContext, job: str, status: str, message: str = "") -> None:
-    """Appends one row to ``meta.run_manifest``: inputs' and outputs' versions, config hash, counts."""
+def record_manifest(spark: SparkSession, ctx: RunContext, job: str, status: str, message: str = "",
+                    settings_hash: str | None = None) -> None:
+    """Appends one row to ``meta.run_manifest``: inputs' and outputs' versions, the hash of the settings the
+    stage ran with (``settings_hash``, else the config's fingerprint), counts."""
     row = (ctx.run_id, job, status, ctx.as_of, ctx.started_at.replace(tzinfo=None),
-           datetime.now(UTC).replace(tzinfo=None), ctx.cfg.fingerprint(), __version__, ctx.store.engine,
+           datetime.now(UTC).replace(tzinfo=None), settings_hash or ctx.cfg.fingerprint(), __version__,
+           ctx.store.engine,
            json.dumps(ctx.inputs, sort_keys=True), json.dumps(ctx.outputs, sort_keys=True),
            json.dumps(ctx.counts, sort_keys=True, default=str), message[:2000])
     ctx.store.append_rows(RUN_MANIFEST, [row], MANIFEST_SCHEMA)
+
+
+def unchanged_since(ctx: RunContext, job: str, settings_hash: str | None = None) -> str | None:
+    """The run id of the last successful run of ``job`` for this as-of date, if running it again would compute
+    what it wrote then (docs/design.md §9, reruns): same settings (``settings_hash``, else the config's
+    fingerprint), code version and engine; every table it read (or found absent) still at that version, unless
+    the stage wrote it too; every table it wrote still at the version it wrote. None otherwise, and always on a
+    full refresh."""
+    if ctx.full_refresh or not ctx.store.exists(RUN_MANIFEST):
+        return None
+    last = (ctx.store.read(RUN_MANIFEST)
+            .where((F.col("job") == job) & (F.col("status") == "succeeded") & (F.col("as_of") == F.lit(ctx.as_of)))
+            .orderBy(F.col("finished_at").desc()).limit(1).collect())
+    if not last:
+        return None
+    previous = last[0]
+    if (previous.config_hash, previous.code_version, previous.engine) != (
+            settings_hash or ctx.cfg.fingerprint(), __version__, ctx.store.engine):
+        return None
+    read, wrote = json.loads(previous.input_versions), json.loads(previous.output_versions)
+    expected = {**read, **wrote}
+    current = {table: ctx.store.version(table) for table in expected}
+    if current != expected:
+        return None
+    ctx.inputs.update({table: version for table, version in current.items() if table in read})
+    return str(previous.run_id)
 
 
 def already_delivered(ctx: RunContext, delivery_log: str, table: str, version: int, target: str) -> bool:

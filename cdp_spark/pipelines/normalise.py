@@ -51,7 +51,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     by_entity = {s.entity: s for s in reversed(list(cfg.all_sources().values()))}  # first source's contract
     for source in by_entity.values():
         bronze_name, silver_name = f"bronze.{source.entity}", f"silver.{source.entity}"
-        if not ctx.store.exists(bronze_name):
+        if not ctx.exists(bronze_name):
             log.warning("%s does not exist yet; nothing to normalise", bronze_name)
             continue
         bronze = ctx.read(bronze_name)

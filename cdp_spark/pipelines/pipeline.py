@@ -20,24 +20,48 @@ from pyspark.sql import SparkSession
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.notify import NotificationError, post_json
 from cdp_spark.pipelines import export, ingest, normalise, predict, report, resolve, score, sync, validate
-from cdp_spark.pipelines.common import RunContext, StageError, make_context
+from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest, unchanged_since
 from cdp_spark.quality.gate import preload_ge
 
 log = logging.getLogger("cdp.pipeline")
 
-Stage = Callable[[SparkSession, CdpConfig, RunContext], Any]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage: ``run(spark, cfg, ctx)``. A ``dated`` stage runs once per as-of date of a backfill. A
+    ``reusable`` stage is skipped when its last run for the date is still current (``unchanged_since``), given
+    the hash of its settings (``settings_hash``, default the config's fingerprint) and, when it writes outside
+    the lake, that those results are still there (``results_present``)."""
+
+    run: Callable[[SparkSession, CdpConfig, RunContext], Any]
+    dated: bool = False
+    reusable: bool = False
+    settings_hash: Callable[[CdpConfig], str] | None = None
+    results_present: Callable[[RunContext], bool] | None = None
+
+    def reusable_run(self, name: str, ctx: RunContext) -> str | None:
+        """The id of the run whose results this stage would compute again, or None."""
+        if not self.reusable:
+            return None
+        previous = unchanged_since(ctx, name, self.settings_hash(ctx.cfg) if self.settings_hash else None)
+        if previous and self.results_present and not self.results_present(ctx):
+            return None
+        return previous
+
+
 STAGES: dict[str, Stage] = {
-    "ingest": ingest.run,
-    "normalise": normalise.run,
-    "resolve": resolve.run,
-    "score": score.run,
-    "predict": predict.run,
-    "report": report.run,
-    "validate": validate.run,
-    "sync": sync.run,
-    "export": export.run,
+    "ingest": Stage(ingest.run),
+    "normalise": Stage(normalise.run, reusable=True),
+    "resolve": Stage(resolve.run, reusable=True),
+    "score": Stage(score.run, dated=True, reusable=True),
+    "predict": Stage(predict.run, dated=True, reusable=True),
+    "report": Stage(report.run, dated=True, reusable=True, results_present=report.html_present),
+    "validate": Stage(validate.run, reusable=True, settings_hash=validate.settings_hash),
+    "sync": Stage(sync.run),
+    "export": Stage(export.run),
 }
-DATED_STAGES = ("score", "predict", "report")
+DATED_STAGES = tuple(name for name, spec in STAGES.items() if spec.dated)
 SUMMARY_TABLES = ["bronze.contacts", "bronze.customers", "bronze.loyalty", "bronze.orders", "silver.orders",
                   "gold.person_registry", "gold.person_profile", "gold.person_scores", "gold.segment_membership",
                   "gold.clv", "gold.person_personas", "gold.product_recommendations", "gold.report_segment_metrics",
@@ -52,14 +76,16 @@ class PipelineSummary:
     lake_root: str
     engine: str
     seconds: dict[str, float] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # stage -> the run whose results it kept
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     persons: int = 0
     quarantined: int = 0
     report: str | None = None
 
 
-def summarise(ctx: RunContext, seconds: dict[str, float]) -> PipelineSummary:
-    summary = PipelineSummary(ctx.run_id, ctx.as_of.isoformat(), ctx.cfg.lake_root, ctx.store.engine, seconds)
+def summarise(ctx: RunContext, seconds: dict[str, float], skipped: dict[str, str]) -> PipelineSummary:
+    summary = PipelineSummary(ctx.run_id, ctx.as_of.isoformat(), ctx.cfg.lake_root, ctx.store.engine, seconds,
+                              skipped)
     for table in SUMMARY_TABLES:
         if ctx.store.exists(table):
             summary.tables[table] = {"rows": ctx.store.row_count(table), "version": ctx.store.version(table),
@@ -102,21 +128,32 @@ def stage_plan(stages: list[str], as_of: date, since: date | None = None,
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None, stages: list[str] | None = None,
         since: date | None = None, every_days: int = 1) -> PipelineSummary:
     """Runs the stages in order with one run id; a failing stage stops the run with its error. With
-    ``since``, the dated stages run for every as-of date from ``since`` to the run's as-of date."""
+    ``since``, the dated stages run for every as-of date from ``since`` to the run's as-of date. A reusable
+    stage whose last run is still current is skipped, with a ``skipped`` manifest row naming that run."""
     ctx = ctx or make_context(spark, cfg)
     plan = stage_plan(stages or list(STAGES), ctx.as_of, since, every_days)
     seconds: dict[str, float] = {}
+    skipped: dict[str, str] = {}
     current = ""
     if cfg.quality.enabled and "validate" in {stage for stage, _ in plan}:
         preload_ge()
     try:
         for current, as_of in plan:
             started = time.monotonic()
-            log.info("stage %s: started (run %s, as of %s)", current, ctx.run_id, as_of)
-            STAGES[current](spark, cfg, ctx.for_stage(as_of))
+            stage_ctx = ctx.for_stage(as_of)
+            previous = STAGES[current].reusable_run(current, stage_ctx)
+            if previous:
+                record_manifest(spark, stage_ctx, current, "skipped", f"unchanged since run {previous}")
+                skipped[current] = previous
+                log.info("stage %s: skipped, its inputs and outputs are as run %s left them (as of %s; "
+                         "--full-refresh recomputes)", current, previous, as_of)
+            else:
+                log.info("stage %s: started (run %s, as of %s)", current, ctx.run_id, as_of)
+                STAGES[current].run(spark, cfg, stage_ctx)
             took = time.monotonic() - started
             seconds[current] = round(seconds.get(current, 0.0) + took, 1)
-            log.info("stage %s: done in %.1f s", current, took)
+            if not previous:
+                log.info("stage %s: done in %.1f s", current, took)
     except Exception as exc:
         notify(cfg, {"status": "failed", "run_id": ctx.run_id, "as_of": ctx.as_of.isoformat(), "stage": current,
                      "error": f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:500],
@@ -124,7 +161,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None, stag
         raise
     finally:
         ctx.shared.release()  # the order facts score, predict and report shared
-    summary = summarise(ctx, seconds)
+    summary = summarise(ctx, seconds, skipped)
     if "report" in seconds:
         summary.report = report.report_location(cfg, ctx.as_of)
     notify(cfg, {"status": "succeeded", **asdict(summary)})

@@ -66,7 +66,7 @@ def run_clv(spark: SparkSession, ctx: RunContext, cfg: CdpConfig, facts: DataFra
 
 
 def previous_personas(ctx: RunContext) -> dict[int, dict[str, float]] | None:
-    if not ctx.store.exists(PERSONA_MODEL):
+    if not ctx.exists(PERSONA_MODEL):
         return None
     return {int(r["persona_id"]): dict(r["share"]) for r in ctx.read(PERSONA_MODEL).collect()}
 

@@ -27,7 +27,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.config import CdpConfig
-from cdp_spark.io.object_store import write_text
+from cdp_spark.io.object_store import text_exists, write_text
 from cdp_spark.pipelines.common import RunContext, StageError, record_manifest, stage
 from cdp_spark.pipelines.predict import CLV, PERSONA_MODEL, PERSONAS
 from cdp_spark.pipelines.resolve import REGISTRY
@@ -55,11 +55,16 @@ def report_location(cfg: CdpConfig, as_of: date) -> str:
     return f"{cfg.resolve(cfg.reports.output_dir).rstrip('/')}/report-{as_of.isoformat()}.html"
 
 
+def html_present(ctx: RunContext) -> bool:
+    """Whether the HTML report of the context's as-of date is where the stage writes it."""
+    return text_exists(report_location(ctx.cfg, ctx.as_of), ctx.cfg.object_store)
+
+
 def _customers(ctx: RunContext) -> DataFrame:
     customers = ctx.read(SCORES).where(F.col("orders_total_count") > 0)
-    if ctx.store.exists(CLV):
+    if ctx.exists(CLV):
         customers = customers.join(clv_tiers(ctx.read(CLV), ctx.cfg.reports.clv_tiers), "person_id", "left")
-    if ctx.store.exists(PERSONAS):
+    if ctx.exists(PERSONAS):
         customers = customers.join(ctx.read(PERSONAS).select("person_id", "persona_name"), "person_id", "left")
     return customers
 
@@ -67,7 +72,7 @@ def _customers(ctx: RunContext) -> DataFrame:
 def state_movement(spark: SparkSession, ctx: RunContext) -> DataFrame:
     """Movement of each history column between the previous as-of date in the history and this one."""
     empty = spark.createDataFrame([], MOVEMENT_SCHEMA)
-    if not ctx.store.exists(HISTORY):
+    if not ctx.exists(HISTORY):
         return empty
     history = ctx.read(HISTORY).where(F.col("valid_from") <= F.lit(ctx.as_of))
     previous = history.where(F.col("valid_from") < F.lit(ctx.as_of)).agg(F.max("valid_from")).first()
@@ -84,7 +89,7 @@ def state_movement(spark: SparkSession, ctx: RunContext) -> DataFrame:
 def report_tables(spark: SparkSession, ctx: RunContext, cfg: CdpConfig,
                   cached: list[DataFrame]) -> dict[str, DataFrame]:
     """The report tables (lazy); frames persisted on the way are added to ``cached``."""
-    if not ctx.store.exists(SCORES):
+    if not ctx.exists(SCORES):
         raise StageError(f"{SCORES} does not exist; run the score stage first")
     customers = _customers(ctx).persist()
     cached.append(customers)
@@ -95,10 +100,10 @@ def report_tables(spark: SparkSession, ctx: RunContext, cfg: CdpConfig,
         "report_rfm_grid": rfm_grid(customers),
         "report_state_movement": state_movement(spark, ctx),
     }
-    if ctx.store.exists(PERSONA_MODEL):
+    if ctx.exists(PERSONA_MODEL):
         tables["report_persona_heatmap"] = persona_heatmap(ctx.read(PERSONA_MODEL))
     events_table = f"silver.{cfg.reports.events_entity}"
-    if cfg.reports.funnels and ctx.store.exists(events_table):
+    if cfg.reports.funnels and ctx.exists(events_table):
         local_day = F.to_date(F.from_utc_timestamp(F.col(cfg.reports.event_ts_column), cfg.scores.business_timezone))
         events = ctx.read(events_table).where(local_day <= F.lit(ctx.as_of))
         tables["report_funnel"] = reduce(DataFrame.unionByName, [

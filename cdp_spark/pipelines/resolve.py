@@ -61,7 +61,7 @@ def person_records(ctx: RunContext, cfg: CdpConfig) -> DataFrame:
             continue
         seen.add(source.entity)
         table = f"silver.{source.entity}"
-        if not ctx.store.exists(table):
+        if not ctx.exists(table):
             raise StageError(f"{table} does not exist; run the ingest and normalise stages first")
         silvers.append((source, ctx.read(table)))
     column_types: dict[str, str] = {}
@@ -107,7 +107,7 @@ def record_hash(records: DataFrame, cfg: CdpConfig) -> Column:
 def stored_model(ctx: RunContext) -> tuple[FsModel, dict[str, Any]] | None:
     """The most recently fitted matching model and the counts stored with it, if any (None also for a
     model from before named comparison levels)."""
-    if not ctx.store.exists(MODEL):
+    if not ctx.exists(MODEL):
         return None
     models = ctx.read(MODEL)
     order = F.col("fitted_at").desc_nulls_last() if "fitted_at" in models.columns else F.col("run_id")
@@ -171,10 +171,10 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                     row["key_hash"][:12], row["records"])
     match_counts: dict[str, object] = {}
     cached = [records]  # unpersisted at the end
-    previous_registry = ctx.read(REGISTRY) if ctx.store.exists(REGISTRY) else None
+    previous_registry = ctx.read(REGISTRY) if ctx.exists(REGISTRY) else None
     if matching:
         stored = latest_model(ctx) if cfg.identity.incremental else None
-        incremental = (stored is not None and previous_registry is not None and ctx.store.exists(EDGES)
+        incremental = (stored is not None and previous_registry is not None and ctx.exists(EDGES)
                        and "record_hash" in previous_registry.columns)
         if incremental:
             assert previous_registry is not None

@@ -59,7 +59,7 @@ def purchase_facts(ctx: RunContext, cfg: CdpConfig) -> Purchases:
     of the tables they are built from and the score settings."""
     orders_table = f"silver.{cfg.scores.orders_entity}"
     for needed in (REGISTRY, orders_table, "silver.stores", "silver.order_items", "silver.products"):
-        if not ctx.store.exists(needed):
+        if not ctx.exists(needed):
             raise StageError(f"{needed} does not exist; run the earlier stages first")
     orders, registry, stores = ctx.read(orders_table), ctx.read(REGISTRY), ctx.read("silver.stores")
     lines, products = ctx.read("silver.order_items"), ctx.read("silver.products")
@@ -80,7 +80,7 @@ def purchase_facts(ctx: RunContext, cfg: CdpConfig) -> Purchases:
 
 @stage
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
-    if not ctx.store.exists(PROFILE):
+    if not ctx.exists(PROFILE):
         raise StageError(f"{PROFILE} does not exist; run the earlier stages first")
     bought = purchase_facts(ctx, cfg)  # every score reads the order facts
     scores = library = score_library(ctx.read(PROFILE), bought.facts, bought.categories, ctx.as_of,
@@ -93,7 +93,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
         scores = rfm(scores, cuts, cfg.scores.rfm.groups, cfg.scores.rfm.segments)
     registry = ctx.read(REGISTRY)
     for spec in cfg.scores.custom_aggregates:
-        if not ctx.store.exists(spec.table):
+        if not ctx.exists(spec.table):
             raise StageError(f"custom aggregate '{spec.name}' reads {spec.table}, which does not exist")
         scores = scores.join(custom_aggregate(ctx.read(spec.table), registry, spec), "person_id", "left")
     scores = computed_fields(scores, cfg.scores.computed_fields, SCORES, ctx.as_of).persist()
@@ -112,7 +112,7 @@ def publish_segments(ctx: RunContext, cfg: CdpConfig, scores: DataFrame) -> dict
     """Segment membership and its changes, measures and the state history, from this run's scores."""
     persons = ctx.read(PROFILE).join(scores, "person_id", "left")
     membership = segment_membership(persons, cfg.scores.segments, ctx.as_of).persist()
-    previous = ctx.read(MEMBERSHIP) if ctx.store.exists(MEMBERSHIP) else None
+    previous = ctx.read(MEMBERSHIP) if ctx.exists(MEMBERSHIP) else None
     if previous is not None and previous.where(F.col("as_of") == F.lit(ctx.as_of)).limit(1).count():
         # a rerun of the same date: compare with the membership before it, from the changes log
         previous = _membership_before(ctx, previous)
@@ -124,7 +124,7 @@ def publish_segments(ctx: RunContext, cfg: CdpConfig, scores: DataFrame) -> dict
     counts = {"segment_memberships": membership.count(), "segment_changes": changes.count()}
     columns = [c for c in cfg.scores.history_columns if c in scores.columns]
     if columns:
-        old = ctx.read(HISTORY) if ctx.store.exists(HISTORY) else None
+        old = ctx.read(HISTORY) if ctx.exists(HISTORY) else None
         try:
             history = state_history(old, scores, columns, ctx.as_of)
         except EnrichmentError as exc:
@@ -136,7 +136,7 @@ def publish_segments(ctx: RunContext, cfg: CdpConfig, scores: DataFrame) -> dict
 
 def _replace_as_of(ctx: RunContext, table: str, rows: DataFrame) -> None:
     """The table's rows of other as-of dates plus ``rows``: a rerun of a date replaces that date's rows."""
-    if ctx.store.exists(table):
+    if ctx.exists(table):
         others = ctx.read(table).where(F.col("as_of") != F.lit(ctx.as_of))
         rows = others.unionByName(rows).localCheckpoint()
     ctx.wrote(table, ctx.store.write(table, rows, mode="overwrite").version)
@@ -144,7 +144,7 @@ def _replace_as_of(ctx: RunContext, table: str, rows: DataFrame) -> None:
 
 def _membership_before(ctx: RunContext, current: DataFrame) -> DataFrame:
     """The membership as it was before today's run: today's entries removed, today's exits restored."""
-    if not ctx.store.exists(CHANGES):
+    if not ctx.exists(CHANGES):
         return current.limit(0)
     today = ctx.read(CHANGES).where(F.col("as_of") == F.lit(ctx.as_of))
     entered = today.where("change = 'entered'").select("person_id", "segment")

@@ -12,6 +12,7 @@ rows kept + rows quarantined.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import UTC, datetime
 
@@ -22,7 +23,16 @@ from pyspark.sql import types as T
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.tables import TableStore, Txn
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
-from cdp_spark.quality.gate import GateContext, Outcome, Suite, ge_context, load_suites, split, validate
+from cdp_spark.quality.gate import (
+    GateContext,
+    Outcome,
+    Suite,
+    ge_context,
+    load_suites,
+    split,
+    suites_fingerprint,
+    validate,
+)
 
 log = logging.getLogger("cdp.validate")
 
@@ -92,6 +102,13 @@ def _quarantine(spark: SparkSession, ctx: RunContext, suite: Suite, version: int
     return result.version, count
 
 
+def settings_hash(cfg: CdpConfig) -> str:
+    """The config's fingerprint and the suite files' contents: what a validation run depends on besides
+    the tables."""
+    return hashlib.sha256(f"{cfg.fingerprint()}:{suites_fingerprint(cfg.resolve(cfg.quality.suites_dir))}"
+                          .encode()).hexdigest()[:16]
+
+
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, bool]:
     ctx = ctx or make_context(spark, cfg)
     if not cfg.quality.enabled:
@@ -103,7 +120,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     now = datetime.now(UTC).replace(tzinfo=None)
     ge = ge_context()  # one context for every suite of the run
     for table, suite in suites.items():
-        if not ctx.store.exists(table):  # e.g. a prediction switched off: nothing to validate or publish
+        if not ctx.exists(table):  # e.g. a prediction switched off: nothing to validate or publish
             log.warning("suite %s: %s does not exist; nothing to validate", suite.path, table)
             continue
         df = ctx.read(table)
@@ -134,7 +151,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     ctx.counts["validate"] = {"verdicts": verdicts, "quarantined": quarantined}
     blocked = sorted(t for t, ok in verdicts.items() if not ok)
     record_manifest(spark, ctx, "validate", "failed" if blocked else "succeeded",
-                    f"not published: {blocked}" if blocked else "")
+                    f"not published: {blocked}" if blocked else "", settings_hash=settings_hash(cfg))
     if blocked:
         raise StageError(f"quality gate blocked publishing of {blocked}; see {RESULTS}")
     return verdicts

@@ -143,7 +143,8 @@ def demo(tmp_path_factory):
 
 
 @pytest.mark.parametrize("engine", ["rs", "spark"])
-def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factory, capsys, caplog, engine, tmp_path):
+def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factory, capsys, caplog, engine, tmp_path,
+                                  request):
     if engine == "spark" and not delta_spark_available(spark):
         pytest.skip("delta-spark engine: no Delta jars in this session (make jars)")
     data = tmp_path / engine  # one lake per engine, the same landing files
@@ -153,15 +154,13 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     monkeypatch.setenv("CDP_WAREHOUSE_PASSWORD", postgres.password)
     # exact-key resolution, which the plain-Python union-find below reproduces independently
     hook = Hook([])
+    request.addfinalizer(hook.stop)
     cfg = cfg_factory("warehouse.enabled=true", f"warehouse.url={postgres.jdbc_url}", "identity.matching=null",
                       "predictions.clv.min_customers=50", f"notifications.webhook_url={hook.url}",
                       f"storage.engine={engine}", data_dir=data)
     ctx = make_context(spark, cfg, AS_OF)
     spark.catalog.clearCache()  # what earlier tests cached
-    try:
-        summary = pipeline.run(spark, cfg, ctx)
-    finally:
-        hook.stop()
+    summary = pipeline.run(spark, cfg, ctx)
     store = ctx.store
     # every stage releases what it cached: a long-lived driver (a notebook, a scheduler) does not fill up
     assert spark._jsparkSession.sharedState().cacheManager().isEmpty()
@@ -267,14 +266,24 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     assert postgres.psql(f"SELECT count(*) FROM cdp.person_profile WHERE email_hash = "
                          f"'{hmac.new(key, some_email.encode(), hashlib.sha256).hexdigest()}'") == "1"
 
-    # rerun on unchanged input: same ids, bronze untouched, warehouse sync skipped
-    bronze_versions = {t: store.version(t) for t in ("bronze.contacts", "bronze.orders")}
-    synced_before = store.read("meta.sync_log").count()
-    pipeline.run(spark, cfg, make_context(spark, cfg, AS_OF))
-    rerun = {r.record_id: r.person_id for r in store.read("gold.person_registry").collect()}
-    assert rerun == {r.record_id: r.person_id for r in registry}
-    assert {t: store.version(t) for t in bronze_versions} == bronze_versions
-    assert store.read("meta.sync_log").count() == synced_before + 3  # new gold versions were published and synced
+    # rerun on unchanged input: every table as it was, the computing stages skipped with a manifest row naming
+    # the first run; ingest and sync run and find nothing new (exports are off)
+    lake_tables = {f"{log.parent.parent.name}.{log.parent.name}" for log in Path(cfg.lake_root).glob("*/*/_delta_log")}
+    versions_before = {t: store.version(t) for t in sorted(lake_tables - {"meta.run_manifest"})}
+    assert {"gold.person_scores", "meta.published", "meta.sync_log"} <= set(versions_before)
+    rerun_ctx = make_context(spark, cfg, AS_OF)
+    rerun = pipeline.run(spark, cfg, rerun_ctx)
+    reused = ["normalise", "resolve", "score", "predict", "report", "validate"]
+    assert rerun.skipped == {stage: ctx.run_id for stage in reused}
+    assert {t: store.version(t) for t in versions_before} == versions_before
+    manifest = store.read("meta.run_manifest").where(f"run_id = '{rerun_ctx.run_id}'").collect()
+    assert sorted((r.job, r.status, r.message) for r in manifest) == sorted(
+        [(job, "succeeded", "") for job in ("ingest", "sync")]
+        + [(job, "skipped", f"unchanged since run {ctx.run_id}") for job in reused])
+    assert [(m["body"]["run_id"], m["body"]["skipped"]) for m in hook.received[1:]] == [(rerun_ctx.run_id,
+                                                                                       rerun.skipped)]
+    rerun_registry = {r.record_id: r.person_id for r in store.read("gold.person_registry").collect()}
+    assert rerun_registry == {r.record_id: r.person_id for r in registry}
 
 
 def test_probabilistic_resolution_against_ground_truth_explain_and_backfill(spark, tmp_path_factory, cfg_factory):

@@ -79,3 +79,53 @@ def test_a_stage_run_without_a_context_releases_its_shared_frames(spark, cfg_fac
     uses_shared(spark, cfg_factory(), within_a_run)
     assert held[1][0].is_cached  # the run releases it at its end
     within_a_run.shared.release()
+
+
+def test_a_stage_is_reused_only_while_what_it_read_and_wrote_is_as_it_left_it(spark, cfg_factory):
+    from pyspark.sql import types as T
+
+    from cdp_spark.pipelines.common import record_manifest, unchanged_since
+
+    schema = T.StructType([T.StructField("n", T.IntegerType())])
+    cfg = cfg_factory()
+    as_of = D("2026-06-30")
+
+    def fake_stage(cfg=cfg, as_of=as_of):
+        """reads silver.a, looks for silver.b, rewrites gold.c from silver.a: one successful run"""
+        ctx = make_context(spark, cfg, as_of)
+        ctx.read("silver.a")
+        ctx.exists("silver.b")
+        ctx.read("gold.c") if ctx.exists("gold.c") else None
+        ctx.wrote("gold.c", ctx.store.append_rows("gold.c", [(1,)], schema).version)
+        record_manifest(spark, ctx, "fake", "succeeded")
+        return ctx.run_id
+
+    def reused(full_refresh=False, cfg=cfg, as_of=as_of):
+        return unchanged_since(make_context(spark, cfg, as_of, full_refresh=full_refresh), "fake")
+
+    store = make_context(spark, cfg, as_of).store
+    store.append_rows("silver.a", [(1,)], schema)
+    assert reused() is None  # never ran
+    first = fake_stage()
+    assert reused() == first  # its own output gold.c is at the version it wrote, though it read an older one
+    assert reused(full_refresh=True) is None
+    assert reused(as_of=D("2026-07-01")) is None  # another date
+    assert reused(cfg=cfg_factory("scores.rfm.groups=3")) is None  # other settings
+    store.append_rows("silver.a", [(2,)], schema)  # an input moved on
+    assert reused() is None
+    second = fake_stage()
+    assert reused() == second
+    store.append_rows("silver.b", [(1,)], schema)  # a table it found absent appeared
+    assert reused() is None
+    third = fake_stage()
+    assert reused() == third
+    store.append_rows("gold.c", [(9,)], schema)  # someone else wrote its output
+    assert reused() is None
+    fourth = fake_stage()
+    # a stage that also writes outside the lake (the HTML report) is reused only while that is there
+    from cdp_spark.pipelines.pipeline import Stage
+
+    ctx = make_context(spark, cfg, as_of)
+    assert Stage(fake_stage, reusable=True, results_present=lambda _: True).reusable_run("fake", ctx) == fourth
+    assert Stage(fake_stage, reusable=True, results_present=lambda _: False).reusable_run("fake", ctx) is None
+    assert Stage(fake_stage).reusable_run("fake", ctx) is None
