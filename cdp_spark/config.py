@@ -695,7 +695,8 @@ class WarehouseSettings(Model):
     """environment variable holding the password"""
     tables: list[str] = Field(default_factory=list)
     """gold tables synced"""
-    keys: dict[str, list[str]] = Field(default_factory=dict, description="primary key per synced table")
+    keys: dict[str, list[str]] = Field(default_factory=dict, description="primary key per synced table, where it "
+                                       "differs from the table catalog's key (cdp_spark/catalog.py)")
     columns: dict[str, list[str]] = Field(
         default_factory=dict, description="column allow-list per synced table (all columns when absent)")
     incremental: bool = Field(True, description="MERGE only the changed rows (the warehouse needs standard "

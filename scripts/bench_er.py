@@ -43,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp_spark.catalog import IDENTITY_EDGES, IDENTITY_EVENTS, IDENTITY_MODEL, PERSON_PROFILE, PERSON_REGISTRY
 from cdp_spark.config import CdpConfig, SparkSettings, load_config
 from cdp_spark.demo.febrl import FEBRL_VARIANTS, febrl_sources, write_febrl
 from cdp_spark.demo.generator import generate
@@ -57,7 +58,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECORDS_PER_PERSON = 1.82  # what the generator produces on average
 FEBRL_CONTRACT = ROOT / "benchmarks" / "febrl" / "sources.yaml"
 AS_OF = date(2026, 6, 30)
-IDENTITY_TABLES = (resolve.REGISTRY, resolve.EDGES, resolve.MODEL, resolve.PROFILE, resolve.EVENTS)
+IDENTITY_TABLES = (PERSON_REGISTRY, IDENTITY_EDGES, IDENTITY_MODEL, PERSON_PROFILE, IDENTITY_EVENTS)
 
 
 def febrl_config(data: Path) -> CdpConfig:
@@ -92,7 +93,7 @@ def resolve_and_measure(spark: SparkSession, cfg: CdpConfig, truth: DataFrame, w
         # a full rerun on the same records must give the same persons (determinism check)
         warm_figures = {"persons_warm": warm_counts["persons"], "resolve_seconds_warm": round(warm_seconds, 1),
                         "records_per_s_warm": round(n_records / warm_seconds)}
-    registry = ctx.store.read(resolve.REGISTRY).select("record_id", "person_id")
+    registry = ctx.store.read(PERSON_REGISTRY).select("record_id", "person_id")
     matching = cfg.identity.matching
     assert matching is not None
     candidates = candidate_pairs(resolve.person_records(ctx.for_stage(), cfg), matching.blocking_rules,

@@ -12,6 +12,7 @@ from typing import Any
 
 from pyspark.sql import functions as F
 
+from cdp_spark.catalog import IDENTITY_EDGES, IDENTITY_EVENTS, PERSON_REGISTRY
 from cdp_spark.io.tables import TableStore
 
 
@@ -28,16 +29,16 @@ class Explanation:
 
 
 def explain(store: TableStore, person_id: str) -> Explanation:
-    registry = store.read("gold.person_registry").where(F.col("person_id") == person_id)
+    registry = store.read(PERSON_REGISTRY).where(F.col("person_id") == person_id)
     records = [r.asDict() for r in registry.select("record_id", "system", "source_key").orderBy("record_id").collect()]
     if not records:
         raise UnknownPerson(f"no person {person_id} in gold.person_registry")
     ids = [r["record_id"] for r in records]
-    edges_df = store.read("silver.identity_edges").where(F.col("record_a").isin(ids) & F.col("record_b").isin(ids))
+    edges_df = store.read(IDENTITY_EDGES).where(F.col("record_a").isin(ids) & F.col("record_b").isin(ids))
     edges = [r.asDict(recursive=True) for r in edges_df.orderBy("record_a", "record_b").collect()]
     events = []
-    if store.exists("gold.identity_events"):
-        events = [r.asDict() for r in store.read("gold.identity_events").where(F.col("person_id") == person_id)
+    if store.exists(IDENTITY_EVENTS):
+        events = [r.asDict() for r in store.read(IDENTITY_EVENTS).where(F.col("person_id") == person_id)
                   .orderBy("at").collect()]
     return Explanation(person_id, records, edges, events)
 

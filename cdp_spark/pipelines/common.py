@@ -13,38 +13,21 @@ from typing import Any, TypeVar
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
 from cdp_spark import __version__
+from cdp_spark.catalog import RUN_MANIFEST, declared_schema
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.object_store import configure_s3a
 from cdp_spark.io.tables import TableStore, open_store
 
 log = logging.getLogger("cdp")
 
-RUN_MANIFEST = "meta.run_manifest"
-MANIFEST_SCHEMA = T.StructType([
-    T.StructField("run_id", T.StringType()),
-    T.StructField("job", T.StringType()),
-    T.StructField("status", T.StringType()),
-    T.StructField("as_of", T.DateType()),
-    T.StructField("started_at", T.TimestampType()),
-    T.StructField("finished_at", T.TimestampType()),
-    T.StructField("config_hash", T.StringType()),
-    T.StructField("code_version", T.StringType()),
-    T.StructField("engine", T.StringType()),
-    T.StructField("input_versions", T.StringType()),
-    T.StructField("output_versions", T.StringType()),
-    T.StructField("row_counts", T.StringType()),
-    T.StructField("message", T.StringType()),
-])
 
 
 class StageError(RuntimeError):
     """A stage failed for a reason the user can act on; the CLI prints the message and exits non-zero."""
 
 
-SUPPRESSION = "meta.suppression"  # keyed hashes of erased identifiers (cdp erase); ingest drops matches
 
 
 class SharedFrames:
@@ -147,7 +130,7 @@ def record_manifest(spark: SparkSession, ctx: RunContext, job: str, status: str,
            ctx.store.engine,
            json.dumps(ctx.inputs, sort_keys=True), json.dumps(ctx.outputs, sort_keys=True),
            json.dumps(ctx.counts, sort_keys=True, default=str), message[:2000])
-    ctx.store.append_rows(RUN_MANIFEST, [row], MANIFEST_SCHEMA)
+    ctx.store.append_rows(RUN_MANIFEST, [row], declared_schema(RUN_MANIFEST))
 
 
 def unchanged_since(ctx: RunContext, job: str, settings_hash: str | None = None) -> str | None:

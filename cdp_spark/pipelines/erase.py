@@ -30,28 +30,19 @@ from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from cdp_spark.catalog import ERASURE_RECEIPTS, PERSON_PROFILE, PERSON_REGISTRY, SUPPRESSION, declared_schema, silver_of
 from cdp_spark.config import CdpConfig
 from cdp_spark.identity.erasure import EntityKeys, ErasureTarget, erasure_predicate
 from cdp_spark.identity.normalise import normalise_person
 from cdp_spark.identity.records import record_id
 from cdp_spark.io import jdbc
 from cdp_spark.io.tables import Txn, split_name
-from cdp_spark.pipelines.common import SUPPRESSION, RunContext, StageError, make_context, record_manifest
-from cdp_spark.pipelines.resolve import PROFILE, REGISTRY
+from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
 from cdp_spark.sync.warehouse import quoted
 
 log = logging.getLogger("cdp.erase")
 
-RECEIPTS = "meta.erasure_receipts"
-SUPPRESSION_SCHEMA = T.StructType([
-    T.StructField("kind", T.StringType()), T.StructField("hash", T.StringType()),
-    T.StructField("erasure_id", T.StringType()), T.StructField("suppressed_at", T.TimestampType())])
-RECEIPT_SCHEMA = T.StructType([
-    T.StructField("erasure_id", T.StringType()), T.StructField("table_name", T.StringType()),
-    T.StructField("table_version", T.LongType()), T.StructField("rows_removed", T.LongType()),
-    T.StructField("erased_at", T.TimestampType())])
 KEEP = ("meta.",)  # bookkeeping: counts, versions and hashes only
 
 
@@ -81,20 +72,20 @@ def normalised_email(spark: SparkSession, cfg: CdpConfig, email: str) -> str:
 
 
 def _person_tables(ctx: RunContext, cfg: CdpConfig) -> list[str]:
-    return [f"silver.{entity}" for entity in entity_keys(cfg) if ctx.store.exists(f"silver.{entity}")]
+    return [silver_of(entity) for entity in entity_keys(cfg) if ctx.store.exists(silver_of(entity))]
 
 
 def find_subject(spark: SparkSession, ctx: RunContext, cfg: CdpConfig, email: str | None,
                  person_id: str | None) -> tuple[ErasureTarget, dict[str, set[str]]]:
     """The persons, records and identifying texts to erase, and the values to suppress by kind."""
-    registry = ctx.read(REGISTRY)
+    registry = ctx.read(PERSON_REGISTRY)
     persons: set[str] = set()
     if person_id:
         persons.add(person_id)
     if email:
         target_email = normalised_email(spark, cfg, email)
-        if ctx.store.exists(PROFILE):
-            persons |= {r["person_id"] for r in ctx.read(PROFILE).where(F.col("email_norm") == target_email)
+        if ctx.store.exists(PERSON_PROFILE):
+            persons |= {r["person_id"] for r in ctx.read(PERSON_PROFILE).where(F.col("email_norm") == target_email)
                         .select("person_id").collect()}
         for table in _person_tables(ctx, cfg):
             silver = ctx.read(table)
@@ -171,14 +162,14 @@ def run(spark: SparkSession, cfg: CdpConfig, email: str | None = None, person_id
         raise StageError("give exactly one of --email and --person-id")
     ctx = ctx or make_context(spark, cfg)
     key = cfg.privacy.key()  # the suppression list needs it: fail before touching anything
-    if not ctx.store.exists(REGISTRY):
-        raise StageError(f"{REGISTRY} does not exist: nothing has been resolved yet")
+    if not ctx.store.exists(PERSON_REGISTRY):
+        raise StageError(f"{PERSON_REGISTRY} does not exist: nothing has been resolved yet")
     target, suppress = find_subject(spark, ctx, cfg, email, person_id)
     erasure_id = uuid.uuid4().hex[:12]
     now = datetime.now(UTC).replace(tzinfo=None)
     hashes = [(kind, keyed_hash(key, value), erasure_id, now) for kind, values in suppress.items()
               for value in sorted(values)]
-    ctx.store.append_rows(SUPPRESSION, hashes, SUPPRESSION_SCHEMA, txn=Txn(f"erase/{erasure_id}", 1))
+    ctx.store.append_rows(SUPPRESSION, hashes, declared_schema(SUPPRESSION), txn=Txn(f"erase/{erasure_id}", 1))
     sources = entity_keys(cfg)
     removed: dict[str, dict[str, int]] = {}
     for table in ctx.store.tables():
@@ -193,7 +184,8 @@ def run(spark: SparkSession, cfg: CdpConfig, email: str | None = None, person_id
             log.info("erase %s: %d rows removed from %s (version %d)", erasure_id, outcome[1], table, outcome[0])
     warehouse = _warehouse_delete(spark, cfg, target)
     receipt_rows = [(erasure_id, t, v["version"], v["rows_removed"], now) for t, v in removed.items()]
-    ctx.store.append_rows(RECEIPTS, receipt_rows, RECEIPT_SCHEMA, txn=Txn(f"erase/{erasure_id}", 1))
+    ctx.store.append_rows(ERASURE_RECEIPTS, receipt_rows, declared_schema(ERASURE_RECEIPTS),
+                          txn=Txn(f"erase/{erasure_id}", 1))
     receipt = {"erasure_id": erasure_id, "erased_at": now.isoformat(), "persons": len(target.persons),
                "source_records": len(target.records), "tables": removed, "warehouse_tables": warehouse,
                "suppressed_hashes": len(hashes)}

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import types as T
 
+from cdp_spark.catalog import EXPORT_LOG, declared_schema
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.object_store import write_text, write_through_spark
 from cdp_spark.io.tables import Txn
@@ -37,13 +37,6 @@ from cdp_spark.sync.warehouse import warehouse_frame
 
 log = logging.getLogger("cdp.export")
 
-EXPORT_LOG = "meta.export_log"
-EXPORT_SCHEMA = T.StructType([
-    T.StructField("run_id", T.StringType()), T.StructField("table_name", T.StringType()),
-    T.StructField("table_version", T.LongType()), T.StructField("target", T.StringType()),
-    T.StructField("rows", T.LongType()), T.StructField("files", T.IntegerType()),
-    T.StructField("exported_at", T.TimestampType()),
-])
 
 
 def _write(df: DataFrame, fmt: str, folder: str) -> None:
@@ -99,7 +92,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         files = sum(len(entries) for entries in summary["files"].values())
         entry = (ctx.run_id, table, version, target_root, summary["rows"], files,
                  datetime.now(UTC).replace(tzinfo=None))
-        ctx.wrote(EXPORT_LOG, ctx.store.append_rows(EXPORT_LOG, [entry], EXPORT_SCHEMA,
+        ctx.wrote(EXPORT_LOG, ctx.store.append_rows(EXPORT_LOG, [entry], declared_schema(EXPORT_LOG),
                                                     txn=Txn(f"export/{table}/{target_root}", version + 1)).version)
         exported[table] = int(summary["rows"])
         log.info("exported %s version %d: %d rows, %d files, to %s", table, version, summary["rows"], files,

@@ -22,8 +22,8 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from cdp_spark.catalog import INGESTION_LOG, OBJECT_MANIFEST, SUPPRESSION, bronze_of, declared_schema, quarantine_of
 from cdp_spark.config import CdpConfig, JdbcSourceSettings, SourceSettings
 from cdp_spark.identity.normalise import apply_email_rules, email_norm, phone_e164_udf
 from cdp_spark.identity.privacy import hmac_sha256
@@ -52,36 +52,10 @@ from cdp_spark.io.files import (
 )
 from cdp_spark.io.object_store import ObjectRef, ObjectStore, ObjectStoreError, is_object_url
 from cdp_spark.io.tables import Txn
-from cdp_spark.pipelines.common import SUPPRESSION, RunContext, StageError, make_context, record_manifest
+from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
 
 log = logging.getLogger("cdp.ingest")
 
-INGESTION_LOG = "meta.ingestion_log"
-OBJECT_MANIFEST = "meta.object_manifest"
-MANIFEST_SCHEMA = T.StructType([
-    T.StructField("bucket", T.StringType()), T.StructField("key", T.StringType()),
-    T.StructField("etag", T.StringType()), T.StructField("size_bytes", T.LongType()),
-    T.StructField("last_modified", T.TimestampType()), T.StructField("source", T.StringType()),
-    T.StructField("sha256", T.StringType()), T.StructField("status", T.StringType()),
-    T.StructField("bronze_version", T.LongType()), T.StructField("run_id", T.StringType()),
-    T.StructField("ingested_at", T.TimestampType()),
-])
-LOG_SCHEMA = T.StructType([
-    T.StructField("run_id", T.StringType()),
-    T.StructField("source", T.StringType()),
-    T.StructField("entity", T.StringType()),
-    T.StructField("file", T.StringType()),
-    T.StructField("sha256", T.StringType()),
-    T.StructField("size_bytes", T.LongType()),
-    T.StructField("status", T.StringType()),
-    T.StructField("rows_read", T.LongType()),
-    T.StructField("rows_accepted", T.LongType()),
-    T.StructField("rows_quarantined", T.LongType()),
-    T.StructField("rescued_columns", T.StringType()),
-    T.StructField("message", T.StringType()),
-    T.StructField("ingested_at", T.TimestampType()),
-    T.StructField("rows_suppressed", T.LongType()),
-])
 
 
 @dataclass(frozen=True)
@@ -183,7 +157,7 @@ def suppression_flag(ctx: RunContext, source: SourceSettings | JdbcSourceSetting
 
 def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceSettings,
                 info: FileInfo, sample: bytes | None = None) -> FileOutcome:
-    bronze, quarantine = f"bronze.{source.entity}", f"quarantine.{source.entity}"
+    bronze_table, quarantine_table = bronze_of(source.entity), quarantine_of(source.entity)
     txn = Txn(f"ingest/{name}/{info.sha256}", 1)
     if ctx.store.exists(INGESTION_LOG) and (ctx.store.txn_version(INGESTION_LOG, txn.app_id) or 0) >= 1:
         return FileOutcome(name, info.lineage, "skipped", message="already ingested (same content)")
@@ -214,15 +188,15 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
         if flag is not None:
             suppressed = accepted_rows.where(flag).count()
             accepted_rows, accepted = accepted_rows.where(~flag), accepted - suppressed
-        bronze_result = ctx.store.write(bronze, accepted_rows, txn=txn, evolve_schema=True)
-        ctx.wrote(bronze, bronze_result.version)
+        bronze_result = ctx.store.write(bronze_table, accepted_rows, txn=txn, evolve_schema=True)
+        ctx.wrote(bronze_table, bronze_result.version)
         quarantined = read - accepted - suppressed
         if quarantined:
-            ctx.wrote(quarantine, ctx.store.write(quarantine, quarantined_rows, txn=txn).version)
-        elif not ctx.store.exists(quarantine):  # analysts find the table, empty, from the first file on
-            ctx.wrote(quarantine, ctx.store.create(quarantine, quarantined_rows.schema).version)
+            ctx.wrote(quarantine_table, ctx.store.write(quarantine_table, quarantined_rows, txn=txn).version)
+        elif not ctx.store.exists(quarantine_table):  # analysts find the table, empty, from the first file on
+            ctx.wrote(quarantine_table, ctx.store.create(quarantine_table, quarantined_rows.schema).version)
         if bronze_result.rows_written and bronze_result.rows_written != accepted:
-            raise StageError(f"{info.lineage}: wrote {bronze_result.rows_written} rows to {bronze}, "
+            raise StageError(f"{info.lineage}: wrote {bronze_result.rows_written} rows to {bronze_table}, "
                              f"expected {accepted}")
     finally:
         checked.unpersist()
@@ -243,7 +217,7 @@ def _log_row(spark: SparkSession, ctx: RunContext, txn: Txn, name: str,
              now: datetime, suppressed: int = 0) -> None:
     row = (ctx.run_id, name, source.entity, info.lineage, info.sha256, info.size, status, read, accepted, quarantined,
            ",".join(rescued) or None, message, now.replace(tzinfo=None), suppressed)
-    result = ctx.store.append_rows(INGESTION_LOG, [row], LOG_SCHEMA, txn=txn, evolve_schema=True)
+    result = ctx.store.append_rows(INGESTION_LOG, [row], declared_schema(INGESTION_LOG), txn=txn, evolve_schema=True)
     ctx.wrote(INGESTION_LOG, result.version)
 
 
@@ -319,11 +293,11 @@ def manifest_entries(ctx: RunContext) -> set[tuple[str, str, str]]:
 
 def record_object(spark: SparkSession, ctx: RunContext, name: str, ref: ObjectRef, sha256: str,
                   status: str) -> None:
-    bronze_version = ctx.outputs.get(f"bronze.{ctx.cfg.sources[name].entity}")
+    bronze_version = ctx.outputs.get(bronze_of(ctx.cfg.sources[name].entity))
     row = (ref.bucket, ref.key, ref.etag, ref.size, ref.last_modified.replace(tzinfo=None), name, sha256,
            status, bronze_version, ctx.run_id, datetime.now(UTC).replace(tzinfo=None))
     token = Txn(f"manifest/{ref.bucket}/{ref.key}/{ref.etag}", 1)
-    result = ctx.store.append_rows(OBJECT_MANIFEST, [row], MANIFEST_SCHEMA, txn=token)
+    result = ctx.store.append_rows(OBJECT_MANIFEST, [row], declared_schema(OBJECT_MANIFEST), txn=token)
     ctx.wrote(OBJECT_MANIFEST, result.version)
 
 
@@ -341,11 +315,11 @@ def ingest_jdbc(spark: SparkSession, ctx: RunContext, name: str, source: JdbcSou
     """Reads new and changed rows of a JDBC table (watermark minus the overlap window), merges them into
     ``bronze.<entity>`` on (source key, _source) and stores the new watermark in that same commit, so data
     and watermark move together or not at all. ``ctx.full_refresh`` ignores the stored watermark."""
-    bronze, quarantine = f"bronze.{source.entity}", f"quarantine.{source.entity}"
+    bronze_table, quarantine_table = bronze_of(source.entity), quarantine_of(source.entity)
     origin = f"{source.url}#{source.table}"
     target = jdbc.target_from_env(source.url, source.driver, source.user_env, source.password_env)
     watermark_key = f"cdp.watermark.{name}"
-    previous = None if ctx.full_refresh else ctx.store.latest_metadata(bronze, watermark_key)
+    previous = None if ctx.full_refresh else ctx.store.latest_metadata(bronze_table, watermark_key)
     where = _watermark_filter(source, previous)
     table = jdbc.quote_ident(source.table)
     part = jdbc.quote_ident(source.partition_column) if source.partition_column else "NULL"
@@ -383,18 +357,18 @@ def ingest_jdbc(spark: SparkSession, ctx: RunContext, name: str, source: JdbcSou
             accepted_rows = accepted_rows.where(~flag)
         metadata = {watermark_key: _iso(stats["wm"])} if source.watermark_column and stats.get("wm") else None
         try:
-            merged = ctx.store.merge(bronze, accepted_rows, keys=[*source.source_key, "_source"],
+            merged = ctx.store.merge(bronze_table, accepted_rows, keys=[*source.source_key, "_source"],
                                      evolve_schema=True, metadata=metadata)
         except Exception as exc:  # the read happens inside the write: a lost connection surfaces here
             raise jdbc.JdbcError(target.scrub(f"reading {origin} failed mid-read; nothing was committed to "
-                                              f"{bronze}: {jdbc.first_line(exc)}")) from None
-        ctx.wrote(bronze, merged.version)
+                                              f"{bronze_table}: {jdbc.first_line(exc)}")) from None
+        ctx.wrote(bronze_table, merged.version)
         if bad:
             bad_rows = checked.where(F.col("reason").isNotNull()).select(
                 F.lit(name).alias("_source"), F.lit(origin).alias("_file"), F.lit(None).cast("long").alias("_row"),
                 "reason", F.lit(None).cast("string").alias("detail"), F.col("value").alias("raw"),
                 F.lit(now).cast("timestamp").alias("_ingested_at"))
-            ctx.wrote(quarantine, ctx.store.write(quarantine, bad_rows).version)
+            ctx.wrote(quarantine_table, ctx.store.write(quarantine_table, bad_rows).version)
     finally:
         checked.unpersist()
     info = FileInfo(path=origin, size=0, modified_ms=0, sha256="")

@@ -16,6 +16,7 @@ from functools import reduce
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp_spark.catalog import bronze_of, silver_of
 from cdp_spark.config import CdpConfig, IdentitySettings, JdbcSourceSettings, SourceSettings
 from cdp_spark.identity.normalise import latest_per_key, normalise_person
 from cdp_spark.io.tables import Txn
@@ -50,7 +51,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     modes: dict[str, str] = {}
     by_entity = {s.entity: s for s in reversed(list(cfg.all_sources().values()))}  # first source's contract
     for source in by_entity.values():
-        bronze_name, silver_name = f"bronze.{source.entity}", f"silver.{source.entity}"
+        bronze_name, silver_name = bronze_of(source.entity), silver_of(source.entity)
         if not ctx.exists(bronze_name):
             log.warning("%s does not exist yet; nothing to normalise", bronze_name)
             continue

@@ -17,6 +17,21 @@ from typing import Any
 
 from pyspark.sql import SparkSession
 
+from cdp_spark.catalog import (
+    CLV,
+    PERSON_PERSONAS,
+    PERSON_PROFILE,
+    PERSON_REGISTRY,
+    PERSON_SCORES,
+    PUBLISHED,
+    QUALITY_RESULTS,
+    RECOMMENDATIONS,
+    SEGMENT_MEMBERSHIP,
+    bronze_of,
+    quarantine_of,
+    report_table,
+    silver_of,
+)
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.notify import NotificationError, post_json
 from cdp_spark.pipelines import export, ingest, normalise, predict, report, resolve, score, sync, validate
@@ -62,11 +77,8 @@ STAGES: dict[str, Stage] = {
     "export": Stage(export.run),
 }
 DATED_STAGES = tuple(name for name, spec in STAGES.items() if spec.dated)
-SUMMARY_TABLES = ["bronze.contacts", "bronze.customers", "bronze.loyalty", "bronze.orders", "silver.orders",
-                  "gold.person_registry", "gold.person_profile", "gold.person_scores", "gold.segment_membership",
-                  "gold.clv", "gold.person_personas", "gold.product_recommendations", "gold.report_segment_metrics",
-                  "quality.results",
-                  "meta.published"]
+SUMMARY_TABLES = [PERSON_REGISTRY, PERSON_PROFILE, PERSON_SCORES, SEGMENT_MEMBERSHIP, CLV, PERSON_PERSONAS,
+                  RECOMMENDATIONS, report_table("report_segment_metrics"), QUALITY_RESULTS, PUBLISHED]
 
 
 @dataclass
@@ -86,15 +98,16 @@ class PipelineSummary:
 def summarise(ctx: RunContext, seconds: dict[str, float], skipped: dict[str, str]) -> PipelineSummary:
     summary = PipelineSummary(ctx.run_id, ctx.as_of.isoformat(), ctx.cfg.lake_root, ctx.store.engine, seconds,
                               skipped)
-    for table in SUMMARY_TABLES:
+    entities = list(dict.fromkeys(s.entity for s in ctx.cfg.all_sources().values()))
+    for table in [*map(bronze_of, entities), silver_of(ctx.cfg.scores.orders_entity), *SUMMARY_TABLES]:
         if ctx.store.exists(table):
             summary.tables[table] = {"rows": ctx.store.row_count(table), "version": ctx.store.version(table),
                                      "path": ctx.store.path(table)}
-    if "gold.person_profile" in summary.tables:
-        summary.persons = int(summary.tables["gold.person_profile"]["rows"])
-    for entity in {s.entity for s in ctx.cfg.sources.values()}:
-        if ctx.store.exists(f"quarantine.{entity}"):
-            summary.quarantined += ctx.store.row_count(f"quarantine.{entity}")
+    if PERSON_PROFILE in summary.tables:
+        summary.persons = int(summary.tables[PERSON_PROFILE]["rows"])
+    for entity in entities:
+        if ctx.store.exists(quarantine_of(entity)):
+            summary.quarantined += ctx.store.row_count(quarantine_of(entity))
     return summary
 
 

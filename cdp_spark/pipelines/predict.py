@@ -19,8 +19,8 @@ import logging
 import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from cdp_spark.catalog import CLV, CLV_MODEL, PERSON_PERSONAS, PERSONA_MODEL, RECOMMENDATIONS, declared_schema
 from cdp_spark.config import CdpConfig
 from cdp_spark.pipelines.common import RunContext, StageError, record_manifest, stage
 from cdp_spark.pipelines.score import purchase_facts
@@ -30,13 +30,6 @@ from cdp_spark.predict.recommend import recommendations
 
 log = logging.getLogger("cdp.predict")
 
-CLV = "gold.clv"
-CLV_MODEL = "gold.clv_model"
-PERSONAS = "gold.person_personas"
-PERSONA_MODEL = "gold.persona_model"
-RECOMMENDATIONS = "gold.product_recommendations"
-CLV_MODEL_SCHEMA = T.StructType([T.StructField("run_id", T.StringType()), T.StructField("model", T.StringType()),
-                                 T.StructField("parameters", T.StringType()), T.StructField("as_of", T.DateType())])
 
 
 def _write(ctx: RunContext, table: str, frame: DataFrame, mode: str = "overwrite") -> int:
@@ -59,7 +52,7 @@ def run_clv(spark: SparkSession, ctx: RunContext, cfg: CdpConfig, facts: DataFra
     log.info("CLV fitted: BG/NBD %s; Gamma-Gamma %s", as_dict(bgnbd), as_dict(gamma_gamma))
     models = [(ctx.run_id, name, json.dumps(as_dict(model)), ctx.as_of)
               for name, model in (("bgnbd", bgnbd), ("gamma_gamma", gamma_gamma))]
-    ctx.wrote(CLV_MODEL, ctx.store.append_rows(CLV_MODEL, models, CLV_MODEL_SCHEMA).version)
+    ctx.wrote(CLV_MODEL, ctx.store.append_rows(CLV_MODEL, models, declared_schema(CLV_MODEL)).version)
     rows = _write(ctx, CLV, predict(summary, bgnbd, gamma_gamma, settings.horizon_units, settings.discount_per_unit))
     summary.unpersist()
     return rows
@@ -84,7 +77,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
         except PredictionError as exc:
             raise StageError(f"personas: {exc} (set predictions.personas: null to skip them)") from None
         _write(ctx, PERSONA_MODEL, result.model.withColumn("run_id", F.lit(ctx.run_id)))
-        counts["persona_persons"] = _write(ctx, PERSONAS, result.members)
+        counts["persona_persons"] = _write(ctx, PERSON_PERSONAS, result.members)
         for frame in result.cached:
             frame.unpersist()
     if cfg.predictions.recommendations:

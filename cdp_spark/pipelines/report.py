@@ -26,12 +26,20 @@ import pandas as pd
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from cdp_spark.catalog import (
+    CLV,
+    PERSON_PERSONAS,
+    PERSON_REGISTRY,
+    PERSON_SCORES,
+    PERSONA_MODEL,
+    STATE_HISTORY,
+    report_table,
+    silver_of,
+)
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.object_store import text_exists, write_text
 from cdp_spark.pipelines.common import RunContext, StageError, record_manifest, stage
-from cdp_spark.pipelines.predict import CLV, PERSONA_MODEL, PERSONAS
-from cdp_spark.pipelines.resolve import REGISTRY
-from cdp_spark.pipelines.score import HISTORY, SCORES, purchase_facts
+from cdp_spark.pipelines.score import purchase_facts
 from cdp_spark.reports import html
 from cdp_spark.reports.tables import (
     clv_tiers,
@@ -61,20 +69,20 @@ def html_present(ctx: RunContext) -> bool:
 
 
 def _customers(ctx: RunContext) -> DataFrame:
-    customers = ctx.read(SCORES).where(F.col("orders_total_count") > 0)
+    customers = ctx.read(PERSON_SCORES).where(F.col("orders_total_count") > 0)
     if ctx.exists(CLV):
         customers = customers.join(clv_tiers(ctx.read(CLV), ctx.cfg.reports.clv_tiers), "person_id", "left")
-    if ctx.exists(PERSONAS):
-        customers = customers.join(ctx.read(PERSONAS).select("person_id", "persona_name"), "person_id", "left")
+    if ctx.exists(PERSON_PERSONAS):
+        customers = customers.join(ctx.read(PERSON_PERSONAS).select("person_id", "persona_name"), "person_id", "left")
     return customers
 
 
 def state_movement(spark: SparkSession, ctx: RunContext) -> DataFrame:
     """Movement of each history column between the previous as-of date in the history and this one."""
     empty = spark.createDataFrame([], MOVEMENT_SCHEMA)
-    if not ctx.exists(HISTORY):
+    if not ctx.exists(STATE_HISTORY):
         return empty
-    history = ctx.read(HISTORY).where(F.col("valid_from") <= F.lit(ctx.as_of))
+    history = ctx.read(STATE_HISTORY).where(F.col("valid_from") <= F.lit(ctx.as_of))
     previous = history.where(F.col("valid_from") < F.lit(ctx.as_of)).agg(F.max("valid_from")).first()
     if previous is None or previous[0] is None:
         return empty
@@ -89,8 +97,8 @@ def state_movement(spark: SparkSession, ctx: RunContext) -> DataFrame:
 def report_tables(spark: SparkSession, ctx: RunContext, cfg: CdpConfig,
                   cached: list[DataFrame]) -> dict[str, DataFrame]:
     """The report tables (lazy); frames persisted on the way are added to ``cached``."""
-    if not ctx.exists(SCORES):
-        raise StageError(f"{SCORES} does not exist; run the score stage first")
+    if not ctx.exists(PERSON_SCORES):
+        raise StageError(f"{PERSON_SCORES} does not exist; run the score stage first")
     customers = _customers(ctx).persist()
     cached.append(customers)
     groupings = [c for c in ("rfm_segment", "hibernation_state", "clv_tier", "persona_name") if c in customers.columns]
@@ -102,12 +110,12 @@ def report_tables(spark: SparkSession, ctx: RunContext, cfg: CdpConfig,
     }
     if ctx.exists(PERSONA_MODEL):
         tables["report_persona_heatmap"] = persona_heatmap(ctx.read(PERSONA_MODEL))
-    events_table = f"silver.{cfg.reports.events_entity}"
+    events_table = silver_of(cfg.reports.events_entity)
     if cfg.reports.funnels and ctx.exists(events_table):
         local_day = F.to_date(F.from_utc_timestamp(F.col(cfg.reports.event_ts_column), cfg.scores.business_timezone))
         events = ctx.read(events_table).where(local_day <= F.lit(ctx.as_of))
         tables["report_funnel"] = reduce(DataFrame.unionByName, [
-            funnel(events, ctx.read(REGISTRY), spec, cfg.reports.event_type_column, cfg.reports.event_ts_column,
+            funnel(events, ctx.read(PERSON_REGISTRY), spec, cfg.reports.event_type_column, cfg.reports.event_ts_column,
                    cfg.reports.anonymous_id_column) for spec in cfg.reports.funnels])
     elif cfg.reports.funnels:
         log.warning("funnels skipped: %s does not exist", events_table)
@@ -127,8 +135,8 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
     cached: list[DataFrame] = []
     for name, frame in report_tables(spark, ctx, cfg, cached).items():
         local = frame.localCheckpoint()
-        written = ctx.store.write(f"gold.{name}", local.withColumn("as_of", F.lit(ctx.as_of)), mode="overwrite")
-        ctx.wrote(f"gold.{name}", written.version)
+        written = ctx.store.write(report_table(name), local.withColumn("as_of", F.lit(ctx.as_of)), mode="overwrite")
+        ctx.wrote(report_table(name), written.version)
         counts[name] = written.rows_written
         collected[name] = local.toPandas()
     for frame in cached:

@@ -24,8 +24,16 @@ from typing import Any
 
 from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from cdp_spark.catalog import (
+    IDENTITY_EDGES,
+    IDENTITY_EVENTS,
+    IDENTITY_MODEL,
+    PERSON_PROFILE,
+    PERSON_REGISTRY,
+    declared_schema,
+    silver_of,
+)
 from cdp_spark.config import CdpConfig
 from cdp_spark.identity.candidates import junk_values, key_pairs
 from cdp_spark.identity.cluster import Clustering, connected_components
@@ -40,13 +48,6 @@ from cdp_spark.scores.enrichment import computed_fields
 
 log = logging.getLogger("cdp.resolve")
 
-REGISTRY = "gold.person_registry"
-PROFILE = "gold.person_profile"
-EDGES = "silver.identity_edges"
-EVENTS = "gold.identity_events"
-MODEL = "silver.identity_model"
-MODEL_SCHEMA = T.StructType([T.StructField("run_id", T.StringType()), T.StructField("model", T.StringType()),
-                             T.StructField("counts", T.StringType()), T.StructField("fitted_at", T.TimestampType())])
 MAX_KEY_GROUP = 50
 
 
@@ -60,7 +61,7 @@ def person_records(ctx: RunContext, cfg: CdpConfig) -> DataFrame:
         if source.entity not in cfg.identity.person_sources or source.entity in seen:
             continue
         seen.add(source.entity)
-        table = f"silver.{source.entity}"
+        table = silver_of(source.entity)
         if not ctx.exists(table):
             raise StageError(f"{table} does not exist; run the ingest and normalise stages first")
         silvers.append((source, ctx.read(table)))
@@ -107,9 +108,9 @@ def record_hash(records: DataFrame, cfg: CdpConfig) -> Column:
 def stored_model(ctx: RunContext) -> tuple[FsModel, dict[str, Any]] | None:
     """The most recently fitted matching model and the counts stored with it, if any (None also for a
     model from before named comparison levels)."""
-    if not ctx.exists(MODEL):
+    if not ctx.exists(IDENTITY_MODEL):
         return None
-    models = ctx.read(MODEL)
+    models = ctx.read(IDENTITY_MODEL)
     order = F.col("fitted_at").desc_nulls_last() if "fitted_at" in models.columns else F.col("run_id")
     row = models.orderBy(order).first()
     model = FsModel.from_json(row["model"]) if row else None
@@ -171,10 +172,10 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                     row["key_hash"][:12], row["records"])
     match_counts: dict[str, object] = {}
     cached = [records]  # unpersisted at the end
-    previous_registry = ctx.read(REGISTRY) if ctx.exists(REGISTRY) else None
+    previous_registry = ctx.read(PERSON_REGISTRY) if ctx.exists(PERSON_REGISTRY) else None
     if matching:
         stored = latest_model(ctx) if cfg.identity.incremental else None
-        incremental = (stored is not None and previous_registry is not None and ctx.exists(EDGES)
+        incremental = (stored is not None and previous_registry is not None and ctx.exists(IDENTITY_EDGES)
                        and "record_hash" in previous_registry.columns)
         if incremental:
             assert previous_registry is not None
@@ -184,7 +185,8 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
             stale = changed.unionByName(gone)
             result = match(records, matching, model=stored, touching=changed)
             cached.append(result.edges)
-            kept = (ctx.read(EDGES).join(stale.withColumnRenamed("record_id", "record_a"), "record_a", "left_anti")
+            kept = (ctx.read(IDENTITY_EDGES)
+                    .join(stale.withColumnRenamed("record_id", "record_a"), "record_a", "left_anti")
                     .join(stale.withColumnRenamed("record_id", "record_b"), "record_b", "left_anti"))
             edges = kept.unionByName(result.edges.withColumn("run_id", F.lit(ctx.run_id))).persist()
             n_edges = edges.count()
@@ -197,7 +199,9 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
             edges, n_edges = result.edges.withColumn("run_id", F.lit(ctx.run_id)), int(result.counts["accepted_pairs"])
             match_counts = {**result.counts, "mode": "full"}
             model_row = (ctx.run_id, result.model.to_json(), json.dumps(result.counts), datetime.now(UTC))
-            ctx.wrote(MODEL, ctx.store.append_rows(MODEL, [model_row], MODEL_SCHEMA, evolve_schema=True).version)
+            model_rows = ctx.store.append_rows(IDENTITY_MODEL, [model_row], declared_schema(IDENTITY_MODEL),
+                                               evolve_schema=True)
+            ctx.wrote(IDENTITY_MODEL, model_rows.version)
     else:
         edges = (key_pairs(records, cfg.identity.match_keys, MAX_KEY_GROUP)
                  .groupBy("record_a", "record_b").agg(F.array_sort(F.collect_set("source")).alias("sources"))
@@ -211,7 +215,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     clustering, giants = guard_giant_clusters(spark, records, edges, clustering, cfg)
     components = clustering.components
     previous = previous_registry.select("record_id", "person_id") if previous_registry is not None else None
-    salt = str((ctx.inputs.get(REGISTRY) or -1) + 1)
+    salt = str((ctx.inputs.get(PERSON_REGISTRY) or -1) + 1)
     assigned = assign_person_ids(components, previous, salt).persist()
     registry = (records.select("record_id", "system", "source_key", "record_hash").join(assigned, "record_id")
                 .select("record_id", "system", "source_key", "person_id", "record_hash",
@@ -223,11 +227,11 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     systems = [source.system for source in cfg.all_sources().values()]  # every record's system is one of these
     profile = computed_fields(survive(with_person, cfg.identity.profile_attributes, cfg.identity.survivorship_default,
                                       cfg.identity.survivorship, systems),
-                              cfg.identity.computed_fields, PROFILE, ctx.as_of)
+                              cfg.identity.computed_fields, PERSON_PROFILE, ctx.as_of)
     if hash_key is not None:
         profile = add_hashes(profile, cfg.privacy.hashed_columns, hash_key)
-    for table, frame, mode in ((EDGES, edges, "overwrite"), (REGISTRY, registry, "overwrite"),
-                               (EVENTS, events, "append"), (PROFILE, profile, "overwrite")):
+    for table, frame, mode in ((IDENTITY_EDGES, edges, "overwrite"), (PERSON_REGISTRY, registry, "overwrite"),
+                               (IDENTITY_EVENTS, events, "append"), (PERSON_PROFILE, profile, "overwrite")):
         written = ctx.store.write(table, frame, mode=mode)  # type: ignore[arg-type]
         ctx.wrote(table, written.version)
     # one person per component: unlinked records are their own component

@@ -18,11 +18,21 @@ from dataclasses import dataclass
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from cdp_spark.catalog import (
+    MEASURES,
+    PERSON_PROFILE,
+    PERSON_REGISTRY,
+    PERSON_SCORES,
+    RFM_CUT_POINTS,
+    SEGMENT_CHANGES,
+    SEGMENT_MEMBERSHIP,
+    STATE_HISTORY,
+    declared_schema,
+    silver_of,
+)
 from cdp_spark.config import CdpConfig
 from cdp_spark.pipelines.common import RunContext, StageError, record_manifest, stage
-from cdp_spark.pipelines.resolve import PROFILE, REGISTRY
 from cdp_spark.scores.enrichment import EnrichmentError, computed_fields, custom_aggregate
 from cdp_spark.scores.library import score_library
 from cdp_spark.scores.orders import category_orders, order_facts, order_items
@@ -31,17 +41,6 @@ from cdp_spark.scores.segments import measures, segment_changes, segment_members
 
 log = logging.getLogger("cdp.score")
 
-SCORES = "gold.person_scores"
-RFM_CUTS = "gold.rfm_cut_points"
-MEMBERSHIP = "gold.segment_membership"
-CHANGES = "gold.segment_changes"
-MEASURES = "gold.measures"
-HISTORY = "gold.person_state_history"
-CUTS_SCHEMA = T.StructType([
-    T.StructField("run_id", T.StringType()), T.StructField("as_of", T.DateType()),
-    T.StructField("metric", T.StringType()), T.StructField("cut_points", T.ArrayType(T.DoubleType())),
-    T.StructField("groups", T.IntegerType()),
-])
 
 
 @dataclass
@@ -57,48 +56,50 @@ def purchase_facts(ctx: RunContext, cfg: CdpConfig) -> Purchases:
     """The run's purchases as of its date. The order facts and the per-category purchases are persisted once
     per run and as-of date and shared by score, predict and report (``ctx.shared``), keyed by the versions
     of the tables they are built from and the score settings."""
-    orders_table = f"silver.{cfg.scores.orders_entity}"
-    for needed in (REGISTRY, orders_table, "silver.stores", "silver.order_items", "silver.products"):
+    orders_table = silver_of(cfg.scores.orders_entity)
+    stores_table, lines_table, products_table = silver_of("stores"), silver_of("order_items"), silver_of("products")
+    for needed in (PERSON_REGISTRY, orders_table, stores_table, lines_table, products_table):
         if not ctx.exists(needed):
             raise StageError(f"{needed} does not exist; run the earlier stages first")
-    orders, registry, stores = ctx.read(orders_table), ctx.read(REGISTRY), ctx.read("silver.stores")
-    lines, products = ctx.read("silver.order_items"), ctx.read("silver.products")
+    orders, registry, stores = ctx.read(orders_table), ctx.read(PERSON_REGISTRY), ctx.read(stores_table)
+    lines, products = ctx.read(lines_table), ctx.read(products_table)
 
     def versions(*tables: str) -> tuple[tuple[str, int | None], ...]:
         return tuple((ctx.store.path(t), ctx.inputs[t]) for t in tables)
 
     settings = cfg.scores
-    key = (versions(orders_table, REGISTRY, "silver.stores"), settings.business_timezone, ctx.as_of,
+    key = (versions(orders_table, PERSON_REGISTRY, stores_table), settings.business_timezone, ctx.as_of,
            settings.order_customer_source, settings.order_customer_key)
     facts = ctx.shared.get("order_facts", key, lambda: order_facts(
         orders, registry, stores, settings.business_timezone, ctx.as_of, settings.order_customer_source,
         settings.order_customer_key))
-    categories = ctx.shared.get("category_orders", (key, versions("silver.order_items", "silver.products")),
+    categories = ctx.shared.get("category_orders", (key, versions(lines_table, products_table)),
                                 lambda: category_orders(facts, order_items(lines, products)))
     return Purchases(facts, categories, lines)
 
 
 @stage
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
-    if not ctx.exists(PROFILE):
-        raise StageError(f"{PROFILE} does not exist; run the earlier stages first")
+    if not ctx.exists(PERSON_PROFILE):
+        raise StageError(f"{PERSON_PROFILE} does not exist; run the earlier stages first")
     bought = purchase_facts(ctx, cfg)  # every score reads the order facts
-    scores = library = score_library(ctx.read(PROFILE), bought.facts, bought.categories, ctx.as_of,
+    scores = library = score_library(ctx.read(PERSON_PROFILE), bought.facts, bought.categories, ctx.as_of,
                                      cfg.scores.lifecycle)
     if cfg.scores.rfm:
         scores = library = library.persist()  # read by the cut points and again by the scoring
         cuts = cut_points(scores, cfg.scores.rfm.groups)
         stored = [(ctx.run_id, ctx.as_of, metric, values, cfg.scores.rfm.groups) for metric, values in cuts.items()]
-        ctx.wrote(RFM_CUTS, ctx.store.append_rows(RFM_CUTS, stored, CUTS_SCHEMA).version)
+        cut_rows = ctx.store.append_rows(RFM_CUT_POINTS, stored, declared_schema(RFM_CUT_POINTS))
+        ctx.wrote(RFM_CUT_POINTS, cut_rows.version)
         scores = rfm(scores, cuts, cfg.scores.rfm.groups, cfg.scores.rfm.segments)
-    registry = ctx.read(REGISTRY)
+    registry = ctx.read(PERSON_REGISTRY)
     for spec in cfg.scores.custom_aggregates:
         if not ctx.exists(spec.table):
             raise StageError(f"custom aggregate '{spec.name}' reads {spec.table}, which does not exist")
         scores = scores.join(custom_aggregate(ctx.read(spec.table), registry, spec), "person_id", "left")
-    scores = computed_fields(scores, cfg.scores.computed_fields, SCORES, ctx.as_of).persist()
-    result = ctx.store.write(SCORES, scores, mode="overwrite")
-    ctx.wrote(SCORES, result.version)
+    scores = computed_fields(scores, cfg.scores.computed_fields, PERSON_SCORES, ctx.as_of).persist()
+    result = ctx.store.write(PERSON_SCORES, scores, mode="overwrite")
+    ctx.wrote(PERSON_SCORES, result.version)
     counts = {"persons_scored": result.rows_written, **publish_segments(ctx, cfg, scores)}
     scores.unpersist()
     library.unpersist()
@@ -110,26 +111,26 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
 
 def publish_segments(ctx: RunContext, cfg: CdpConfig, scores: DataFrame) -> dict[str, int]:
     """Segment membership and its changes, measures and the state history, from this run's scores."""
-    persons = ctx.read(PROFILE).join(scores, "person_id", "left")
+    persons = ctx.read(PERSON_PROFILE).join(scores, "person_id", "left")
     membership = segment_membership(persons, cfg.scores.segments, ctx.as_of).persist()
-    previous = ctx.read(MEMBERSHIP) if ctx.exists(MEMBERSHIP) else None
+    previous = ctx.read(SEGMENT_MEMBERSHIP) if ctx.exists(SEGMENT_MEMBERSHIP) else None
     if previous is not None and previous.where(F.col("as_of") == F.lit(ctx.as_of)).limit(1).count():
         # a rerun of the same date: compare with the membership before it, from the changes log
         previous = _membership_before(ctx, previous)
     changes = segment_changes(membership, previous, ctx.as_of).withColumn("run_id", F.lit(ctx.run_id))
     figures = measures(persons, membership, cfg.scores.measures, ctx.as_of).withColumn("run_id", F.lit(ctx.run_id))
-    _replace_as_of(ctx, CHANGES, changes)
+    _replace_as_of(ctx, SEGMENT_CHANGES, changes)
     _replace_as_of(ctx, MEASURES, figures)
-    ctx.wrote(MEMBERSHIP, ctx.store.write(MEMBERSHIP, membership, mode="overwrite").version)
+    ctx.wrote(SEGMENT_MEMBERSHIP, ctx.store.write(SEGMENT_MEMBERSHIP, membership, mode="overwrite").version)
     counts = {"segment_memberships": membership.count(), "segment_changes": changes.count()}
     columns = [c for c in cfg.scores.history_columns if c in scores.columns]
     if columns:
-        old = ctx.read(HISTORY) if ctx.exists(HISTORY) else None
+        old = ctx.read(STATE_HISTORY) if ctx.exists(STATE_HISTORY) else None
         try:
             history = state_history(old, scores, columns, ctx.as_of)
         except EnrichmentError as exc:
             raise StageError(str(exc)) from None
-        ctx.wrote(HISTORY, ctx.store.write(HISTORY, history.localCheckpoint(), mode="overwrite").version)
+        ctx.wrote(STATE_HISTORY, ctx.store.write(STATE_HISTORY, history.localCheckpoint(), mode="overwrite").version)
     membership.unpersist()
     return counts
 
@@ -144,9 +145,9 @@ def _replace_as_of(ctx: RunContext, table: str, rows: DataFrame) -> None:
 
 def _membership_before(ctx: RunContext, current: DataFrame) -> DataFrame:
     """The membership as it was before today's run: today's entries removed, today's exits restored."""
-    if not ctx.exists(CHANGES):
+    if not ctx.exists(SEGMENT_CHANGES):
         return current.limit(0)
-    today = ctx.read(CHANGES).where(F.col("as_of") == F.lit(ctx.as_of))
+    today = ctx.read(SEGMENT_CHANGES).where(F.col("as_of") == F.lit(ctx.as_of))
     entered = today.where("change = 'entered'").select("person_id", "segment")
     left = today.where("change = 'left'").select("person_id", "segment")
     return (current.select("person_id", "segment").join(entered, ["person_id", "segment"], "left_anti")

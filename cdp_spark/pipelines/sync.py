@@ -22,8 +22,8 @@ from datetime import UTC, datetime
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from cdp_spark.catalog import SYNC_LOG, TABLES, declared_schema
 from cdp_spark.config import CdpConfig, WarehouseSettings
 from cdp_spark.io import jdbc
 from cdp_spark.io.tables import Txn, split_name
@@ -33,14 +33,6 @@ from cdp_spark.sync.warehouse import quoted, swap_statements, upsert_statements,
 
 log = logging.getLogger("cdp.sync")
 
-SYNC_LOG = "meta.sync_log"
-SYNC_SCHEMA = T.StructType([
-    T.StructField("run_id", T.StringType()), T.StructField("table_name", T.StringType()),
-    T.StructField("table_version", T.LongType()), T.StructField("target", T.StringType()),
-    T.StructField("target_table", T.StringType()), T.StructField("rows", T.LongType()),
-    T.StructField("synced_at", T.TimestampType()), T.StructField("mode", T.StringType()),
-    T.StructField("upserted", T.LongType()), T.StructField("deleted", T.LongType()),
-])
 
 
 def last_synced_version(ctx: RunContext, table: str, target: str) -> int | None:
@@ -86,7 +78,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
             log.info("%s version %d already in the warehouse", table, version)
             continue
         _, name = split_name(table)
-        keys = settings.keys.get(table, [])
+        keys = settings.keys.get(table) or list(TABLES[table].keys if table in TABLES else ())
         frame = warehouse_frame(allowed_columns(ctx.store.read(table, version=version), table,
                                                 settings.columns.get(table)))
         previous = last_synced_version(ctx, table, settings.url)
@@ -107,7 +99,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
             rows, upserted, deleted, mode = _incremental(spark, target, settings, name, ctx.run_id, frame, old, keys)
         entry = (ctx.run_id, table, version, settings.url, f"{settings.schema_name}.{name}", rows, stamp, mode,
                  upserted, deleted)
-        ctx.wrote(SYNC_LOG, ctx.store.append_rows(SYNC_LOG, [entry], SYNC_SCHEMA,
+        ctx.wrote(SYNC_LOG, ctx.store.append_rows(SYNC_LOG, [entry], declared_schema(SYNC_LOG),
                                                   txn=Txn(f"sync/{table}/{settings.url}", version + 1),
                                                   evolve_schema=True).version)
         synced[table] = upserted + deleted

@@ -18,8 +18,8 @@ from datetime import UTC, datetime
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
-from pyspark.sql import types as T
 
+from cdp_spark.catalog import PUBLISHED, QUALITY_RESULTS, declared_schema, quarantine_of_table
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.tables import TableStore, Txn
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
@@ -36,20 +36,6 @@ from cdp_spark.quality.gate import (
 
 log = logging.getLogger("cdp.validate")
 
-RESULTS = "quality.results"
-PUBLISHED = "meta.published"
-RESULT_SCHEMA = T.StructType([
-    T.StructField("run_id", T.StringType()), T.StructField("table_name", T.StringType()),
-    T.StructField("table_version", T.LongType()), T.StructField("expectation", T.StringType()),
-    T.StructField("kwargs", T.StringType()), T.StructField("success", T.BooleanType()),
-    T.StructField("element_count", T.LongType()), T.StructField("unexpected_count", T.LongType()),
-    T.StructField("observed_value", T.DoubleType()), T.StructField("validated_at", T.TimestampType()),
-    T.StructField("action", T.StringType()),
-])
-PUBLISHED_SCHEMA = T.StructType([
-    T.StructField("table_name", T.StringType()), T.StructField("table_version", T.LongType()),
-    T.StructField("run_id", T.StringType()), T.StructField("published_at", T.TimestampType()),
-])
 
 
 def published_version(store: TableStore, table: str) -> int | None:
@@ -61,10 +47,6 @@ def published_version(store: TableStore, table: str) -> int | None:
     return int(value) if value is not None else None
 
 
-def quarantine_table(table: str) -> str:
-    return "quarantine." + table.replace(".", "_")
-
-
 def _published_rows(store: TableStore, table: str) -> int | None:
     version = published_version(store, table)
     return None if version is None else store.row_count(table, version=version)
@@ -74,9 +56,9 @@ def _record(spark: SparkSession, ctx: RunContext, table: str, version: int, outc
             now: datetime) -> None:
     rows = [(ctx.run_id, table, version, o.expectation, o.kwargs, o.success, o.element_count, o.unexpected_count,
              o.observed_value, now, o.action) for o in outcomes]
-    result = ctx.store.append_rows(RESULTS, rows, RESULT_SCHEMA, txn=Txn(f"validate/{table}", version + 1),
-                                   evolve_schema=True)
-    ctx.wrote(RESULTS, result.version)
+    result = ctx.store.append_rows(QUALITY_RESULTS, rows, declared_schema(QUALITY_RESULTS),
+                                   txn=Txn(f"validate/{table}", version + 1), evolve_schema=True)
+    ctx.wrote(QUALITY_RESULTS, result.version)
 
 
 def _quarantine(spark: SparkSession, ctx: RunContext, suite: Suite, version: int, outcomes: list[Outcome],
@@ -92,7 +74,7 @@ def _quarantine(spark: SparkSession, ctx: RunContext, suite: Suite, version: int
     moved = broken.select(F.lit(ctx.run_id).alias("run_id"), F.lit(table).alias("table_name"),
                           F.lit(version).cast("long").alias("table_version"), "reason", record.alias("record"),
                           F.lit(now).alias("quarantined_at"))
-    target = quarantine_table(table)
+    target = quarantine_of_table(table)
     ctx.wrote(target, ctx.store.write(target, moved, txn=Txn(f"quarantine/{table}", version + 1)).version)
     result = ctx.store.write(table, kept.localCheckpoint(), mode="overwrite",
                              txn=Txn(f"quarantine-split/{table}", version + 1))
@@ -141,7 +123,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         verdicts[table] = passed
         if passed:
             published = (table, version, ctx.run_id, now)
-            ctx.wrote(PUBLISHED, ctx.store.append_rows(PUBLISHED, [published], PUBLISHED_SCHEMA,
+            ctx.wrote(PUBLISHED, ctx.store.append_rows(PUBLISHED, [published], declared_schema(PUBLISHED),
                                                        txn=Txn(f"validate/{table}", version + 1)).version)
             log.info("%s version %d passed %d expectations: published", table, version, len(outcomes))
         else:
@@ -153,5 +135,5 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     record_manifest(spark, ctx, "validate", "failed" if blocked else "succeeded",
                     f"not published: {blocked}" if blocked else "", settings_hash=settings_hash(cfg))
     if blocked:
-        raise StageError(f"quality gate blocked publishing of {blocked}; see {RESULTS}")
+        raise StageError(f"quality gate blocked publishing of {blocked}; see {QUALITY_RESULTS}")
     return verdicts

@@ -9,6 +9,7 @@ from datetime import date
 
 import pytest
 
+from cdp_spark.catalog import PERSON_REGISTRY
 from cdp_spark.demo.febrl import febrl_sources, write_febrl
 from cdp_spark.pipelines import ingest, normalise, resolve
 from cdp_spark.pipelines.common import make_context
@@ -34,6 +35,6 @@ def test_febrl_sample_resolves_to_exactly_its_labelled_persons(spark, tmp_path, 
     normalise.run(spark, cfg, ctx.for_stage())
     counts = resolve.run(spark, cfg, ctx.for_stage())
 
-    registry = [(row.record_id, row.person_id) for row in ctx.store.read(resolve.REGISTRY).collect()]
+    registry = [(row.record_id, row.person_id) for row in ctx.store.read(PERSON_REGISTRY).collect()]
     assert counts["records"] == len(truth) and counts["persons"] == len(groups(truth))
     assert groups(registry) == groups(truth)

@@ -22,6 +22,7 @@ import pytest
 from deltalake import DeltaTable
 
 from cdp_spark import dictionary as data_dictionary
+from cdp_spark.catalog import TABLES
 from cdp_spark.demo.generator import generate
 from cdp_spark.pipelines import pipeline
 from cdp_spark.pipelines.common import make_context
@@ -270,6 +271,9 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     # the first run; ingest and sync run and find nothing new (exports are off)
     lake_tables = {f"{log.parent.parent.name}.{log.parent.name}" for log in Path(cfg.lake_root).glob("*/*/_delta_log")}
     versions_before = {t: store.version(t) for t in sorted(lake_tables - {"meta.run_manifest"})}
+    # every table but the per-entity ones is declared in the catalog
+    assert {t for t in lake_tables if not t.startswith(("bronze.", "quarantine.", "silver."))} | {
+        "silver.identity_edges", "silver.identity_model"} <= set(TABLES)
     assert {"gold.person_scores", "meta.published", "meta.sync_log"} <= set(versions_before)
     rerun_ctx = make_context(spark, cfg, AS_OF)
     rerun = pipeline.run(spark, cfg, rerun_ctx)

@@ -7,10 +7,10 @@ from datetime import date
 
 import pytest
 
+from cdp_spark.catalog import PUBLISHED, declared_schema
 from cdp_spark.io.jdbc import JdbcError, execute_in_transaction, target_from_env
 from cdp_spark.pipelines import sync
 from cdp_spark.pipelines.common import make_context
-from cdp_spark.pipelines.validate import PUBLISHED, PUBLISHED_SCHEMA
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ def publish(spark, ctx, table, version):
     from datetime import datetime
 
     row = (table, version, "test", datetime(2026, 1, 1))
-    ctx.store.write(PUBLISHED, spark.createDataFrame([row], PUBLISHED_SCHEMA))
+    ctx.store.write(PUBLISHED, spark.createDataFrame([row], declared_schema(PUBLISHED)))
 
 
 def test_sync_publishes_only_published_versions_and_skips_repeats(spark, postgres, synced_env):
