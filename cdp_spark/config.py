@@ -818,8 +818,9 @@ class CdpConfig(Model):
         return {**self.sources, **self.jdbc_sources}
 
     def fingerprint(self) -> str:
-        """A stable hash of the effective config, stored in run manifests."""
-        payload = json.dumps(self.model_dump(mode="json"), sort_keys=True)
+        """A stable hash of the effective config that decides what the stages write, stored in run manifests:
+        the Spark session's and the run notifications' settings are left out (they change no table)."""
+        payload = json.dumps(self.model_dump(mode="json", exclude={"spark", "notifications"}), sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 

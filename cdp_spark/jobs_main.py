@@ -1,56 +1,42 @@
-"""What every ``jobs/*.py`` does: parse args, load config, build the session, call
-``cdp_spark.pipelines.<job>.run(spark, cfg)``. Kept here so the entry points stay three lines."""
+"""What every ``jobs/*.py`` does: run the same ``cdp`` command line (``cdp_spark.cli``) for its job, so a
+spark-submit job and ``cdp`` parse the same options, build the run the same way and exit the same way.
+
+    spark-submit jobs/score.py --env cluster --as-of 2026-06-30      ==  cdp --env cluster --as-of 2026-06-30 score
+    spark-submit jobs/pipeline.py --since 2026-06-01                 ==  cdp --env cluster run --since 2026-06-01
+
+The global options (``--conf``, ``--env``, ``--set``, ``--data-dir``, ``--as-of``, ``-v``) may come anywhere;
+``--env`` defaults to ``cluster``, and the Spark application is named ``cdp-<job>``."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
-from datetime import date
-
-from cdp_spark.cli import FULL_REFRESH_HELP, USER_ERRORS, render_summary
-from cdp_spark.config import load_config
-from cdp_spark.log import configure
 
 JOBS = ("ingest", "normalise", "resolve", "score", "predict", "report", "validate", "sync", "export", "pipeline")
+GLOBAL_OPTIONS = ("--conf", "--env", "--set", "--data-dir", "--as-of")  # each takes a value
+GLOBAL_FLAGS = ("-v", "--verbose")
 
 
-def parse_args(job: str, argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=f"jobs/{job}.py", description=f"cdp-spark {job} job")
-    parser.add_argument("--conf", default="conf", help="config directory")
-    parser.add_argument("--env", default="cluster", help="overlay under the config directory")
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--as-of", type=date.fromisoformat, default=None)
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    if job in ("ingest", "normalise", "pipeline"):
-        parser.add_argument("--full-refresh", action="store_true", help=FULL_REFRESH_HELP)
-    if job == "pipeline":
-        parser.add_argument("--since", type=date.fromisoformat, default=None,
-                            help="backfill: score, predict and report every as-of date from this one to --as-of")
-        parser.add_argument("--every", type=int, default=1, help="with --since: days between as-of dates")
-    return parser.parse_args(argv)
-
-
-def main(job: str, argv: list[str] | None = None) -> int:
+def cli_args(job: str, argv: list[str]) -> list[str]:
+    """The ``cdp`` arguments of ``jobs/<job>.py argv``: global options first, then the command and its own."""
     if job not in JOBS:
         raise SystemExit(f"unknown job {job}; one of {JOBS}")
-    args = parse_args(job, argv)
-    configure()
-    from cdp_spark.pipelines.common import make_context
-    from cdp_spark.session import build_session
+    head: list[str] = ["--set", f"spark.app_name=cdp-{job}"]  # a user's --set comes later and wins
+    tail: list[str] = []
+    args = iter(argv)
+    for arg in args:
+        name = arg.split("=", 1)[0]
+        if name in GLOBAL_OPTIONS:
+            head += [arg] if "=" in arg else [arg, next(args, "")]
+        elif arg in GLOBAL_FLAGS:
+            head.append(arg)
+        else:
+            tail.append(arg)
+    if not any(arg.split("=", 1)[0] == "--env" for arg in head):
+        head = ["--env", "cluster", *head]
+    return [*head, "run" if job == "pipeline" else job, *tail]
 
-    try:
-        cfg = load_config(args.conf, args.env, args.overrides, data_dir=args.data_dir)
-        spark = build_session(cfg.spark, f"cdp-{job}")
-        ctx = make_context(spark, cfg, args.as_of, full_refresh=getattr(args, "full_refresh", False))
-        module = importlib.import_module(f"cdp_spark.pipelines.{job}")
-        extra = {"since": args.since, "every_days": args.every} if job == "pipeline" else {}
-        try:
-            result = module.run(spark, cfg, ctx, **extra)
-        finally:
-            ctx.shared.release()
-    except USER_ERRORS as exc:
-        print(f"ERROR: {exc}", file=sys.stderr)
-        sys.exit(1)
-    print(render_summary(result) if job == "pipeline" else result)
-    return 0
+
+def main(job: str, argv: list[str] | None = None) -> None:
+    from cdp_spark.cli import main as cdp
+
+    cdp.main(args=cli_args(job, sys.argv[1:] if argv is None else argv), prog_name=f"jobs/{job}.py")

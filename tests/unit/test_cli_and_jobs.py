@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 from cdp_spark.cli import main
-from cdp_spark.jobs_main import JOBS, parse_args
+from cdp_spark.jobs_main import JOBS, cli_args
 from tests.conftest import REPO_ROOT
 
 
@@ -23,9 +23,15 @@ def test_every_job_file_is_a_thin_entry_point_to_a_pipeline():
         runpy.run_path(str(REPO_ROOT / "jobs" / f"{job}.py"), run_name="not_main")  # imports cleanly
 
 
-def test_job_arguments():
-    args = parse_args("score", ["--conf", "c", "--env", "local", "--as-of", "2026-06-30", "--set", "a.b=1"])
-    assert (args.conf, args.env, str(args.as_of), args.overrides) == ("c", "local", "2026-06-30", ["a.b=1"])
+def test_job_arguments_are_the_cdp_command_line():
+    assert cli_args("score", ["--conf", "c", "--env", "local", "--as-of", "2026-06-30", "--set", "a.b=1"]) == [
+        "--set", "spark.app_name=cdp-score", "--conf", "c", "--env", "local", "--as-of", "2026-06-30",
+        "--set", "a.b=1", "score"]
+    assert cli_args("pipeline", ["--since", "2026-06-01", "--as-of=2026-06-30", "-v", "--every", "7"]) == [
+        "--env", "cluster", "--set", "spark.app_name=cdp-pipeline", "--as-of=2026-06-30", "-v",
+        "run", "--since", "2026-06-01", "--every", "7"]
+    with pytest.raises(SystemExit, match="unknown job scoring"):
+        cli_args("scoring", [])
 
 
 def test_cli_config_error_exits_non_zero_with_file_and_key():
@@ -53,15 +59,24 @@ def test_show_config_prints_no_secret_values(env, monkeypatch):
     assert '"password_env": "CDP_WAREHOUSE_PASSWORD"' in result.output and "hunter2" not in result.output
 
 
-def test_full_refresh_flags_reach_the_run(monkeypatch):
-    assert parse_args("normalise", ["--full-refresh"]).full_refresh is True
-    assert parse_args("pipeline", []).full_refresh is False
-    assert not hasattr(parse_args("score", []), "full_refresh")
+def test_full_refresh_flags_reach_the_run_from_cdp_and_from_the_jobs(monkeypatch):
+    from cdp_spark import jobs_main
+
     calls = []
-    monkeypatch.setattr("cdp_spark.cli._run", lambda obj, stages: calls.append((stages, obj["full_refresh"])))
-    for command in (["normalise", "--full-refresh"], ["normalise"], ["run", "--full-refresh"]):
+    monkeypatch.setattr("cdp_spark.cli._run", lambda obj, stages: calls.append(
+        (stages, obj["full_refresh"], obj["env"], obj["overrides"])))
+    for command in (["normalise", "--full-refresh"], ["normalise"], ["run", "--full-refresh"], ["score"]):
         assert CliRunner().invoke(main, command).exit_code == 0
-    assert calls == [(["normalise"], True), (["normalise"], False), (None, True)]
+    assert [call[:2] for call in calls] == [(["normalise"], True), (["normalise"], False), (None, True),
+                                            (["score"], False)]
+    calls.clear()
+    for job, argv in (("normalise", ["--full-refresh"]), ("pipeline", ["--env", "local"]), ("score", [])):
+        with pytest.raises(SystemExit) as exited:
+            jobs_main.main(job, argv)
+        assert exited.value.code == 0
+    assert calls == [(["normalise"], True, "cluster", ("spark.app_name=cdp-normalise",)),
+                     (None, False, "local", ("spark.app_name=cdp-pipeline",)),
+                     (["score"], False, "cluster", ("spark.app_name=cdp-score",))]
 
 
 def test_run_stages_selects_part_of_the_pipeline(monkeypatch, spark, tmp_path: Path):
