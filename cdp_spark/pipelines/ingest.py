@@ -8,36 +8,36 @@ leaves one row in ``meta.ingestion_log`` with rows read = accepted + quarantined
 Exactly once: the bronze, quarantine and log writes of a file carry the idempotency token
 ``(ingest/<source>/<sha256 of content>, 1)``, so re-running on the same file changes nothing, and a run
 that crashed between two of those writes completes the missing ones on the next run.
+
+The rules are in ``cdp_spark.ingest`` (files, jdbc, objects, suppression, rules); this module reads through
+``cdp_spark.io``, applies them, writes and records.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import reduce
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession, Window
+from pyspark.sql import Column, DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.catalog import INGESTION_LOG, OBJECT_MANIFEST, SUPPRESSION, bronze_of, declared_schema, quarantine_of
 from cdp_spark.config import CdpConfig, JdbcSourceSettings, SourceSettings
-from cdp_spark.identity.normalise import apply_email_rules, email_norm, phone_e164_udf
-from cdp_spark.identity.privacy import hmac_sha256
-from cdp_spark.identity.records import record_id
-from cdp_spark.ingest.rules import (
-    apply_contract,
-    duplicate_keys,
-    flag_duplicate_keys,
-    header_mapping,
-    parse_csv,
-    parse_json,
-    row_hash,
-    spark_type,
+from cdp_spark.ingest import jdbc as ingest_jdbc_rules
+from cdp_spark.ingest import suppression
+from cdp_spark.ingest.files import (
+    bronze_rows,
+    checked_csv,
+    checked_json,
+    csv_columns,
+    quarantine_rows,
+    rescued_keys,
+    with_duplicates_flagged,
 )
+from cdp_spark.ingest.objects import source_location, spark_reads_objects
 from cdp_spark.io import jdbc
 from cdp_spark.io.files import (
     SNIFF_BYTES,
@@ -50,7 +50,7 @@ from cdp_spark.io.files import (
     read_json_array,
     read_json_header,
 )
-from cdp_spark.io.object_store import ObjectRef, ObjectStore, ObjectStoreError, is_object_url
+from cdp_spark.io.object_store import ObjectRef, ObjectStore, is_object_url
 from cdp_spark.io.tables import Txn
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
 
@@ -77,82 +77,22 @@ def checked_rows(spark: SparkSession, source: SourceSettings, path: str,
     Raises :class:`FileRejected` for file-level problems."""
     if source.format == "csv":
         header = read_csv_header(path, source.separator, sample)
-        try:
-            columns = header_mapping(header.columns, source)
-        except ValueError as exc:
-            raise FileRejected(path, "ambiguous_header", str(exc)) from None
-        missing_keys = [k for k in source.source_key if k not in columns]
-        if missing_keys:
-            raise FileRejected(path, "no_source_key",
-                               f"header has no source key column {missing_keys} (header: {columns}, separator "
-                               f"{header.separator!r}); every file needs its source key")
+        columns = csv_columns(path, header.columns, header.separator, source)
         lines = numbered_lines(spark, path).where(F.col("_row") > 1)
-        parsed = parse_csv(lines, columns, header.separator or ",")
-        rescued = [c for c in columns if c not in source.columns]
-        if rescued:
-            parsed = parsed.withColumn("_rescued", F.to_json(F.struct(*[F.col(f"`{c}`") for c in rescued])))
-    else:
-        header = read_json_header(path, sample)
-        lines = read_json_array(spark, path) if header.json_array else numbered_lines(spark, path)
-        parsed = parse_json(lines, list(source.columns), source.accepted_names())
-        rescued = []  # JSON objects name their own keys: see rescued_keys, once the rows are persisted
-        columns = list(source.columns)  # absent keys are nulls
-    missing_required = [c for c in source.required if c not in columns]
-    if missing_required:
-        raise FileRejected(path, "missing_required_column",
-                           f"required columns {missing_required} are missing from the header {columns}")
-    present = [c for c in source.columns if c in columns]
-    return apply_contract(parsed, source, present), rescued
-
-
-def rescued_keys(checked: DataFrame) -> list[str]:
-    """The keys found in ``_rescued`` (a JSON object per row) over all rows, sorted."""
-    keys = checked.where(F.col("_rescued").isNotNull()).select(
-        F.explode(F.map_keys(F.from_json("_rescued", "MAP<STRING,STRING>"))).alias("k")).distinct()
-    return sorted(r["k"] for r in keys.collect())
-
-
-def line_totals(checked: DataFrame, source_key: Sequence[str]) -> tuple[int, int, int]:
-    """Lines read, lines valid so far (``_reasons`` empty) and distinct source keys among the valid ones,
-    in one aggregation."""
-    valid = F.col("_reasons") == ""
-    totals = checked.agg(F.count(F.lit(1)), F.count(F.when(valid, 1)),
-                         F.count_distinct(F.when(valid, F.struct(*[F.col(f"`{k}`") for k in source_key])))).first()
-    return (int(totals[0]), int(totals[1]), int(totals[2])) if totals else (0, 0, 0)
-
-
-def with_duplicates_flagged(checked: DataFrame, source_key: Sequence[str]) -> tuple[DataFrame, int, int]:
-    """``checked`` (persisted by the caller) with ``duplicate_source_key`` flagged, and its lines read and
-    accepted. Most files repeat no key: then the one aggregation of the totals shows it and ``checked``
-    itself comes back; otherwise a persisted join, counted again."""
-    read, valid, distinct_keys = line_totals(checked, source_key)
-    if distinct_keys == valid:
-        return checked, read, valid
-    flagged = flag_duplicate_keys(checked, duplicate_keys(checked, source_key), source_key).persist()
-    read, valid, _ = line_totals(flagged, source_key)
-    return flagged, read, valid
+        return checked_csv(lines, columns, header.separator or ",", source, path)
+    json_header = read_json_header(path, sample)
+    lines = read_json_array(spark, path) if json_header.json_array else numbered_lines(spark, path)
+    return checked_json(lines, source, path), []  # JSON objects name their own keys: see rescued_keys
 
 
 def suppression_flag(ctx: RunContext, source: SourceSettings | JdbcSourceSettings,
                      rows: DataFrame) -> Column | None:
-    """True on rows of a person entity that match ``meta.suppression`` (keyed hashes of erased persons'
-    record ids, normalised e-mails and phones); None when nothing is suppressed."""
+    """True on rows of a person entity that match ``meta.suppression``; None when nothing is suppressed."""
     cfg = ctx.cfg
     if source.entity not in cfg.identity.person_sources or not ctx.store.exists(SUPPRESSION):
         return None
     hashes = sorted(r["hash"] for r in ctx.store.read(SUPPRESSION).select("hash").distinct().collect())
-    if not hashes:
-        return None
-    digest = hmac_sha256(cfg.privacy.key())
-    tests = [digest(record_id(source.system, source.source_key)).isin(hashes)]  # type: ignore[operator]
-    if "email" in rows.columns:
-        email = apply_email_rules(email_norm(F.col("email")), cfg.identity.email_rules)
-        tests.append(digest(email).isin(hashes))  # type: ignore[operator]
-    if "phone" in rows.columns:
-        country = F.col("country") if "country" in rows.columns else F.lit(None).cast("string")
-        phone = phone_e164_udf(cfg.identity.default_region)(F.col("phone"), country)
-        tests.append(digest(phone).isin(hashes))  # type: ignore[operator]
-    return F.coalesce(reduce(lambda a, b: a | b, tests), F.lit(False))
+    return suppression.suppression_flag(rows, source, hashes, cfg.privacy.key(), cfg.identity) if hashes else None
 
 
 def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceSettings,
@@ -174,15 +114,10 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
         if source.format == "json":
             rescued = rescued_keys(parsed)
         checked, read, accepted = with_duplicates_flagged(parsed, source.source_key)
-        accepted_rows = checked.where(F.col("_reasons") == "").select(
-            *[F.col(f"`{c}`") for c in source.columns],
-            F.lit(name).alias("_source"), F.lit(info.lineage).alias("_file"), F.col("_row"),
-            F.lit(now).cast("timestamp").alias("_ingested_at"), row_hash(list(source.columns)).alias("_row_hash"),
-            F.col("_rescued"))
-        quarantined_rows = checked.where(F.col("_reasons") != "").select(
-            F.lit(name).alias("_source"), F.lit(info.lineage).alias("_file"), F.col("_row"),
-            F.col("_reasons").alias("reason"), F.col("_detail").alias("detail"),
-            F.col("value").alias("raw"), F.lit(now).cast("timestamp").alias("_ingested_at"))
+        accepted_rows = bronze_rows(checked.where(F.col("_reasons") == ""), source, name, info.lineage,
+                                    F.col("_row"), F.col("_rescued"), now)
+        quarantined_rows = quarantine_rows(checked.where(F.col("_reasons") != ""), name, info.lineage,
+                                           F.col("_row"), F.col("_reasons"), F.col("_detail"), F.col("value"), now)
         flag = suppression_flag(ctx, source, accepted_rows)
         suppressed = 0
         if flag is not None:
@@ -219,14 +154,6 @@ def _log_row(spark: SparkSession, ctx: RunContext, txn: Txn, name: str,
            ",".join(rescued) or None, message, now.replace(tzinfo=None), suppressed)
     result = ctx.store.append_rows(INGESTION_LOG, [row], declared_schema(INGESTION_LOG), txn=txn, evolve_schema=True)
     ctx.wrote(INGESTION_LOG, result.version)
-
-
-def source_location(landing_dir: str, path: str) -> str:
-    """A source's path as configured when absolute or a URL, else under the landing directory (which may be
-    an ``s3://`` prefix)."""
-    if is_object_url(path) or os.path.isabs(path):
-        return path
-    return f"{landing_dir.rstrip('/')}/{path}" if is_object_url(landing_dir) else os.path.join(landing_dir, path)
 
 
 def ingest_objects(spark: SparkSession, cfg: CdpConfig, ctx: RunContext, name: str,
@@ -276,14 +203,6 @@ def read_directly(spark: SparkSession, read_mode: str) -> bool:
     return read_mode != "stage" and spark_reads_objects(read_mode, s3a_available(spark))
 
 
-def spark_reads_objects(read_mode: str, s3a_loadable: bool) -> bool:
-    """``direct`` needs the S3A filesystem (a clear error without it); ``auto`` uses it when it loads."""
-    if read_mode == "direct" and not s3a_loadable:
-        raise ObjectStoreError("object_store.read_mode is 'direct' but this Spark session has no S3A filesystem "
-                               "(hadoop-aws); use read_mode 'stage' or 'auto'")
-    return read_mode != "stage" and s3a_loadable
-
-
 def manifest_entries(ctx: RunContext) -> set[tuple[str, str, str]]:
     if not ctx.store.exists(OBJECT_MANIFEST):
         return set()
@@ -301,16 +220,6 @@ def record_object(spark: SparkSession, ctx: RunContext, name: str, ref: ObjectRe
     ctx.wrote(OBJECT_MANIFEST, result.version)
 
 
-def _watermark_filter(source: JdbcSourceSettings, previous: str | None) -> str:
-    if not source.watermark_column or previous is None:
-        return ""
-    column = jdbc.quote_ident(source.watermark_column)
-    if source.columns[source.watermark_column] in ("timestamp", "date"):
-        return (f" WHERE {column} > CAST('{datetime.fromisoformat(previous).isoformat(sep=' ')}' AS TIMESTAMP)"
-                f" - INTERVAL '{source.overlap_seconds} seconds'")
-    return f" WHERE {column} > {float(previous) - source.overlap_seconds}"
-
-
 def ingest_jdbc(spark: SparkSession, ctx: RunContext, name: str, source: JdbcSourceSettings) -> FileOutcome:
     """Reads new and changed rows of a JDBC table (watermark minus the overlap window), merges them into
     ``bronze.<entity>`` on (source key, _source) and stores the new watermark in that same commit, so data
@@ -320,37 +229,20 @@ def ingest_jdbc(spark: SparkSession, ctx: RunContext, name: str, source: JdbcSou
     target = jdbc.target_from_env(source.url, source.driver, source.user_env, source.password_env)
     watermark_key = f"cdp.watermark.{name}"
     previous = None if ctx.full_refresh else ctx.store.latest_metadata(bronze_table, watermark_key)
-    where = _watermark_filter(source, previous)
-    table = jdbc.quote_ident(source.table)
-    part = jdbc.quote_ident(source.partition_column) if source.partition_column else "NULL"
-    mark = jdbc.quote_ident(source.watermark_column) if source.watermark_column else "NULL"
-    stats = jdbc.fetch_one(spark, target, f"SELECT min({part}) AS lo, max({part}) AS hi, count(*) AS n, "
-                                          f"max({mark}) AS wm FROM {table}{where}")
+    where = ingest_jdbc_rules.watermark_filter(source, previous)
+    stats = jdbc.fetch_one(spark, target, ingest_jdbc_rules.window_stats_query(source, where))
     now = datetime.now(UTC)
     if not stats.get("n"):
         log.info("%s: no new rows since watermark %s", name, previous)
         return FileOutcome(name, origin, "skipped", message=f"no rows after watermark {previous}")
-    columns = ", ".join(jdbc.quote_ident(c) for c in source.columns)
-    raw = jdbc.partitioned_read(spark, target, f"SELECT {columns} FROM {table}{where}", source.partition_column,
+    raw = jdbc.partitioned_read(spark, target, ingest_jdbc_rules.rows_query(source, where), source.partition_column,
                                 stats["lo"], stats["hi"], source.num_partitions, source.fetch_size)
-    typed = raw.select(*[F.col(c).cast(spark_type(t)).alias(c) for c, t in source.columns.items()],
-                       F.to_json(F.struct(*[F.col(c) for c in source.columns])).alias("value"))
-    key_missing = F.lit(False)
-    for key in source.source_key:
-        key_missing = key_missing | F.col(key).isNull()
-    newest_first = [F.col(source.watermark_column).desc_nulls_last()] if source.watermark_column else []
-    rank = F.row_number().over(Window.partitionBy(*source.source_key).orderBy(*newest_first, F.col("value")))
-    checked = (typed.withColumn("_rank", F.when(~key_missing, rank))
-               .withColumn("reason", F.when(key_missing, F.lit("missing_source_key"))
-                           .when(F.col("_rank") > 1, F.lit("duplicate_source_key")))
-               .persist())
+    checked = ingest_jdbc_rules.checked_jdbc_rows(raw, source).persist()
     try:
         counts = checked.agg(F.count(F.lit(1)).alias("read"), F.count("reason").alias("bad")).first()
         read, bad = (int(counts["read"]), int(counts["bad"])) if counts else (0, 0)
-        accepted_rows = checked.where(F.col("reason").isNull()).select(
-            *source.columns, F.lit(name).alias("_source"), F.lit(origin).alias("_file"),
-            F.lit(None).cast("long").alias("_row"), F.lit(now).cast("timestamp").alias("_ingested_at"),
-            row_hash(list(source.columns)).alias("_row_hash"), F.lit(None).cast("string").alias("_rescued"))
+        accepted_rows = bronze_rows(checked.where(F.col("reason").isNull()), source, name, origin, F.lit(None),
+                                    F.lit(None), now)
         flag = suppression_flag(ctx, source, accepted_rows)
         suppressed = accepted_rows.where(flag).count() if flag is not None else 0
         if flag is not None:
@@ -364,10 +256,8 @@ def ingest_jdbc(spark: SparkSession, ctx: RunContext, name: str, source: JdbcSou
                                               f"{bronze_table}: {jdbc.first_line(exc)}")) from None
         ctx.wrote(bronze_table, merged.version)
         if bad:
-            bad_rows = checked.where(F.col("reason").isNotNull()).select(
-                F.lit(name).alias("_source"), F.lit(origin).alias("_file"), F.lit(None).cast("long").alias("_row"),
-                "reason", F.lit(None).cast("string").alias("detail"), F.col("value").alias("raw"),
-                F.lit(now).cast("timestamp").alias("_ingested_at"))
+            bad_rows = quarantine_rows(checked.where(F.col("reason").isNotNull()), name, origin, F.lit(None),
+                                       F.col("reason"), F.lit(None), F.col("value"), now)
             ctx.wrote(quarantine_table, ctx.store.write(quarantine_table, bad_rows).version)
     finally:
         checked.unpersist()

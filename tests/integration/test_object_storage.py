@@ -15,11 +15,11 @@ from chispa import assert_df_equality
 from deltalake import DeltaTable
 
 from cdp_spark.config import ObjectStoreSettings
+from cdp_spark.ingest.objects import spark_reads_objects
 from cdp_spark.io.object_store import ObjectStore, ObjectStoreError
 from cdp_spark.io.tables import Txn
 from cdp_spark.pipelines import erase, ingest, normalise
 from cdp_spark.pipelines.common import make_context
-from cdp_spark.pipelines.ingest import spark_reads_objects
 from cdp_spark.session import delta_spark_available, s3a_available
 from tests.integration.s3 import free_port
 

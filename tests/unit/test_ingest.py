@@ -9,9 +9,10 @@ from chispa import assert_df_equality
 
 from cdp_spark.catalog import INGESTION_LOG
 from cdp_spark.config import SourceSettings
+from cdp_spark.ingest.files import with_duplicates_flagged
 from cdp_spark.io.files import FileRejected, detect_separator, file_info, numbered_lines, read_csv_header
 from cdp_spark.pipelines.common import make_context
-from cdp_spark.pipelines.ingest import checked_rows, ingest_file, with_duplicates_flagged
+from cdp_spark.pipelines.ingest import checked_rows, ingest_file
 
 CONTACTS = SourceSettings(
     entity="contacts", system="crm", format="csv", path="*.csv", source_key=["contact_id"],

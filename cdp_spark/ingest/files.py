@@ -1,0 +1,111 @@
+"""Landing files as pure DataFrame transforms: the header against the contract, the records typed and
+checked, the totals, and the row shapes of bronze and quarantine (shared with JDBC sources).
+
+In: numbered lines (``_row``, ``value``) as ``cdp_spark.io.files`` reads them. Out: the contract's typed
+columns + ``_rescued``, ``_reasons``, ``_detail``, ``value``, ``_row`` (``cdp_spark.ingest.rules``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from cdp_spark.config import JdbcSourceSettings, SourceSettings
+from cdp_spark.ingest.rules import (
+    apply_contract,
+    duplicate_keys,
+    flag_duplicate_keys,
+    header_mapping,
+    parse_csv,
+    parse_json,
+    row_hash,
+)
+from cdp_spark.io.files import FileRejected
+
+
+def csv_columns(path: str, header: Sequence[str], separator: str | None, source: SourceSettings) -> list[str]:
+    """The contract column each header column fills (:func:`header_mapping`); rejects a file whose header is
+    ambiguous or lacks a source key column (:class:`FileRejected` naming ``path``)."""
+    try:
+        columns = header_mapping(header, source)
+    except ValueError as exc:
+        raise FileRejected(path, "ambiguous_header", str(exc)) from None
+    missing_keys = [k for k in source.source_key if k not in columns]
+    if missing_keys:
+        raise FileRejected(path, "no_source_key",
+                           f"header has no source key column {missing_keys} (header: {columns}, separator "
+                           f"{separator!r}); every file needs its source key")
+    return columns
+
+
+def checked_csv(lines: DataFrame, columns: list[str], separator: str, source: SourceSettings,
+                path: str) -> tuple[DataFrame, list[str]]:
+    """CSV records (header line excluded) typed against the contract, and the rescued (unknown) columns."""
+    parsed = parse_csv(lines, columns, separator)
+    rescued = [c for c in columns if c not in source.columns]
+    if rescued:
+        parsed = parsed.withColumn("_rescued", F.to_json(F.struct(*[F.col(f"`{c}`") for c in rescued])))
+    return _contract(parsed, columns, source, path), rescued
+
+
+def checked_json(lines: DataFrame, source: SourceSettings, path: str) -> DataFrame:
+    """JSON records typed against the contract; absent keys are nulls, unknown ones go to ``_rescued``."""
+    parsed = parse_json(lines, list(source.columns), source.accepted_names())
+    return _contract(parsed, list(source.columns), source, path)
+
+
+def _contract(parsed: DataFrame, columns: list[str], source: SourceSettings, path: str) -> DataFrame:
+    missing_required = [c for c in source.required if c not in columns]
+    if missing_required:
+        raise FileRejected(path, "missing_required_column",
+                           f"required columns {missing_required} are missing from the header {columns}")
+    return apply_contract(parsed, source, [c for c in source.columns if c in columns])
+
+
+def rescued_keys(checked: DataFrame) -> list[str]:
+    """The keys found in ``_rescued`` (a JSON object per row) over all rows, sorted."""
+    keys = checked.where(F.col("_rescued").isNotNull()).select(
+        F.explode(F.map_keys(F.from_json("_rescued", "MAP<STRING,STRING>"))).alias("k")).distinct()
+    return sorted(r["k"] for r in keys.collect())
+
+
+def line_totals(checked: DataFrame, source_key: Sequence[str]) -> tuple[int, int, int]:
+    """Lines read, lines valid so far (``_reasons`` empty) and distinct source keys among the valid ones,
+    in one aggregation."""
+    valid = F.col("_reasons") == ""
+    totals = checked.agg(F.count(F.lit(1)), F.count(F.when(valid, 1)),
+                         F.count_distinct(F.when(valid, F.struct(*[F.col(f"`{k}`") for k in source_key])))).first()
+    return (int(totals[0]), int(totals[1]), int(totals[2])) if totals else (0, 0, 0)
+
+
+def with_duplicates_flagged(checked: DataFrame, source_key: Sequence[str]) -> tuple[DataFrame, int, int]:
+    """``checked`` (persisted by the caller) with ``duplicate_source_key`` flagged, and its lines read and
+    accepted. Most files repeat no key: then the one aggregation of the totals shows it and ``checked``
+    itself comes back; otherwise a persisted join, counted again."""
+    read, valid, distinct_keys = line_totals(checked, source_key)
+    if distinct_keys == valid:
+        return checked, read, valid
+    flagged = flag_duplicate_keys(checked, duplicate_keys(checked, source_key), source_key).persist()
+    read, valid, _ = line_totals(flagged, source_key)
+    return flagged, read, valid
+
+
+def bronze_rows(rows: DataFrame, source: SourceSettings | JdbcSourceSettings, name: str, origin: str,
+                row: Column, rescued: Column, at: datetime) -> DataFrame:
+    """The bronze shape: the contract's columns, then ``_source`` (source name), ``_file`` (file, object or
+    JDBC table), ``_row`` (physical line, null for JDBC), ``_ingested_at``, ``_row_hash``, ``_rescued``."""
+    return rows.select(*[F.col(f"`{c}`") for c in source.columns], F.lit(name).alias("_source"),
+                       F.lit(origin).alias("_file"), row.cast("long").alias("_row"),
+                       F.lit(at).cast("timestamp").alias("_ingested_at"),
+                       row_hash(list(source.columns)).alias("_row_hash"), rescued.cast("string").alias("_rescued"))
+
+
+def quarantine_rows(rows: DataFrame, name: str, origin: str, row: Column, reason: Column, detail: Column,
+                    raw: Column, at: datetime) -> DataFrame:
+    """The quarantine shape: ``_source``, ``_file``, ``_row``, ``reason``, ``detail``, ``raw`` (the record's
+    text), ``_ingested_at``."""
+    return rows.select(F.lit(name).alias("_source"), F.lit(origin).alias("_file"), row.cast("long").alias("_row"),
+                       reason.alias("reason"), detail.cast("string").alias("detail"), raw.alias("raw"),
+                       F.lit(at).cast("timestamp").alias("_ingested_at"))
