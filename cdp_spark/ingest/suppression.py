@@ -12,8 +12,8 @@ from pyspark.sql import functions as F
 
 from cdp_spark.config import IdentitySettings, JdbcSourceSettings, SourceSettings
 from cdp_spark.identity.normalise import apply_email_rules, email_norm, phone_e164_udf
-from cdp_spark.identity.privacy import hmac_sha256
 from cdp_spark.identity.records import record_id
+from cdp_spark.privacy.hashing import hmac_sha256
 
 
 def suppression_flag(rows: DataFrame, source: SourceSettings | JdbcSourceSettings, hashes: Sequence[str],

@@ -15,7 +15,8 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -156,6 +157,15 @@ class ObjectStore:
             return bytes(response["Body"].read())
         except Exception as exc:
             raise self._fail(f"reading {ref.uri}", exc) from None
+
+    @contextmanager
+    def staged(self, ref: ObjectRef, staging_dir: str) -> Iterator[str]:
+        """The object version ``ref`` names as a local file (:meth:`stage`), removed when the block ends."""
+        local = self.stage(ref, staging_dir)
+        try:
+            yield local
+        finally:
+            os.remove(local)
 
     def stage(self, ref: ObjectRef, staging_dir: str) -> str:
         """Downloads the object version ``ref`` names to ``staging_dir``; returns the local path. Fails if the

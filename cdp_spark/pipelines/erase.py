@@ -3,7 +3,7 @@
 1. **Find** the person: by id in ``gold.person_registry``, or by e-mail (normalised as silver does) in the
    person entities and ``gold.person_profile``; with all their source records, e-mails, phones and keys.
 2. **Remove** their rows from every bronze, silver, gold and quarantine table of the lake
-   (``identity.erasure.erasure_predicate``), each table rewritten as a new version.
+   (``privacy.erasure.erasure_predicate``), each table rewritten as a new version.
 3. **Purge history** (``privacy.erase_purges_history``): vacuum each changed table with zero retention (the
    old files holding the person are deleted; Delta's retention check is lifted for that call) and, on the
    rs engine, checkpoint and delete the older commit files, so neither data files nor the transaction log
@@ -20,8 +20,6 @@ Works on both engines, on a local lake or one on object storage (spark engine).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import uuid
@@ -33,13 +31,14 @@ from pyspark.sql import functions as F
 
 from cdp_spark.catalog import ERASURE_RECEIPTS, PERSON_PROFILE, PERSON_REGISTRY, SUPPRESSION, declared_schema, silver_of
 from cdp_spark.config import CdpConfig
-from cdp_spark.identity.erasure import EntityKeys, ErasureTarget, erasure_predicate
 from cdp_spark.identity.normalise import normalise_person
 from cdp_spark.identity.records import record_id
 from cdp_spark.io import jdbc
 from cdp_spark.io.tables import Txn, split_name
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
-from cdp_spark.sync.warehouse import quoted
+from cdp_spark.privacy.erasure import EntityKeys, ErasureTarget, erasure_predicate
+from cdp_spark.privacy.hashing import keyed_hash
+from cdp_spark.sync.warehouse import columns_query, erase_statements
 
 log = logging.getLogger("cdp.erase")
 
@@ -48,10 +47,6 @@ KEEP = ("meta.",)  # bookkeeping: counts, versions and hashes only
 
 class UnknownSubject(StageError):
     """Nobody in the lake matches the e-mail or person id."""
-
-
-def keyed_hash(key: bytes, value: str) -> str:
-    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
 def entity_keys(cfg: CdpConfig) -> dict[str, EntityKeys]:
@@ -139,17 +134,11 @@ def _warehouse_delete(spark: SparkSession, cfg: CdpConfig, target: ErasureTarget
     done: dict[str, int] = {}
     for table in settings.tables:
         _, name = split_name(table)
-        columns = settings.columns.get(table)
-        live = f"{quoted(settings.schema_name)}.{quoted(name)}"
-        found = jdbc.fetch_one(spark, connection, "SELECT string_agg(column_name, ',') AS c FROM "
-                               f"information_schema.columns WHERE table_schema = '{settings.schema_name}' "
-                               f"AND table_name = '{name}'")
-        present = set(str(found.get("c") or "").split(",")) & set(columns or ["person_id", "record_id"])
-        statements = []
-        for column, values in (("person_id", target.persons), ("record_id", target.records)):
-            if column in present and values:
-                listed = ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values))
-                statements.append(f"DELETE FROM {live} WHERE {quoted(column)} IN ({listed})")
+        found = jdbc.fetch_one(spark, connection, columns_query(settings.schema_name, name))
+        present = set(str(found.get("c") or "").split(",")) & set(settings.columns.get(table) or
+                                                                   ["person_id", "record_id"])
+        statements = erase_statements(settings.schema_name, name, sorted(present), sorted(target.persons),
+                                      sorted(target.records))
         if statements:
             jdbc.execute_in_transaction(spark, connection, statements)
             done[table] = len(statements)

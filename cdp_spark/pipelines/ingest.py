@@ -16,7 +16,6 @@ The rules are in ``cdp_spark.ingest`` (files, jdbc, objects, suppression, rules)
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -184,12 +183,9 @@ def ingest_objects(spark: SparkSession, cfg: CdpConfig, ctx: RunContext, name: s
                             origin=ref.uri)
             outcome = ingest_file(spark, ctx, name, source, info, sample=store.read_head(ref, SNIFF_BYTES))
         else:
-            local = store.stage(ref, cfg.staging_dir)
-            try:
+            with store.staged(ref, cfg.staging_dir) as local:
                 info = file_info(local, origin=ref.uri)
                 outcome = ingest_file(spark, ctx, name, source, info)
-            finally:
-                os.remove(local)
         status = "duplicate_content" if outcome.status == "skipped" else outcome.status
         record_object(spark, ctx, name, ref, info.sha256, status)
         outcomes.append(outcome)

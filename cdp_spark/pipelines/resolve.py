@@ -39,11 +39,11 @@ from cdp_spark.identity.candidates import junk_values, key_pairs
 from cdp_spark.identity.cluster import Clustering, connected_components
 from cdp_spark.identity.fellegi_sunter import FsModel
 from cdp_spark.identity.matching import match, model_fits
-from cdp_spark.identity.privacy import add_hashes
 from cdp_spark.identity.records import record_id, source_key
 from cdp_spark.identity.registry import assign_person_ids, identity_events
 from cdp_spark.identity.survivorship import survive
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
+from cdp_spark.privacy.hashing import add_hashes
 from cdp_spark.scores.enrichment import computed_fields
 
 log = logging.getLogger("cdp.resolve")

@@ -7,6 +7,8 @@ table and adds its primary key, to run in one transaction.
 ``upsert_statements(schema, table, changes, deletes, keys, columns)``: the SQL that applies changed rows
 (standard ``MERGE``: update by key, insert new keys) and removed keys to the live table, then drops the two
 staging tables, to run in one transaction.
+``columns_query(schema, table)`` / ``erase_statements(schema, table, columns, persons, records)``: the live
+table's column names, and the ``DELETE`` statements that remove erased persons and source records from it.
 """
 
 from __future__ import annotations
@@ -63,3 +65,24 @@ def upsert_statements(schema: str, table: str, changes: str, deletes: str, keys:
         f"DROP TABLE {changed}",
         f"DROP TABLE {removed}",
     ]
+
+
+def columns_query(schema: str, table: str) -> str:
+    """One row, ``c``: the table's column names, comma-joined (information_schema, any SQL warehouse)."""
+    for name in (schema, table):
+        quoted(name)  # raises unless a plain identifier: both go into string literals
+    return ("SELECT string_agg(column_name, ',') AS c FROM information_schema.columns "
+            f"WHERE table_schema = '{schema}' AND table_name = '{table}'")
+
+
+def erase_statements(schema: str, table: str, columns: Sequence[str], persons: Sequence[str],
+                     records: Sequence[str]) -> list[str]:
+    """``DELETE`` of the rows whose ``person_id`` is in ``persons`` or ``record_id`` in ``records``, for the
+    id columns the live table has (``columns``); values quoted as SQL literals."""
+    live = f"{quoted(schema)}.{quoted(table)}"
+    statements = []
+    for column, values in (("person_id", persons), ("record_id", records)):
+        if column in columns and values:
+            listed = ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values))
+            statements.append(f"DELETE FROM {live} WHERE {quoted(column)} IN ({listed})")
+    return statements

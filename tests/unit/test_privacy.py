@@ -6,7 +6,7 @@ import pytest
 from chispa import assert_df_equality
 
 from cdp_spark.config import ConfigError, PrivacySettings
-from cdp_spark.identity.privacy import add_hashes
+from cdp_spark.privacy.hashing import add_hashes
 
 # RFC 4231, test case 2: key "Jefe", data "what do ya want for nothing?"
 RFC4231_CASE_2 = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843"

@@ -21,12 +21,17 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 
+def keyed_hash(key: bytes, value: str) -> str:
+    """HMAC-SHA256(key, value) as lowercase hex, on the driver (the suppression list, receipts)."""
+    return hmac.new(key, value.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
 def hmac_sha256(key: bytes) -> object:
     """A pandas UDF computing HMAC-SHA256(key, value) as lowercase hex; null stays null."""
 
     def digest(values: pd.Series) -> pd.Series:
         return values.map(lambda v: None if v is None or v != v
-                          else hmac.new(key, str(v).encode("utf-8"), hashlib.sha256).hexdigest())
+                          else keyed_hash(key, str(v)))
 
     digest.__name__ = "hmac_sha256"
     return F.pandas_udf(digest, "string")  # type: ignore[call-overload]

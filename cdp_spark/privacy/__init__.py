@@ -1,0 +1,2 @@
+"""Privacy concerns every table: keyed hashes of identifiers (``hashing``), erasure predicates
+(``erasure``) and the suppression of erased persons' rows at ingest (``cdp_spark.ingest.suppression``)."""
