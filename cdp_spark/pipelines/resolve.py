@@ -6,7 +6,9 @@ normalised identifier of ``identity.match_keys`` are linked, junk values ignored
 (candidates, comparisons, Fellegi-Sunter with a model fitted on this run's records and stored in
 ``silver.identity_model``); or, with a stored model and registry, an incremental match that compares only
 pairs touching a new or changed record and keeps the other edges. Then connected components, the giant-cluster
-guard, stable ids from the previous registry and survivorship per attribute from config.
+guard, stable ids from the previous registry and survivorship per attribute from config. The transforms are
+in ``cdp_spark.identity`` (``resolution``: the modes' edges, the guard, the registry, events and profile rows);
+this module reads the silver entities and the stored model, picks the mode, writes and records.
 
 Tables written:
     silver.identity_edges  accepted pairs with their evidence and run_id           overwrite
@@ -22,7 +24,7 @@ import logging
 from datetime import UTC, datetime
 from typing import Any
 
-from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from cdp_spark.catalog import (
@@ -35,26 +37,31 @@ from cdp_spark.catalog import (
     silver_of,
 )
 from cdp_spark.config import CdpConfig
-from cdp_spark.identity.candidates import junk_values, key_pairs
-from cdp_spark.identity.cluster import Clustering, connected_components
+from cdp_spark.identity.candidates import junk_values
+from cdp_spark.identity.cluster import connected_components
 from cdp_spark.identity.fellegi_sunter import FsModel
 from cdp_spark.identity.matching import match, model_fits
 from cdp_spark.identity.records import record_id, source_key
-from cdp_spark.identity.registry import assign_person_ids, identity_events
-from cdp_spark.identity.survivorship import survive
+from cdp_spark.identity.registry import assign_person_ids
+from cdp_spark.identity.resolution import (
+    MAX_KEY_GROUP,
+    event_rows,
+    guard_giant_clusters,
+    incremental_match,
+    key_edges,
+    matched_fields,
+    profile_rows,
+    record_hash,
+    registry_rows,
+)
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
-from cdp_spark.privacy.hashing import add_hashes
-from cdp_spark.scores.enrichment import computed_fields
 
 log = logging.getLogger("cdp.resolve")
-
-MAX_KEY_GROUP = 50
-
 
 def person_records(ctx: RunContext, cfg: CdpConfig) -> DataFrame:
     """Union of the silver person entities as (record_id, system, source_key, match keys, attributes,
     updated_at). record_id = ``<system>:<source key>``."""
-    wanted = list(dict.fromkeys([*matched_fields(cfg), *cfg.identity.profile_attributes]))
+    wanted = list(dict.fromkeys([*matched_fields(cfg.identity), *cfg.identity.profile_attributes]))
     silvers = []
     seen: set[str] = set()
     for source in cfg.all_sources().values():
@@ -87,24 +94,6 @@ def person_records(ctx: RunContext, cfg: CdpConfig) -> DataFrame:
     return records
 
 
-def matched_fields(cfg: CdpConfig) -> list[str]:
-    """The person columns matching reads: compared fields (and their canonical and swap columns), blocking
-    rule fields, columns named by SNM keys are among these or the profile's; the exact keys without
-    matching."""
-    matching = cfg.identity.matching
-    if matching is None:
-        return list(cfg.identity.match_keys)
-    compared = [x for c in matching.comparisons for x in c.columns()]
-    return list(dict.fromkeys([*compared, *(f for r in matching.blocking_rules for f in r.fields)]))
-
-
-def record_hash(records: DataFrame, cfg: CdpConfig) -> Column:
-    """Hash of the columns matching looks at: a record whose hash changed is compared again."""
-    columns = sorted(matched_fields(cfg))
-    return F.sha2(F.concat_ws("\u241f", *[F.coalesce(F.col(c).cast("string"), F.lit("\u2400"))
-                                          for c in columns if c in records.columns]), 256)
-
-
 def stored_model(ctx: RunContext) -> tuple[FsModel, dict[str, Any]] | None:
     """The most recently fitted matching model and the counts stored with it, if any (None also for a
     model from before named comparison levels)."""
@@ -131,40 +120,11 @@ def latest_model(ctx: RunContext) -> FsModel | None:
     return stored[0]
 
 
-def guard_giant_clusters(spark: SparkSession, records: DataFrame, edges: DataFrame, clustering: Clustering,
-                         cfg: CdpConfig) -> tuple[Clustering, list[tuple[str, int]]]:
-    """Components larger than ``max_cluster_size`` are re-formed from their strongest evidence only
-    (forced matches and key-sharing pairs); the oversized clusters are reported."""
-    limit = cfg.identity.matching.max_cluster_size if cfg.identity.matching else MAX_KEY_GROUP
-    components = clustering.components
-    if clustering.linked_sizes is not None:  # sizes already known on the driver
-        giants = sorted((c, n) for c, n in clustering.linked_sizes.items() if n > limit)
-    else:
-        sizes = components.groupBy("component").count()
-        giants = [(r["component"], int(r["count"])) for r in sizes.where(F.col("count") > limit).collect()]
-    if not giants:
-        return clustering, []
-    giant_ids = components.join(F.broadcast(spark.createDataFrame([(c,) for c, _ in giants], "component string")),
-                                "component")
-    inside = giant_ids.select(F.col("record_id").alias("record_a"))
-    matching = cfg.identity.matching
-    identifiers = [f"block:{r.name}" for r in matching.blocking_rules if r.identifier] if matching else []
-    strong = (F.col("forced") == "match") | F.exists(
-        "sources", lambda s: s.startswith("key:") | s.isin(*identifiers) if identifiers else s.startswith("key:"))
-    kept = (edges.join(inside, "record_a", "left_anti").unionByName(
-        edges.join(inside, "record_a", "left_semi").where(strong)))
-    for component, size in giants:
-        log.warning("giant cluster of %d records (anchor %s…) split back to its key and forced edges", size,
-                    component[:12])
-    return connected_components(spark, records.select("record_id"), kept, cfg.identity.max_cluster_iterations,
-                                cfg.identity.checkpoint_every, cfg.identity.driver_cluster_max_edges), giants
-
-
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, object]:
     ctx = ctx or make_context(spark, cfg)
     hash_key = cfg.privacy.key() if cfg.privacy.enabled else None  # fails before any work when missing
     records = person_records(ctx, cfg)
-    records = records.withColumn("record_hash", record_hash(records, cfg)).persist()
+    records = records.withColumn("record_hash", record_hash(records, cfg.identity)).persist()
     matching = cfg.identity.matching
     junk = [] if matching else junk_values(records, cfg.identity.match_keys, MAX_KEY_GROUP).collect()
     for row in junk:
@@ -178,21 +138,14 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         incremental = (stored is not None and previous_registry is not None and ctx.exists(IDENTITY_EDGES)
                        and "record_hash" in previous_registry.columns)
         if incremental:
-            assert previous_registry is not None
-            known = previous_registry.select("record_id", "record_hash")
-            changed = records.join(known, ["record_id", "record_hash"], "left_anti").select("record_id")
-            gone = known.join(records, "record_id", "left_anti").select("record_id")
-            stale = changed.unionByName(gone)
-            result = match(records, matching, model=stored, touching=changed)
-            cached.append(result.edges)
-            kept = (ctx.read(IDENTITY_EDGES)
-                    .join(stale.withColumnRenamed("record_id", "record_a"), "record_a", "left_anti")
-                    .join(stale.withColumnRenamed("record_id", "record_b"), "record_b", "left_anti"))
-            edges = kept.unionByName(result.edges.withColumn("run_id", F.lit(ctx.run_id))).persist()
+            assert previous_registry is not None and stored is not None
+            found = incremental_match(records, previous_registry, ctx.read(IDENTITY_EDGES), matching, stored,
+                                      ctx.run_id)
+            edges = found.edges.persist()
             n_edges = edges.count()
-            cached.append(edges)
-            match_counts = {**result.counts, "mode": "incremental", "changed_records": changed.count(),
-                            "removed_records": gone.count()}
+            cached += [found.new_edges, edges]
+            match_counts = {**found.counts, "mode": "incremental", "changed_records": found.changed.count(),
+                            "removed_records": found.removed.count()}
         else:
             result = match(records, matching)
             cached.append(result.edges)  # persisted and counted by match: adding run_id reads the cache
@@ -203,9 +156,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
                                                evolve_schema=True)
             ctx.wrote(IDENTITY_MODEL, model_rows.version)
     else:
-        edges = (key_pairs(records, cfg.identity.match_keys, MAX_KEY_GROUP)
-                 .groupBy("record_a", "record_b").agg(F.array_sort(F.collect_set("source")).alias("sources"))
-                 .withColumn("run_id", F.lit(ctx.run_id)).withColumn("forced", F.lit("match"))).persist()
+        edges = key_edges(records, cfg.identity.match_keys, ctx.run_id).persist()
         n_edges = edges.count()
         cached.append(edges)
     n_records = int(match_counts["records"]) if matching else records.count()  # type: ignore[call-overload]
@@ -217,19 +168,9 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     previous = previous_registry.select("record_id", "person_id") if previous_registry is not None else None
     salt = str((ctx.inputs.get(PERSON_REGISTRY) or -1) + 1)
     assigned = assign_person_ids(components, previous, salt).persist()
-    registry = (records.select("record_id", "system", "source_key", "record_hash").join(assigned, "record_id")
-                .select("record_id", "system", "source_key", "person_id", "record_hash",
-                        F.lit(ctx.run_id).alias("run_id")))
-    events = identity_events(assigned, previous).select(
-        F.lit(ctx.run_id).alias("run_id"), "person_id", "event", "predecessors",
-        F.lit(datetime.now(UTC)).cast("timestamp").alias("at"))
-    with_person = records.join(assigned.select("record_id", "person_id"), "record_id")
-    systems = [source.system for source in cfg.all_sources().values()]  # every record's system is one of these
-    profile = computed_fields(survive(with_person, cfg.identity.profile_attributes, cfg.identity.survivorship_default,
-                                      cfg.identity.survivorship, systems),
-                              cfg.identity.computed_fields, PERSON_PROFILE, ctx.as_of)
-    if hash_key is not None:
-        profile = add_hashes(profile, cfg.privacy.hashed_columns, hash_key)
+    registry = registry_rows(records, assigned, ctx.run_id)
+    events = event_rows(assigned, previous, ctx.run_id)
+    profile = profile_rows(records, assigned, cfg, PERSON_PROFILE, ctx.as_of, hash_key)
     for table, frame, mode in ((IDENTITY_EDGES, edges, "overwrite"), (PERSON_REGISTRY, registry, "overwrite"),
                                (IDENTITY_EVENTS, events, "append"), (PERSON_PROFILE, profile, "overwrite")):
         written = ctx.store.write(table, frame, mode=mode)  # type: ignore[arg-type]

@@ -186,7 +186,7 @@ def test_survivorship_rules(spark, systems):
 
 @pytest.mark.parametrize("driver_max_edges", [0, 10], ids=["spark_propagation", "driver_scipy"])
 def test_giant_clusters_are_split_back_to_their_key_and_forced_edges(spark, cfg_factory, driver_max_edges):
-    from cdp_spark.pipelines.resolve import guard_giant_clusters
+    from cdp_spark.identity.resolution import guard_giant_clusters
 
     cfg = cfg_factory(f"identity.driver_cluster_max_edges={driver_max_edges}", "identity.matching.max_cluster_size=2")
     records = spark.createDataFrame([(r,) for r in "abcde"], "record_id string")
