@@ -41,7 +41,6 @@ from cdp_spark.quality.gate import preload_ge
 log = logging.getLogger("cdp.pipeline")
 
 
-
 @dataclass(frozen=True)
 class Stage:
     """One stage: ``run(spark, cfg, ctx)``. A ``dated`` stage runs once per as-of date of a backfill. A
@@ -88,7 +87,7 @@ class PipelineSummary:
     lake_root: str
     engine: str
     seconds: dict[str, float] = field(default_factory=dict)
-    skipped: dict[str, str] = field(default_factory=dict)  # stage -> the run whose results it kept
+    skipped: dict[str, str] = field(default_factory=dict)  # stage (and date in a backfill) -> the run it reused
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     persons: int = 0
     quarantined: int = 0
@@ -157,7 +156,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None, stag
             previous = STAGES[current].reusable_run(current, stage_ctx)
             if previous:
                 record_manifest(spark, stage_ctx, current, "skipped", f"unchanged since run {previous}")
-                skipped[current] = previous
+                skipped[current if as_of == ctx.as_of else f"{current} ({as_of})"] = previous
                 log.info("stage %s: skipped, its inputs and outputs are as run %s left them (as of %s; "
                          "--full-refresh recomputes)", current, previous, as_of)
             else:
