@@ -79,7 +79,8 @@ run: demo-data
 test: install-test lint
 	scripts/run_tests.sh
 
-# The table-store contract (both engines) and session tests under pyspark 4.0 with the Spark 4.0 jars, in
+# The table-store contract (both engines), the session tests and the end-to-end pipeline (both engines) under
+# pyspark 4.0 with the Spark 4.0 jars, in
 # build/venv40 (docs/deployment.md, "Delta engines"); not part of `make test`.
 VENV40 := build/venv40
 test-spark40: check-java
@@ -88,7 +89,8 @@ test-spark40: check-java
 		&& $(VENV40)/bin/pip install --quiet -e '.[test]' \
 		&& $(VENV40)/bin/pip install --quiet --no-deps 'delta-spark>=4.4,<4.5')
 	$(MAKE) jars SPARK_MINOR=4.0
-	$(VENV40)/bin/python -m pytest -q tests/contracts tests/unit/test_session.py
+	$(VENV40)/bin/python -m pytest -q tests/contracts tests/unit/test_session.py \
+		'tests/integration/test_pipeline_e2e.py::test_demo_pipeline_end_to_end'
 
 lint: install-test
 	$(BIN)/ruff check cdp_spark jobs tests scripts
