@@ -14,6 +14,7 @@ import click
 from cdp_spark.config import CdpConfig, ConfigError, load_config
 from cdp_spark.io.files import FileRejected
 from cdp_spark.io.jdbc import JdbcError
+from cdp_spark.io.lock import LakeBusy
 from cdp_spark.io.notify import NotificationError
 from cdp_spark.io.object_store import ObjectStoreError
 from cdp_spark.io.tables import TableError
@@ -23,7 +24,7 @@ from cdp_spark.quality.gate import SuiteError
 from cdp_spark.scores.enrichment import EnrichmentError
 
 USER_ERRORS = (ConfigError, StageError, TableError, JdbcError, SuiteError, FileRejected, ObjectStoreError,
-               EnrichmentError, NotificationError)
+               EnrichmentError, NotificationError, LakeBusy)
 
 
 def _parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
@@ -41,13 +42,16 @@ def _parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config key (repeatable)")
 @click.option("--data-dir", default=None, help="data directory (landing files and lake); overrides paths.data_dir")
 @click.option("--as-of", default=None, callback=_parse_date, help="business date to compute as of (default: today)")
+@click.option("--wait", is_flag=True, help="when another run holds the lake, wait for it (up to "
+                                            "storage.lock_wait_s) instead of failing at once")
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
 def main(ctx: click.Context, conf_dir: str, env: str, overrides: tuple[str, ...], data_dir: str | None,
-         as_of: date | None, verbose: bool) -> None:
+         as_of: date | None, wait: bool, verbose: bool) -> None:
     """cdp-spark: ingest, unify, score, validate and publish customer data."""
     configure(verbose)
-    ctx.obj = {"conf_dir": conf_dir, "env": env, "overrides": overrides, "data_dir": data_dir, "as_of": as_of}
+    ctx.obj = {"conf_dir": conf_dir, "env": env, "overrides": overrides, "data_dir": data_dir, "as_of": as_of,
+               "wait": wait}
 
 
 def _config(obj: dict[str, Any]) -> CdpConfig:
@@ -63,7 +67,8 @@ def _run(obj: dict[str, Any], stages: list[str] | None) -> None:
         cfg = _config(obj)
         spark = build_session(cfg.spark)
         ctx = make_context(spark, cfg, obj["as_of"], full_refresh=obj.get("full_refresh", False))
-        summary = pipeline.run(spark, cfg, ctx, stages, since=obj.get("since"), every_days=obj.get("every", 1))
+        summary = pipeline.run(spark, cfg, ctx, stages, since=obj.get("since"), every_days=obj.get("every", 1),
+                               wait=obj.get("wait", False))
     except USER_ERRORS as exc:
         click.echo(f"ERROR: {exc}", err=True)
         sys.exit(1)
@@ -157,12 +162,15 @@ def erase(obj: dict[str, Any], email: str | None, person_id: str | None) -> None
     prints the erasure receipt (tables, versions, rows removed)."""
     from cdp_spark.pipelines import erase as erase_stage
     from cdp_spark.pipelines.common import make_context
+    from cdp_spark.pipelines.pipeline import lake_held
     from cdp_spark.session import build_session
 
     try:
         cfg = _config(obj)
         spark = build_session(cfg.spark, "cdp-erase")
-        receipt = erase_stage.run(spark, cfg, email, person_id, make_context(spark, cfg, obj["as_of"]))
+        ctx = make_context(spark, cfg, obj["as_of"])
+        with lake_held(cfg, ctx.run_id, "cdp erase", obj.get("wait", False)):
+            receipt = erase_stage.run(spark, cfg, email, person_id, ctx)
     except USER_ERRORS as exc:
         click.echo(f"ERROR: {exc}", err=True)
         sys.exit(1)

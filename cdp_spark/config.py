@@ -56,6 +56,12 @@ class StorageSettings(Model):
     """Delta writer: spark (delta-spark jars), rs (delta-rs commits), auto (spark when its jars load)"""
     checkpoint_dir: str = "{data_dir}/checkpoints"
     """Spark checkpoints of iterative jobs (connected components)"""
+    lock: bool = True
+    """one writing run per lake: a run holds <lake_root>/_cdp_run.lock; a second run fails naming the first"""
+    lock_wait_s: int = Field(3600, ge=0)
+    """with --wait, how long a run waits for the lake before failing"""
+    lock_stale_after_s: int = Field(300, ge=30)
+    """a lock whose heartbeat (every 30 s) is older than this, or whose process is gone, is taken over"""
 
 
 class ColumnOptions(Model):

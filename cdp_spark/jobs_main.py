@@ -4,8 +4,8 @@ spark-submit job and ``cdp`` parse the same options, build the run the same way 
     spark-submit jobs/score.py --env cluster --as-of 2026-06-30      ==  cdp --env cluster --as-of 2026-06-30 score
     spark-submit jobs/pipeline.py --since 2026-06-01                 ==  cdp --env cluster run --since 2026-06-01
 
-The global options (``--conf``, ``--env``, ``--set``, ``--data-dir``, ``--as-of``, ``-v``) may come anywhere;
-``--env`` defaults to ``cluster``, and the Spark application is named ``cdp-<job>``."""
+The global options (``--conf``, ``--env``, ``--set``, ``--data-dir``, ``--as-of``, ``--wait``, ``-v``) may come
+anywhere; ``--env`` defaults to ``cluster``, and the Spark application is named ``cdp-<job>``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import sys
 
 JOBS = ("ingest", "normalise", "resolve", "score", "predict", "report", "validate", "sync", "export", "pipeline")
 GLOBAL_OPTIONS = ("--conf", "--env", "--set", "--data-dir", "--as-of")  # each takes a value
-GLOBAL_FLAGS = ("-v", "--verbose")
+GLOBAL_FLAGS = ("-v", "--verbose", "--wait")
 
 
 def cli_args(job: str, argv: list[str]) -> list[str]:

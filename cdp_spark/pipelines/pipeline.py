@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -33,6 +34,7 @@ from cdp_spark.catalog import (
     silver_of,
 )
 from cdp_spark.config import CdpConfig
+from cdp_spark.io.lock import hold_lake
 from cdp_spark.io.notify import NotificationError, post_json
 from cdp_spark.pipelines import export, ingest, normalise, predict, report, resolve, score, sync, validate
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest, unchanged_since
@@ -138,12 +140,28 @@ def stage_plan(stages: list[str], as_of: date, since: date | None = None,
 
 
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None, stages: list[str] | None = None,
-        since: date | None = None, every_days: int = 1) -> PipelineSummary:
+        since: date | None = None, every_days: int = 1, wait: bool = False) -> PipelineSummary:
     """Runs the stages in order with one run id; a failing stage stops the run with its error. With
     ``since``, the dated stages run for every as-of date from ``since`` to the run's as-of date. A reusable
-    stage whose last run is still current is skipped, with a ``skipped`` manifest row naming that run."""
+    stage whose last run is still current is skipped, with a ``skipped`` manifest row naming that run. The run
+holds the lake (``storage.lock``): another run on it fails at once (:class:`LakeBusy`), or waits with
+``wait``."""
     ctx = ctx or make_context(spark, cfg)
     plan = stage_plan(stages or list(STAGES), ctx.as_of, since, every_days)
+    command = "cdp run" + (f" --stages {','.join(stages)}" if stages else "")
+    with lake_held(cfg, ctx.run_id, command, wait):
+        return _run_plan(spark, cfg, ctx, plan)
+
+
+def lake_held(cfg: CdpConfig, run_id: str, command: str, wait: bool = False) -> AbstractContextManager[None]:
+    """The lake held for a run (``storage.lock``), or nothing when locking is off."""
+    if not cfg.storage.lock:
+        return nullcontext()
+    return hold_lake(cfg.lake_root, run_id, command, cfg.object_store, cfg.storage.lock_stale_after_s,
+                     cfg.storage.lock_wait_s if wait else 0)
+
+
+def _run_plan(spark: SparkSession, cfg: CdpConfig, ctx: RunContext, plan: list[tuple[str, date]]) -> PipelineSummary:
     seconds: dict[str, float] = {}
     skipped: dict[str, str] = {}
     current = ""

@@ -1,5 +1,6 @@
-"""Two writers on one Delta table at once: blind appends both land; conflicting merges let one win and
-fail the other clearly, leaving no partial commit and no stray files."""
+"""Two writers on one Delta table at once: blind appends both land; a table another writer created meanwhile
+is written to; conflicting merges let one win and fail the other clearly, leaving no partial commit and no
+stray files."""
 
 from __future__ import annotations
 
@@ -60,3 +61,24 @@ def test_conflicting_merge_fails_clearly_and_leaves_the_winner(spark, lake, monk
     referenced = {Path(uri).name for uri in DeltaTable(str(table_dir)).file_uris()}
     on_disk = {p.name for p in table_dir.glob("*.parquet")}
     assert on_disk == referenced | before  # the winner's files and the files it replaced; none of the loser's
+
+
+def test_a_table_created_by_another_writer_meanwhile_is_written_to_not_failed(spark, lake, monkeypatch):
+    store = open_store(spark, str(lake), "rs")
+    store.write("silver.t", spark.createDataFrame([("a", 1)], SCHEMA))  # the other writer's create
+    exists = store.exists
+    looked = []
+
+    def absent_at_first_look(table):  # type: ignore[no-untyped-def]
+        looked.append(table)
+        return False if len(looked) == 1 else exists(table)
+
+    monkeypatch.setattr(store, "exists", absent_at_first_look)  # our writer saw no table, then lost the race
+    result = store.write("silver.t", spark.createDataFrame([("b", 2)], SCHEMA))
+    monkeypatch.undo()
+    assert result.version == 1 and result.rows_written == 1
+    expected = spark.createDataFrame([("a", 1), ("b", 2)], SCHEMA)
+    assert_df_equality(store.read("silver.t").orderBy("id"), expected, ignore_nullable=True)
+    table_dir = Path(store.path("silver.t"))
+    referenced = {Path(uri).name for uri in DeltaTable(str(table_dir)).file_uris()}
+    assert {p.name for p in table_dir.glob("*.parquet")} == referenced  # the create attempt's files are gone

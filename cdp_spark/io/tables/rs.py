@@ -172,6 +172,7 @@ class RsDeltaStore:
     def write(self, table: str, df: DataFrame, mode: WriteMode = "append", txn: Txn | None = None,
               evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult:
         from deltalake import Schema
+        from deltalake.exceptions import DeltaError
         from deltalake.transaction import create_table_with_add_actions
 
         done = self._already_applied(table, txn)
@@ -182,10 +183,20 @@ class RsDeltaStore:
         if not self.exists(table):
             schema = nullable_schema(df.schema)
             adds, rows = self._stage_files(df.select(*[F.col(f"`{c}`") for c in df.columns]), table_path)
-            create_table_with_add_actions(table_path, Schema.from_arrow(arrow_schema_of(schema)), adds,
-                                          mode="error",
-                                          commit_properties=self._commit_properties(txn, "CREATE", metadata))
-            return WriteResult(table, 0, rows_written=rows)
+            try:
+                create_table_with_add_actions(table_path, Schema.from_arrow(arrow_schema_of(schema)), adds,
+                                              mode="error",
+                                              commit_properties=self._commit_properties(txn, "CREATE", metadata))
+                return WriteResult(table, 0, rows_written=rows)
+            except DeltaError as exc:
+                if "already exists" not in str(exc) or not self.exists(table):
+                    raise
+                for add in adds:  # another writer created the table first: write to it (once: it now exists)
+                    Path(table_path, add.path).unlink(missing_ok=True)
+                log.info("%s: created by another writer meanwhile; writing to it", table)
+                done = self._already_applied(table, txn)
+                if done:
+                    return done
         dt = self._open(table)
         current = StructType.fromJson(json.loads(dt.schema().to_json()))
         if mode == "overwrite":
