@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import json
 import sys
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import date
+from enum import IntEnum
 from pathlib import Path
 from typing import Any
 
 import click
 
 from cdp_spark.config import CdpConfig, ConfigError, load_config
+from cdp_spark.identity.explain import UnknownPerson
 from cdp_spark.io.files import FileRejected
 from cdp_spark.io.jdbc import JdbcError
 from cdp_spark.io.lock import LakeBusy
@@ -19,12 +24,58 @@ from cdp_spark.io.notify import NotificationError
 from cdp_spark.io.object_store import ObjectStoreError
 from cdp_spark.io.tables import TableError
 from cdp_spark.log import configure
-from cdp_spark.pipelines.common import StageError
+from cdp_spark.pipelines.common import InputRejected, QualityGateBlocked, StageError
 from cdp_spark.quality.gate import SuiteError
 from cdp_spark.scores.enrichment import EnrichmentError
+from cdp_spark.version import code_version
 
-USER_ERRORS = (ConfigError, StageError, TableError, JdbcError, SuiteError, FileRejected, ObjectStoreError,
-               EnrichmentError, NotificationError, LakeBusy)
+
+class ExitCode(IntEnum):
+    """What a ``cdp`` command's exit status says (docs/operations.md, "Exit codes")."""
+
+    OK = 0
+    FAILED = 1  # a stage failed for a reason the message names (missing table, bad suite, ...)
+    USAGE = 2  # the command line is wrong (click's own code)
+    CONFIG = 3  # the configuration is invalid: file, key and reason in the message
+    INPUT_REJECTED = 4  # landing files were rejected; the others were ingested
+    QUALITY_GATE = 5  # a quality suite blocked publishing a table version
+    EXTERNAL = 6  # a database, the object store or the webhook could not be reached or refused
+    LAKE_BUSY = 7  # another run holds the lake
+    INTERNAL = 70  # a bug: the traceback is printed
+
+
+FAILURE_CLASSES: list[tuple[tuple[type[BaseException], ...], ExitCode]] = [
+    ((ConfigError,), ExitCode.CONFIG),
+    ((InputRejected, FileRejected), ExitCode.INPUT_REJECTED),
+    ((QualityGateBlocked,), ExitCode.QUALITY_GATE),
+    ((JdbcError, ObjectStoreError, NotificationError), ExitCode.EXTERNAL),
+    ((LakeBusy,), ExitCode.LAKE_BUSY),
+    ((StageError, TableError, SuiteError, EnrichmentError, UnknownPerson), ExitCode.FAILED),
+]
+
+
+def exit_code(exc: BaseException) -> ExitCode:
+    """The exit code of a failure: its class's, :attr:`ExitCode.INTERNAL` for anything unforeseen."""
+    return next((code for classes, code in FAILURE_CLASSES if isinstance(exc, classes)), ExitCode.INTERNAL)
+
+
+@contextmanager
+def exits_on_failure() -> Iterator[None]:
+    """Turns a failure into ``ERROR: <message>`` on stderr and its exit code; an unforeseen one also prints
+    its traceback."""
+    try:
+        yield
+    except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+        raise
+    except Exception as exc:
+        code = exit_code(exc)
+        if code is ExitCode.INTERNAL:
+            traceback.print_exc()
+            click.echo(f"ERROR: internal error, {type(exc).__name__}: {exc} (a bug: the traceback above shows "
+                       "where)", err=True)
+        else:
+            click.echo(f"ERROR: {exc}", err=True)
+        sys.exit(int(code))
 
 
 def _parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None) -> date | None:
@@ -37,6 +88,7 @@ def _parse_date(_ctx: click.Context, _param: click.Parameter, value: str | None)
 
 
 @click.group()
+@click.version_option(code_version(), "--version", prog_name="cdp", message="%(prog)s %(version)s")
 @click.option("--conf", "conf_dir", default="conf", show_default=True, help="config directory (base/ + overlays)")
 @click.option("--env", default="local", show_default=True, help="overlay under the config directory")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="override a config key (repeatable)")
@@ -63,15 +115,12 @@ def _run(obj: dict[str, Any], stages: list[str] | None) -> None:
     from cdp_spark.pipelines.common import make_context
     from cdp_spark.session import build_session
 
-    try:
+    with exits_on_failure():
         cfg = _config(obj)
         spark = build_session(cfg.spark)
         ctx = make_context(spark, cfg, obj["as_of"], full_refresh=obj.get("full_refresh", False))
         summary = pipeline.run(spark, cfg, ctx, stages, since=obj.get("since"), every_days=obj.get("every", 1),
                                wait=obj.get("wait", False))
-    except USER_ERRORS as exc:
-        click.echo(f"ERROR: {exc}", err=True)
-        sys.exit(1)
     click.echo(json.dumps(asdict(summary), indent=2) if obj.get("json") else render_summary(summary))
 
 
@@ -165,15 +214,12 @@ def erase(obj: dict[str, Any], email: str | None, person_id: str | None) -> None
     from cdp_spark.pipelines.pipeline import lake_held
     from cdp_spark.session import build_session
 
-    try:
+    with exits_on_failure():
         cfg = _config(obj)
         spark = build_session(cfg.spark, "cdp-erase")
         ctx = make_context(spark, cfg, obj["as_of"])
         with lake_held(cfg, ctx.run_id, "cdp erase", obj.get("wait", False)):
             receipt = erase_stage.run(spark, cfg, email, person_id, ctx)
-    except USER_ERRORS as exc:
-        click.echo(f"ERROR: {exc}", err=True)
-        sys.exit(1)
     click.echo(json.dumps(receipt, indent=2))
 
 
@@ -186,13 +232,10 @@ def dictionary(obj: dict[str, Any], out: Path) -> None:
     from cdp_spark.pipelines.common import make_context
     from cdp_spark.session import build_session
 
-    try:
+    with exits_on_failure():
         cfg = _config(obj)
         ctx = make_context(build_session(cfg.spark, "cdp-dictionary"), cfg)
         rows = data_dictionary.build(ctx.store, cfg)
-    except USER_ERRORS as exc:
-        click.echo(f"ERROR: {exc}", err=True)
-        sys.exit(1)
     click.echo(f"{len(rows)} columns of {len({r.table for r in rows})} tables written to "
                f"{data_dictionary.write(rows, out)}")
 
@@ -211,20 +254,17 @@ def config_reference(out: Path) -> None:
 @click.pass_obj
 def explain(obj: dict[str, Any], person_id: str) -> None:
     """Show why the records of PERSON_ID are one person: records, links with field evidence, events."""
-    from cdp_spark.identity.explain import UnknownPerson, render
     from cdp_spark.identity.explain import explain as explain_person
+    from cdp_spark.identity.explain import render
     from cdp_spark.identity.matching import model_levels
     from cdp_spark.pipelines.common import make_context
     from cdp_spark.session import build_session
 
-    try:
+    with exits_on_failure():
         cfg = _config(obj)
         ctx = make_context(build_session(cfg.spark, "cdp-explain"), cfg)
         levels = model_levels(cfg.identity.matching) if cfg.identity.matching else {}
         click.echo(render(explain_person(ctx.store, person_id), levels))
-    except (*USER_ERRORS, UnknownPerson) as exc:
-        click.echo(f"ERROR: {exc}", err=True)
-        sys.exit(1)
 
 
 @main.group()
@@ -243,7 +283,7 @@ def identity_diagnostics(obj: dict[str, Any], as_json: bool) -> None:
     from cdp_spark.pipelines.resolve import stored_model
     from cdp_spark.session import build_session
 
-    try:
+    with exits_on_failure():
         cfg = _config(obj)
         if cfg.identity.matching is None:
             raise StageError("identity.matching is null: records are linked by exact keys, there is no model")
@@ -251,9 +291,6 @@ def identity_diagnostics(obj: dict[str, Any], as_json: bool) -> None:
         if stored is None:
             raise StageError("no matching model in silver.identity_model yet: run the resolve stage first")
         report = diagnostics(*stored, cfg.identity.matching.match_probability)
-    except USER_ERRORS as exc:
-        click.echo(f"ERROR: {exc}", err=True)
-        sys.exit(1)
     click.echo(json.dumps(report, indent=2) if as_json else render(report))
 
 
@@ -275,11 +312,8 @@ def scores_list() -> None:
 @click.pass_obj
 def show_config(obj: dict[str, Any]) -> None:
     """Print the effective configuration (secrets are never in it, only env var names)."""
-    try:
+    with exits_on_failure():
         click.echo(json.dumps(_config(obj).model_dump(mode="json"), indent=2))
-    except ConfigError as exc:
-        click.echo(f"ERROR: {exc}", err=True)
-        sys.exit(1)
 
 
 

@@ -14,11 +14,11 @@ from typing import Any, TypeVar
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
-from cdp_spark import __version__
 from cdp_spark.catalog import RUN_MANIFEST, declared_schema
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.object_store import configure_s3a
 from cdp_spark.io.tables import TableStore, open_store
+from cdp_spark.version import code_version
 
 log = logging.getLogger("cdp")
 
@@ -26,6 +26,14 @@ log = logging.getLogger("cdp")
 
 class StageError(RuntimeError):
     """A stage failed for a reason the user can act on; the CLI prints the message and exits non-zero."""
+
+
+class InputRejected(StageError):
+    """Ingest rejected landing files (the others were ingested and logged)."""
+
+
+class QualityGateBlocked(StageError):
+    """A quality suite's fail rule failed: the table version was not published."""
 
 
 
@@ -126,7 +134,7 @@ def record_manifest(spark: SparkSession, ctx: RunContext, job: str, status: str,
     """Appends one row to ``meta.run_manifest``: inputs' and outputs' versions, the hash of the settings the
     stage ran with (``settings_hash``, else the config's fingerprint), counts."""
     row = (ctx.run_id, job, status, ctx.as_of, ctx.started_at.replace(tzinfo=None),
-           datetime.now(UTC).replace(tzinfo=None), settings_hash or ctx.cfg.fingerprint(), __version__,
+           datetime.now(UTC).replace(tzinfo=None), settings_hash or ctx.cfg.fingerprint(), code_version(),
            ctx.store.engine,
            json.dumps(ctx.inputs, sort_keys=True), json.dumps(ctx.outputs, sort_keys=True),
            json.dumps(ctx.counts, sort_keys=True, default=str), message[:2000])
@@ -148,7 +156,7 @@ def unchanged_since(ctx: RunContext, job: str, settings_hash: str | None = None)
         return None
     previous = last[0]
     if (previous.config_hash, previous.code_version, previous.engine) != (
-            settings_hash or ctx.cfg.fingerprint(), __version__, ctx.store.engine):
+            settings_hash or ctx.cfg.fingerprint(), code_version(), ctx.store.engine):
         return None
     read, wrote = json.loads(previous.input_versions), json.loads(previous.output_versions)
     expected = {**read, **wrote}

@@ -51,7 +51,7 @@ from cdp_spark.io.files import (
 )
 from cdp_spark.io.object_store import ObjectRef, ObjectStore, is_object_url
 from cdp_spark.io.tables import Txn
-from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
+from cdp_spark.pipelines.common import InputRejected, RunContext, StageError, make_context, record_manifest
 
 log = logging.getLogger("cdp.ingest")
 
@@ -301,5 +301,5 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> l
     record_manifest(spark, ctx, "ingest", "failed" if rejected else "succeeded",
                     "; ".join(o.message for o in rejected))
     if rejected:
-        raise StageError("rejected files:\n  " + "\n  ".join(o.message for o in rejected))
+        raise InputRejected("rejected files:\n  " + "\n  ".join(o.message for o in rejected))
     return outcomes

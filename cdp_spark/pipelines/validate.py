@@ -22,7 +22,7 @@ from pyspark.sql import functions as F
 from cdp_spark.catalog import PUBLISHED, QUALITY_RESULTS, declared_schema, quarantine_of_table
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.tables import TableStore, Txn
-from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
+from cdp_spark.pipelines.common import QualityGateBlocked, RunContext, make_context, record_manifest
 from cdp_spark.quality.gate import (
     GateContext,
     Outcome,
@@ -135,5 +135,5 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     record_manifest(spark, ctx, "validate", "failed" if blocked else "succeeded",
                     f"not published: {blocked}" if blocked else "", settings_hash=settings_hash(cfg))
     if blocked:
-        raise StageError(f"quality gate blocked publishing of {blocked}; see {QUALITY_RESULTS}")
+        raise QualityGateBlocked(f"quality gate blocked publishing of {blocked}; see {QUALITY_RESULTS}")
     return verdicts

@@ -31,7 +31,7 @@ def test_a_second_run_fails_at_once_naming_the_first_and_writes_nothing(spark, t
         assert (held["run_id"], held["command"], held["host"]) == ("first0run001", "cdp run", socket.gethostname())
         result = CliRunner().invoke(main, ["--conf", str(REPO_ROOT / "conf"), "--data-dir", str(tmp_path / "data"),
                                            "ingest"])
-        assert result.exit_code == 1
+        assert result.exit_code == 7  # the lake is busy
         assert result.output.startswith(f"ERROR: the lake {lake} is in use by run first0run001 (cdp run, host "
                                         f"{socket.gethostname()}, pid ")
         assert "--wait waits up to storage.lock_wait_s" in result.output and "Traceback" not in result.output

@@ -34,10 +34,57 @@ def test_job_arguments_are_the_cdp_command_line():
         cli_args("scoring", [])
 
 
-def test_cli_config_error_exits_non_zero_with_file_and_key():
+def test_cli_config_error_exits_3_with_file_and_key():
     result = CliRunner().invoke(main, ["--conf", str(REPO_ROOT / "conf"), "--set", "spark.nope=1", "show-config"])
-    assert result.exit_code == 1
+    assert result.exit_code == 3
     assert "CLI override 'spark.nope=1': key 'spark.nope': Extra inputs are not permitted" in result.output
+
+
+def test_each_failure_class_has_its_exit_code(spark, tmp_path: Path, monkeypatch):
+    conf = ["--conf", str(REPO_ROOT / "conf"), "--data-dir", str(tmp_path)]
+    # input rejected: a CRM export without its source key column; the other sources have no files
+    (tmp_path / "landing" / "crm").mkdir(parents=True)
+    (tmp_path / "landing" / "crm" / "crm_contacts.csv").write_text("first_name;last_name\nAna;Ruiz\n")
+    rejected = CliRunner().invoke(main, [*conf, "ingest"])
+    assert rejected.exit_code == 4, rejected.output
+    assert "ERROR: rejected files:" in rejected.output and "no source key column ['contact_id']" in rejected.output
+    # an external system down: the warehouse's port has no server
+    monkeypatch.setenv("CDP_WAREHOUSE_USER", "u")
+    monkeypatch.setenv("CDP_WAREHOUSE_PASSWORD", "p")
+    down = CliRunner().invoke(main, [*conf, "--set", "warehouse.enabled=true", "--set",
+                                     "warehouse.url=jdbc:postgresql://127.0.0.1:9/cdp", "sync"])
+    assert down.exit_code == 6, down.output
+    assert "ERROR: " in down.output and "127.0.0.1:9" in down.output and "Traceback" not in down.output
+    # a quality gate and anything unforeseen, raised where a stage would raise them
+    from cdp_spark.pipelines import pipeline
+    from cdp_spark.pipelines.common import QualityGateBlocked
+
+    def blocked(*_args, **_kwargs):
+        raise QualityGateBlocked("quality gate blocked publishing of ['gold.clv']; see quality.results")
+
+    monkeypatch.setattr(pipeline, "run", blocked)
+    gate = CliRunner().invoke(main, [*conf, "validate"])
+    assert (gate.exit_code, gate.output.strip()) == (
+        5, "ERROR: quality gate blocked publishing of ['gold.clv']; see quality.results")
+
+    def bug(*_args, **_kwargs):
+        raise ZeroDivisionError("division by zero")
+
+    monkeypatch.setattr(pipeline, "run", bug)
+    internal = CliRunner().invoke(main, [*conf, "score"])
+    assert internal.exit_code == 70
+    assert "ERROR: internal error, ZeroDivisionError: division by zero (a bug" in internal.output
+
+
+def test_version_names_the_package_and_the_commit():
+    import re
+    import subprocess
+
+    result = CliRunner().invoke(main, ["--version"])
+    commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    assert result.exit_code == 0
+    assert re.fullmatch(rf"cdp 0\.1\.0\+g{commit}(\.dirty)?\n", result.output), result.output
 
 
 def test_cli_bad_date_is_rejected():

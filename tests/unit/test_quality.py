@@ -9,7 +9,7 @@ from chispa import assert_df_equality
 
 from cdp_spark.io.tables import open_store
 from cdp_spark.pipelines import validate as validate_stage
-from cdp_spark.pipelines.common import StageError, make_context
+from cdp_spark.pipelines.common import QualityGateBlocked, make_context
 from cdp_spark.quality.gate import Outcome, SuiteError, load_suite, validate
 
 SUITE = """
@@ -63,7 +63,7 @@ def test_gate_publishes_passing_version_and_blocks_failing_one(spark, cfg_factor
     store.write("gold.people", spark.createDataFrame([("P1",), ("P2",)], "person_id string"))
     assert validate_stage.run(spark, cfg, ctx.for_stage()) == {"gold.people": True}
     store.write("gold.people", spark.createDataFrame([("P1",), ("P1",)], "person_id string"), mode="overwrite")
-    with pytest.raises(StageError, match=r"blocked publishing of \['gold.people'\]"):
+    with pytest.raises(QualityGateBlocked, match=r"blocked publishing of \['gold.people'\]"):
         validate_stage.run(spark, cfg, ctx.for_stage())
     assert validate_stage.published_version(store, "gold.people") == 0
     results = store.read("quality.results").select("table_version", "expectation", "success", "unexpected_count")
@@ -126,7 +126,7 @@ def test_quarantine_warn_and_row_count_change(spark, cfg_factory, tmp_path):
 
     # a new version with far fewer rows than the published one (2) is blocked by the row-count rule
     store.write("gold.people", spark.createDataFrame([("P1", 30, "gold")], people.schema), mode="overwrite")
-    with pytest.raises(StageError, match=r"blocked publishing of \['gold.people'\]"):
+    with pytest.raises(QualityGateBlocked, match=r"blocked publishing of \['gold.people'\]"):
         validate_stage.run(spark, cfg, ctx.for_stage())
     change = [r for r in store.read("quality.results").where("table_version = 2").collect()
               if r.expectation == "cdp_row_count_change"]
