@@ -167,28 +167,31 @@ def _stage_command(name: str, help_text: str) -> None:
     @main.command(name=name, help=help_text)
     @click.option("--full-refresh", is_flag=True, help="recompute even when the inputs did not change since the "
                                                        "stage's last run")
+    @click.option("--json", "as_json", is_flag=True, help="print the run summary as JSON")
     @click.pass_obj
-    def command(obj: dict[str, Any], full_refresh: bool) -> None:
-        obj["full_refresh"] = full_refresh
+    def command(obj: dict[str, Any], full_refresh: bool, as_json: bool) -> None:
+        obj.update(full_refresh=full_refresh, json=as_json)
         _run(obj, [name])
 
 
 @main.command()
 @click.option("--full-refresh", is_flag=True, help="JDBC sources: ignore the stored watermarks, read everything")
+@click.option("--json", "as_json", is_flag=True, help="print the run summary as JSON")
 @click.pass_obj
-def ingest(obj: dict[str, Any], full_refresh: bool) -> None:
+def ingest(obj: dict[str, Any], full_refresh: bool, as_json: bool) -> None:
     """Ingest landing files, objects and JDBC tables into bronze and quarantine tables."""
-    obj["full_refresh"] = full_refresh
+    obj.update(full_refresh=full_refresh, json=as_json)
     _run(obj, ["ingest"])
 
 
 @main.command()
 @click.option("--full-refresh", is_flag=True,
               help="rebuild silver from all of bronze (after changing normalisation rules), not only new keys")
+@click.option("--json", "as_json", is_flag=True, help="print the run summary as JSON")
 @click.pass_obj
-def normalise(obj: dict[str, Any], full_refresh: bool) -> None:
+def normalise(obj: dict[str, Any], full_refresh: bool, as_json: bool) -> None:
     """Build silver tables from bronze: only the keys that arrived since the last build."""
-    obj["full_refresh"] = full_refresh
+    obj.update(full_refresh=full_refresh, json=as_json)
     _run(obj, ["normalise"])
 
 
@@ -251,8 +254,9 @@ def config_reference(out: Path) -> None:
 
 @main.command()
 @click.argument("person_id")
+@click.option("--json", "as_json", is_flag=True, help="print records, edges and events as JSON")
 @click.pass_obj
-def explain(obj: dict[str, Any], person_id: str) -> None:
+def explain(obj: dict[str, Any], person_id: str, as_json: bool) -> None:
     """Show why the records of PERSON_ID are one person: records, links with field evidence, events."""
     from cdp_spark.identity.explain import explain as explain_person
     from cdp_spark.identity.explain import render
@@ -264,7 +268,8 @@ def explain(obj: dict[str, Any], person_id: str) -> None:
         cfg = _config(obj)
         ctx = make_context(build_session(cfg.spark, "cdp-explain"), cfg)
         levels = model_levels(cfg.identity.matching) if cfg.identity.matching else {}
-        click.echo(render(explain_person(ctx.store, person_id), levels))
+        found = explain_person(ctx.store, person_id)
+        click.echo(json.dumps(asdict(found), indent=2, default=str) if as_json else render(found, levels))
 
 
 @main.group()
@@ -300,10 +305,14 @@ def scores() -> None:
 
 
 @scores.command("list")
-def scores_list() -> None:
+@click.option("--json", "as_json", is_flag=True, help="print the scores as JSON")
+def scores_list(as_json: bool) -> None:
     """Print every score with its column, type and definition."""
     from cdp_spark.scores.library import SCORES
 
+    if as_json:
+        click.echo(json.dumps([asdict(score) for score in SCORES], indent=2))
+        return
     for score in SCORES:
         click.echo(f"{score.column:<28} {score.type:<14} {score.name}\n{'':<43} {score.definition}")
 

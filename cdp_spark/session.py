@@ -52,7 +52,8 @@ LOCAL_CONF = {
     # projection's expressions into one method, so a wide one (matching's comparison levels) ran
     # interpreted: 10.4 s -> 2.9 s for the levels of 1.85M pairs with the limit lifted.
     "spark.driver.extraJavaOptions": ("-XX:+UseG1GC -XX:-DontCompileHugeMethods"
-                                      " -Dio.netty.tryReflectionSetAccessible=true"),
+                                      " -Dio.netty.tryReflectionSetAccessible=true"
+                                      f" -Dlog4j2.configurationFile={Path(__file__).with_name('log4j2.properties')}"),
     "spark.sql.warehouse.dir": "spark-warehouse",
     # delta-spark rebuilds a table's state (e.g. for every write with txnAppId) in 50 partitions by default:
     # on two cores a write to moto's S3 took 19 s with them, 10 s with 2

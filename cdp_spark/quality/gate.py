@@ -44,6 +44,8 @@ import yaml
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from cdp_spark.log import quiet
+
 log = logging.getLogger(__name__)
 
 SUMMARY_FORMAT = {"result_format": "SUMMARY", "exclude_unexpected_values": True, "partial_unexpected_count": 0,
@@ -236,6 +238,8 @@ def ge_context() -> Any:
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
+    if logging.getLogger("great_expectations").level >= logging.WARNING:  # quiet unless cdp -v
+        quiet("great_expectations")  # its import set some of its loggers to INFO
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
     context.data_sources.add_spark(name="cdp")

@@ -125,14 +125,17 @@ def funnel(events: DataFrame, registry: DataFrame, spec: FunnelSettings, type_co
               .groupBy("step_number").agg(F.count("*").alias("actors"),
                                           F.sum(F.col("known").cast("int")).alias("customers")))
     steps = events.sparkSession.createDataFrame(list(enumerate(spec.steps, start=1)), "step_number int, step string")
-    ordered = Window.orderBy("step_number")
-    actors = F.coalesce(F.col("actors"), F.lit(0))
-    first = F.first(actors).over(ordered.rowsBetween(Window.unboundedPreceding, Window.unboundedFollowing))
-    return (steps.join(counts, "step_number", "left").select(
-        F.lit(spec.name).alias("funnel"), F.col("step_number").cast("int").alias("step_number"), "step",
-        actors.cast("long").alias("actors"), F.coalesce("customers", F.lit(0)).cast("long").alias("customers"),
-        F.round(actors / first, 4).alias("pct_of_first"),
-        F.round(actors / F.lag(actors).over(ordered), 4).alias("pct_of_previous"))
+    # a handful of steps: the first and the previous step's actors come from joins, not an unpartitioned window
+    per_step = steps.join(counts, "step_number", "left").select(
+        F.col("step_number").cast("int").alias("step_number"), "step",
+        F.coalesce(F.col("actors"), F.lit(0)).cast("long").alias("actors"),
+        F.coalesce("customers", F.lit(0)).cast("long").alias("customers"))
+    first = per_step.where(F.col("step_number") == 1).select(F.col("actors").alias("_first"))
+    previous = per_step.select((F.col("step_number") + 1).alias("step_number"), F.col("actors").alias("_previous"))
+    return (per_step.crossJoin(first).join(previous, "step_number", "left").select(
+        F.lit(spec.name).alias("funnel"), "step_number", "step", "actors", "customers",
+        F.round(F.col("actors") / F.col("_first"), 4).alias("pct_of_first"),
+        F.round(F.col("actors") / F.col("_previous"), 4).alias("pct_of_previous"))
         .orderBy("step_number"))
 
 

@@ -24,6 +24,7 @@ from deltalake import DeltaTable
 from cdp_spark import dictionary as data_dictionary
 from cdp_spark.catalog import TABLES
 from cdp_spark.demo.generator import generate
+from cdp_spark.log import NOISY, quiet
 from cdp_spark.pipelines import pipeline
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.session import delta_spark_available
@@ -151,6 +152,7 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     data = tmp_path / engine  # one lake per engine, the same landing files
     shutil.copytree(demo / "landing", data / "landing")
     caplog.set_level(logging.INFO)
+    quiet(*NOISY)  # what cdp does without -v
     monkeypatch.setenv("CDP_WAREHOUSE_USER", postgres.user)
     monkeypatch.setenv("CDP_WAREHOUSE_PASSWORD", postgres.password)
     # exact-key resolution, which the plain-Python union-find below reproduces independently
@@ -163,6 +165,9 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     spark.catalog.clearCache()  # what earlier tests cached
     summary = pipeline.run(spark, cfg, ctx)
     store = ctx.store
+    # the log holds the project's own lines at INFO: third-party ones only from WARNING up
+    assert [f"{r.name}: {r.getMessage()}" for r in caplog.records
+            if r.levelno < logging.WARNING and not r.name.startswith("cdp")] == []
     # every stage releases what it cached: a long-lived driver (a notebook, a scheduler) does not fill up
     assert spark._jsparkSession.sharedState().cacheManager().isEmpty()
 
@@ -320,6 +325,11 @@ def test_probabilistic_resolution_against_ground_truth_explain_and_backfill(spar
     assert result.exit_code == 0, result.output
     assert f"person {person}:" in result.output and f"{edge.record_a} <-> {edge.record_b}" in result.output
     assert "first_name_key" in result.output and "probability" in result.output
+    as_json = CliRunner().invoke(main, ["--conf", str(REPO_ROOT / "conf"), "--data-dir", str(data), "explain",
+                                        person, "--json"])
+    explained = json.loads(as_json.output)
+    assert explained["person_id"] == person and edge.record_a in {r["record_id"] for r in explained["records"]}
+    assert (edge.record_a, edge.record_b) in {(e["record_a"], e["record_b"]) for e in explained["edges"]}
     missing = CliRunner().invoke(main, ["--conf", str(REPO_ROOT / "conf"), "--data-dir", str(data), "explain", "P0"])
     assert missing.exit_code == 1 and "no person P0 in gold.person_registry" in missing.output
 

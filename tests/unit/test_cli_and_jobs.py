@@ -117,6 +117,15 @@ def test_full_refresh_flags_reach_the_run_from_cdp_and_from_the_jobs(monkeypatch
     assert [call[:2] for call in calls] == [(["normalise"], True), (["normalise"], False), (None, True),
                                             (["score"], False)]
     calls.clear()
+    jsons = []
+    monkeypatch.setattr("cdp_spark.cli._run", lambda obj, stages: jsons.append((stages, obj.get("json"))))
+    for command in (["ingest", "--json"], ["normalise", "--json"], ["validate", "--json"], ["run", "--json"],
+                    ["sync"]):
+        assert CliRunner().invoke(main, command).exit_code == 0
+    assert jsons == [(["ingest"], True), (["normalise"], True), (["validate"], True), (None, True),
+                     (["sync"], False)]
+    monkeypatch.setattr("cdp_spark.cli._run", lambda obj, stages: calls.append(
+        (stages, obj["full_refresh"], obj["env"], obj["overrides"])))
     for job, argv in (("normalise", ["--full-refresh"]), ("pipeline", ["--env", "local"]), ("score", [])):
         with pytest.raises(SystemExit) as exited:
             jobs_main.main(job, argv)
@@ -136,3 +145,14 @@ def test_run_stages_selects_part_of_the_pipeline(monkeypatch, spark, tmp_path: P
                                        "run", "--stages", "ingest,resolv"])
     assert result.exit_code == 1
     assert "ERROR: unknown stage(s) ['resolv']; stages are ['ingest', 'normalise'" in result.output
+
+
+def test_scores_list_as_json_is_the_registry():
+    import json
+
+    from cdp_spark.scores.library import SCORES
+
+    result = CliRunner().invoke(main, ["scores", "list", "--json"])
+    assert result.exit_code == 0
+    assert json.loads(result.output) == [{"column": s.column, "name": s.name, "definition": s.definition,
+                                          "type": s.type} for s in SCORES]
