@@ -27,6 +27,7 @@ from cdp_spark.log import configure
 from cdp_spark.pipelines.common import InputRejected, QualityGateBlocked, StageError
 from cdp_spark.quality.gate import SuiteError
 from cdp_spark.scores.enrichment import EnrichmentError
+from cdp_spark.sync.warehouse import UnknownColumns
 from cdp_spark.version import code_version
 
 
@@ -50,7 +51,7 @@ FAILURE_CLASSES: list[tuple[tuple[type[BaseException], ...], ExitCode]] = [
     ((QualityGateBlocked,), ExitCode.QUALITY_GATE),
     ((JdbcError, ObjectStoreError, NotificationError), ExitCode.EXTERNAL),
     ((LakeBusy,), ExitCode.LAKE_BUSY),
-    ((StageError, TableError, SuiteError, EnrichmentError, UnknownPerson), ExitCode.FAILED),
+    ((StageError, TableError, SuiteError, EnrichmentError, UnknownPerson, UnknownColumns), ExitCode.FAILED),
 ]
 
 

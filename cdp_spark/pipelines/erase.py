@@ -27,26 +27,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
-from pyspark.sql import functions as F
 
 from cdp_spark.catalog import ERASURE_RECEIPTS, PERSON_PROFILE, PERSON_REGISTRY, SUPPRESSION, declared_schema, silver_of
 from cdp_spark.config import CdpConfig
 from cdp_spark.identity.normalise import normalise_person
-from cdp_spark.identity.records import record_id
 from cdp_spark.io import jdbc
 from cdp_spark.io.tables import Txn, split_name
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest
-from cdp_spark.privacy.erasure import EntityKeys, ErasureTarget, erasure_predicate
+from cdp_spark.privacy.erasure import EntityKeys, ErasureTarget, UnknownSubject, erasure_predicate
+from cdp_spark.privacy.erasure import find_subject as subject_of
 from cdp_spark.privacy.hashing import keyed_hash
 from cdp_spark.sync.warehouse import columns_query, erase_statements
 
 log = logging.getLogger("cdp.erase")
 
 KEEP = ("meta.",)  # bookkeeping: counts, versions and hashes only
-
-
-class UnknownSubject(StageError):
-    """Nobody in the lake matches the e-mail or person id."""
 
 
 def entity_keys(cfg: CdpConfig) -> dict[str, EntityKeys]:
@@ -72,44 +67,16 @@ def _person_tables(ctx: RunContext, cfg: CdpConfig) -> list[str]:
 
 def find_subject(spark: SparkSession, ctx: RunContext, cfg: CdpConfig, email: str | None,
                  person_id: str | None) -> tuple[ErasureTarget, dict[str, set[str]]]:
-    """The persons, records and identifying texts to erase, and the values to suppress by kind."""
-    registry = ctx.read(PERSON_REGISTRY)
-    persons: set[str] = set()
-    if person_id:
-        persons.add(person_id)
-    if email:
-        target_email = normalised_email(spark, cfg, email)
-        if ctx.store.exists(PERSON_PROFILE):
-            persons |= {r["person_id"] for r in ctx.read(PERSON_PROFILE).where(F.col("email_norm") == target_email)
-                        .select("person_id").collect()}
-        for table in _person_tables(ctx, cfg):
-            silver = ctx.read(table)
-            keys = entity_keys(cfg)[split_name(table)[1]].key_columns
-            hits = silver.where(F.col("email_norm") == target_email).select(
-                record_id(F.col("_system"), keys).alias("record_id"))
-            persons |= {r["person_id"] for r in registry.join(hits, "record_id").select("person_id").collect()}
-    records = {r["record_id"] for r in registry.where(F.col("person_id").isin(sorted(persons)))
-               .select("record_id").collect()}
-    if not records:
-        raise UnknownSubject("no person matches " + ("the e-mail given" if email else f"person id {person_id}"))
-    emails: set[str] = set()
-    phones: set[str] = set()
-    raw: set[str] = set()
-    for table in _person_tables(ctx, cfg):
-        silver = ctx.read(table)
-        keys = entity_keys(cfg)[split_name(table)[1]].key_columns
-        wanted = [c for c in ("email", "email_norm", "phone", "phone_e164") if c in silver.columns]
-        for row in silver.where(record_id(F.col("_system"), keys).isin(sorted(records))).select(*wanted).collect():
-            values = row.asDict()
-            emails |= {v for k, v in values.items() if k == "email_norm" and v}
-            phones |= {v for k, v in values.items() if k == "phone_e164" and v}
-            raw |= {str(v).strip() for v in values.values() if v and str(v).strip()}
-    if email:
-        emails.add(normalised_email(spark, cfg, email))
-        raw.add(email.strip())
-    source_keys = {r.split(":", 1)[1] for r in records}
-    target = ErasureTarget(frozenset(persons), frozenset(records), frozenset(raw | emails | phones | source_keys))
-    return target, {"email": emails, "phone": phones, "record": records}
+    """The persons, records and identifying texts to erase, and the values to suppress by kind
+    (``privacy.erasure.find_subject`` over the registry, the profile and the silver person entities)."""
+    keys = entity_keys(cfg)
+    person_tables = [(ctx.read(table), keys[split_name(table)[1]].key_columns) for table in _person_tables(ctx, cfg)]
+    profile = ctx.read(PERSON_PROFILE) if ctx.exists(PERSON_PROFILE) else None
+    try:
+        return subject_of(ctx.read(PERSON_REGISTRY), profile, person_tables,
+                          normalised_email(spark, cfg, email) if email else None, email, person_id)
+    except UnknownSubject as exc:
+        raise StageError(str(exc)) from None
 
 
 def _remove_rows(ctx: RunContext, table: str, doomed: Any, erasure_id: str) -> tuple[int, int] | None:

@@ -31,9 +31,8 @@ from cdp_spark.config import CdpConfig
 from cdp_spark.io.object_store import write_text, write_through_spark
 from cdp_spark.io.tables import Txn
 from cdp_spark.pipelines.common import RunContext, already_delivered, make_context, record_manifest
-from cdp_spark.pipelines.sync import allowed_columns
 from cdp_spark.pipelines.validate import published_version
-from cdp_spark.sync.warehouse import warehouse_frame
+from cdp_spark.sync.warehouse import allowed_columns, warehouse_frame
 
 log = logging.getLogger("cdp.export")
 

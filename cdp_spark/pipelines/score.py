@@ -37,7 +37,7 @@ from cdp_spark.scores.enrichment import EnrichmentError, computed_fields, custom
 from cdp_spark.scores.library import score_library
 from cdp_spark.scores.orders import category_orders, order_facts, order_items
 from cdp_spark.scores.rfm import cut_points, rfm
-from cdp_spark.scores.segments import measures, segment_changes, segment_membership, state_history
+from cdp_spark.scores.segments import measures, membership_before, segment_changes, segment_membership, state_history
 
 log = logging.getLogger("cdp.score")
 
@@ -116,7 +116,9 @@ def publish_segments(ctx: RunContext, cfg: CdpConfig, scores: DataFrame) -> dict
     previous = ctx.read(SEGMENT_MEMBERSHIP) if ctx.exists(SEGMENT_MEMBERSHIP) else None
     if previous is not None and previous.where(F.col("as_of") == F.lit(ctx.as_of)).limit(1).count():
         # a rerun of the same date: compare with the membership before it, from the changes log
-        previous = _membership_before(ctx, previous)
+        today = (ctx.read(SEGMENT_CHANGES).where(F.col("as_of") == F.lit(ctx.as_of)) if ctx.exists(SEGMENT_CHANGES)
+                 else None)
+        previous = membership_before(previous, today)
     changes = segment_changes(membership, previous, ctx.as_of).withColumn("run_id", F.lit(ctx.run_id))
     figures = measures(persons, membership, cfg.scores.measures, ctx.as_of).withColumn("run_id", F.lit(ctx.run_id))
     _replace_as_of(ctx, SEGMENT_CHANGES, changes)
@@ -141,14 +143,3 @@ def _replace_as_of(ctx: RunContext, table: str, rows: DataFrame) -> None:
         others = ctx.read(table).where(F.col("as_of") != F.lit(ctx.as_of))
         rows = others.unionByName(rows).localCheckpoint()
     ctx.wrote(table, ctx.store.write(table, rows, mode="overwrite").version)
-
-
-def _membership_before(ctx: RunContext, current: DataFrame) -> DataFrame:
-    """The membership as it was before today's run: today's entries removed, today's exits restored."""
-    if not ctx.exists(SEGMENT_CHANGES):
-        return current.limit(0)
-    today = ctx.read(SEGMENT_CHANGES).where(F.col("as_of") == F.lit(ctx.as_of))
-    entered = today.where("change = 'entered'").select("person_id", "segment")
-    left = today.where("change = 'left'").select("person_id", "segment")
-    return (current.select("person_id", "segment").join(entered, ["person_id", "segment"], "left_anti")
-            .unionByName(left).distinct())

@@ -27,9 +27,9 @@ from cdp_spark.catalog import SYNC_LOG, TABLES, declared_schema
 from cdp_spark.config import CdpConfig, WarehouseSettings
 from cdp_spark.io import jdbc
 from cdp_spark.io.tables import Txn, split_name
-from cdp_spark.pipelines.common import RunContext, StageError, already_delivered, make_context, record_manifest
+from cdp_spark.pipelines.common import RunContext, already_delivered, make_context, record_manifest
 from cdp_spark.pipelines.validate import published_version
-from cdp_spark.sync.warehouse import quoted, swap_statements, upsert_statements, warehouse_frame
+from cdp_spark.sync.warehouse import allowed_columns, quoted, swap_statements, upsert_statements, warehouse_frame
 
 log = logging.getLogger("cdp.sync")
 
@@ -47,17 +47,6 @@ def _live_exists(spark: SparkSession, target: jdbc.JdbcTarget, schema: str, name
     found = jdbc.fetch_one(spark, target, "SELECT count(*) AS n FROM information_schema.tables WHERE "
                                           f"table_schema = '{schema}' AND table_name = '{name}'")
     return int(found.get("n") or 0) > 0
-
-
-def allowed_columns(df: DataFrame, table: str, allowed: list[str] | None) -> DataFrame:
-    """Only the allow-listed columns (``warehouse.columns``) leave for the warehouse; all when none is set."""
-    if allowed is None:
-        return df
-    unknown = [c for c in allowed if c not in df.columns]
-    if unknown:
-        raise StageError(f"warehouse.columns for {table} names {unknown}, which {table} does not have "
-                         f"(columns: {df.columns})")
-    return df.select(*[F.col(f"`{c}`") for c in allowed])
 
 
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> dict[str, int]:

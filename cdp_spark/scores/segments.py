@@ -134,3 +134,14 @@ def movement(history: DataFrame, column: str, from_date: date, to_date: date) ->
     after = state_on(to_date).withColumnRenamed("value", "to_value")
     return (before.join(after, "person_id", "full_outer").groupBy("from_value", "to_value")
             .agg(F.count("*").alias("persons")).orderBy("from_value", "to_value"))
+
+
+def membership_before(current: DataFrame, changes_today: DataFrame | None) -> DataFrame:
+    """(person_id, segment) as it was before today's run: today's entries (``gold.segment_changes`` rows of
+    the date) removed, today's exits restored; empty without a changes log."""
+    if changes_today is None:
+        return current.select("person_id", "segment").limit(0)
+    entered = changes_today.where("change = 'entered'").select("person_id", "segment")
+    left = changes_today.where("change = 'left'").select("person_id", "segment")
+    return (current.select("person_id", "segment").join(entered, ["person_id", "segment"], "left_anti")
+            .unionByName(left).distinct())

@@ -7,6 +7,7 @@ table and adds its primary key, to run in one transaction.
 ``upsert_statements(schema, table, changes, deletes, keys, columns)``: the SQL that applies changed rows
 (standard ``MERGE``: update by key, insert new keys) and removed keys to the live table, then drops the two
 staging tables, to run in one transaction.
+``allowed_columns(df, table, allowed)``: only the allow-listed columns (``ValueError`` naming unknown ones).
 ``columns_query(schema, table)`` / ``erase_statements(schema, table, columns, persons, records)``: the live
 table's column names, and the ``DELETE`` statements that remove erased persons and source records from it.
 """
@@ -86,3 +87,19 @@ def erase_statements(schema: str, table: str, columns: Sequence[str], persons: S
             listed = ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values))
             statements.append(f"DELETE FROM {live} WHERE {quoted(column)} IN ({listed})")
     return statements
+
+
+class UnknownColumns(ValueError):
+    """An allow-list names columns the table does not have."""
+
+
+def allowed_columns(df: DataFrame, table: str, allowed: list[str] | None) -> DataFrame:
+    """Only the allow-listed columns (``warehouse.columns``, ``exports.columns``) leave the lake; all when
+    none is set."""
+    if allowed is None:
+        return df
+    unknown = [c for c in allowed if c not in df.columns]
+    if unknown:
+        raise UnknownColumns(f"the column allow-list for {table} names {unknown}, which {table} does not have "
+                         f"(columns: {df.columns})")
+    return df.select(*[F.col(f"`{c}`") for c in allowed])

@@ -9,7 +9,14 @@ from chispa import assert_df_equality
 
 from cdp_spark.config import Measure, SegmentRule
 from cdp_spark.scores.enrichment import EnrichmentError
-from cdp_spark.scores.segments import measures, movement, segment_changes, segment_membership, state_history
+from cdp_spark.scores.segments import (
+    measures,
+    membership_before,
+    movement,
+    segment_changes,
+    segment_membership,
+    state_history,
+)
 
 D1, D2, D3 = date(2026, 1, 31), date(2026, 2, 28), date(2026, 3, 31)
 SEGMENTS = [SegmentRule(name="vip", rule="loyalty_points > 1000"),
@@ -78,3 +85,13 @@ def test_state_history_closes_and_opens_rows_and_reports_movement(spark):
         "from_value string, to_value string, persons long"), ignore_nullable=True)
     with pytest.raises(EnrichmentError, match="already runs to 2026-03-31; cannot insert 2026-02-28"):
         state_history(h3, scores(spark, [("p1", "New")]), ["rfm_segment"], D2)
+
+
+def test_membership_before_a_rerun_of_the_date_undoes_that_dates_changes(spark):
+    pairs = "person_id string, segment string"
+    current = spark.createDataFrame([("p1", "vip"), ("p2", "vip"), ("p3", "lapsed")], pairs)
+    changes = spark.createDataFrame([("p2", "vip", "entered"), ("p4", "vip", "left")],
+                                    "person_id string, segment string, change string")
+    expected = spark.createDataFrame([("p1", "vip"), ("p3", "lapsed"), ("p4", "vip")], pairs)
+    assert_df_equality(membership_before(current, changes).orderBy("person_id"), expected, ignore_nullable=True)
+    assert membership_before(current, None).collect() == []
