@@ -84,7 +84,7 @@ def test_version_names_the_package_and_the_commit():
     commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short=12", "HEAD"], capture_output=True,
                             text=True, check=True).stdout.strip()
     assert result.exit_code == 0
-    assert re.fullmatch(rf"cdp 0\.1\.0\+g{commit}(\.dirty)?\n", result.output), result.output
+    assert re.fullmatch(rf"cdp 0\.1\.0\+g{commit}(\.dirty[0-9a-f]{{8}})?\n", result.output), result.output
 
 
 def test_cli_bad_date_is_rejected():
