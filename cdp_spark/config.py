@@ -311,6 +311,11 @@ class ComparisonSettings(Model):
             return list(self.parts.values())
         return [x for x in (self.field, self.canonical, self.swap_with) if x]
 
+    def valued_columns(self) -> list[str]:
+        """The columns whose own values it compares: ``columns()`` without ``swap_with``, which only feeds the
+        swapped level (a block on the surname says nothing about the given name)."""
+        return [x for x in self.columns() if x != self.swap_with]
+
 
 class BlockingRule(Model):
     """Records that agree exactly on every field of the rule (all non-null) become candidate pairs: every pair

@@ -203,7 +203,7 @@ def expectation_maximisation(patterns: np.ndarray, counts: np.ndarray, u: Mappin
                              prior: float = 0.2, m_start: Mapping[str, Sequence[float]] | None = None,
                              update_m: bool = True, tolerance: float = 1e-8, pseudo_count: float = 1.0,
                              free_levels: Mapping[str, np.ndarray] | None = None, update_u: bool = False,
-                             u_shrinkage: float = 0.0) -> EmResult:
+                             u_shrinkage: float = 0.0, update_prior: bool = True) -> EmResult:
     """m per field and the prior, with u fixed (``update_m=False`` fits the prior only). ``pseudo_count``
     pairs per level keep every m above zero (0 gives the plain maximum-likelihood estimate).
     ``free_levels`` (field -> boolean mask): only those levels' m are re-estimated, the others keep their
@@ -211,7 +211,8 @@ def expectation_maximisation(patterns: np.ndarray, counts: np.ndarray, u: Mappin
     non-matches' level shares are estimated too (starting from ``u``), for pairs of a training block, whose
     non-matches need not look like random pairs (people of one household share an address and a surname);
     with ``u_shrinkage`` > 0 the estimate is pulled towards the given ``u`` by that many pseudo-pairs (a
-    block with few non-matches keeps about the population's u).
+    block with few non-matches keeps about the population's u). ``update_prior=False`` keeps the share of
+    matches at ``prior`` (known from elsewhere) and estimates m given it.
     ``patterns`` holds one column per field in ``fields``."""
     m: dict[str, np.ndarray] = {}
     for name in fields:
@@ -235,9 +236,12 @@ def expectation_maximisation(patterns: np.ndarray, counts: np.ndarray, u: Mappin
         match = prior * np.exp(log_m)
         posterior = match / (match + (1 - prior) * np.exp(log_u))
         weights = posterior * counts
-        new_prior = float(np.clip(weights.sum() / counts.sum(), EPSILON, 1 - EPSILON))
-        change = abs(new_prior - prior)
-        prior = new_prior
+        if update_prior:
+            new_prior = float(np.clip(weights.sum() / counts.sum(), EPSILON, 1 - EPSILON))
+            change = abs(new_prior - prior)
+            prior = new_prior
+        else:
+            change = 0.0
         for name in fields:
             observed = seen[name]
             mass[name] = np.bincount(columns[name][observed], weights=weights[observed],
@@ -276,15 +280,31 @@ def expectation_maximisation(patterns: np.ndarray, counts: np.ndarray, u: Mappin
 @dataclass(frozen=True)
 class TrainingBlock:
     """A blocking rule as an EM training block: ``rows`` selects its pairs among the pattern rows,
-    ``fixed`` are the comparisons on its own fields (left out of its EM)."""
+    ``fixed`` are the comparisons on its own fields (left out of its EM); ``implied_share``: the share of
+    matches among its pairs that agreement on its fields implies (``implied_match_share``), used where the
+    block leaves too few fields for EM to tell matches from non-matches."""
 
     name: str
     rows: np.ndarray
     fixed: frozenset[str]
+    implied_share: float | None = None
+
+
+def implied_match_share(block_pairs: float, all_pairs: float, field_shares: Sequence[float]) -> float:
+    """The share of matches among a block's ``block_pairs`` pairs implied by agreement on its fields: the
+    non-matches expected to agree on all of them by chance are ``all_pairs`` times the product of each field's
+    share of agreeing record pairs (``field_shares``, matches included, so the estimate errs towards
+    non-matches), the rest are matches."""
+    expected_nonmatches = all_pairs * float(np.prod(field_shares))
+    return float(np.clip(1.0 - expected_nonmatches / max(block_pairs, 1.0), EPSILON, 1 - EPSILON))
 
 
 MIN_LEVEL_PAIRS = 5
 """pairs at a level the training blocks must hold for its m to count as trained"""
+MIN_FREE_FIELDS = 3
+"""fields a training block must leave free (observed in its pairs) for EM to estimate its share of matches:
+a two-class mixture over fewer indicators is not identifiable (any share in a range fits equally well, and EM
+stops where the start puts it, typically sending every disagreement to the non-matches)"""
 U_SHRINKAGE = 200.0
 """pseudo-pairs pulling a training block's u towards the population's"""
 
@@ -308,7 +328,9 @@ def train_sessions(patterns: np.ndarray, counts: np.ndarray, u: Mapping[str, Seq
     """Splink-style training on the candidates' level patterns (one column per field in ``fields``, with
     ``counts`` pairs per row). For each training block, EM runs on its pairs, estimating m for every field
     the block does not fix, and the u of its non-matches (which agree on the block's fields, and on what
-    goes with them: a household shares an address and often a surname and a phone). m is averaged over the
+    goes with them: a household shares an address and often a surname and a phone); a block that leaves
+    fewer than ``MIN_FREE_FIELDS`` fields observed takes its share of matches from its ``implied_share`` and
+    keeps u (EM cannot estimate both from so little). m is averaged over the
     blocks that estimated it (a field no block estimates keeps the start value). Levels that the blocks
     hardly contain at all (fewer than ``MIN_LEVEL_PAIRS`` pairs, matching or not: e.g. swapped names,
     which no name-fixing block can contain) are then estimated by EM on all candidates with every trained m
@@ -324,8 +346,14 @@ def train_sessions(patterns: np.ndarray, counts: np.ndarray, u: Mapping[str, Seq
             continue
         columns = [list(fields).index(f) for f in others]
         session = patterns[block.rows][:, columns]
-        result = expectation_maximisation(session, counts[block.rows], u, others, levels, iterations, prior=0.5,
-                                          update_u=True, u_shrinkage=U_SHRINKAGE)
+        observed_fields = int(((session != NULL_LEVEL) & (counts[block.rows] > 0)[:, None]).any(axis=0).sum())
+        if observed_fields < MIN_FREE_FIELDS and block.implied_share is not None:
+            # too few fields to separate the classes: the share its own fields imply, m given it and u
+            result = expectation_maximisation(session, counts[block.rows], u, others, levels, iterations,
+                                              prior=block.implied_share, update_prior=False)
+        else:
+            result = expectation_maximisation(session, counts[block.rows], u, others, levels, iterations,
+                                              prior=0.5, update_u=True, u_shrinkage=U_SHRINKAGE)
         total_iterations += result.iterations
         conditional_u[block.name] = {}
         for name in others:

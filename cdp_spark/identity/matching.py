@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ from cdp_spark.identity.fellegi_sunter import (
     exact_agreements,
     exact_u,
     field_weights,
+    implied_match_share,
     level_shares,
     random_match_prior,
     random_pairs,
@@ -139,25 +141,44 @@ class LevelPatterns:
         return {label: int(counts[(masks & (1 << i)) != 0].sum()) for i, label in enumerate(labels)}
 
 
+def column_key(column: str) -> str:
+    """The key under which ``exact_agreements`` counts agreement on one record column (a blocking rule's field)."""
+    return f"column:{column}"
+
+
+def training_blocks(settings: MatchingSettings, masks: np.ndarray, counts: np.ndarray,
+                    agreements: Mapping[str, Agreement], records: int) -> list[TrainingBlock]:
+    """One EM training block per blocking rule: the candidate rows its bit is set in (``masks``), the
+    comparisons of its fields (fixed in its block) and the share of matches its fields imply, from each
+    field's agreement under ``column_key`` (``implied_match_share``; None when a field was not counted)."""
+    labels = source_labels(settings.blocking_rules, settings.snm_passes)
+    all_pairs = records * (records - 1) / 2
+    blocks = []
+    for rule in settings.blocking_rules:
+        rows = (masks & (1 << labels.index(f"block:{rule.name}"))) != 0
+        fixed = frozenset(c.field for c in settings.comparisons if set(c.valued_columns()) & set(rule.fields))
+        shares = [agreements[column_key(f)].share for f in rule.fields if column_key(f) in agreements]
+        implied = (implied_match_share(float(counts[rows].sum()), all_pairs, shares)
+                   if len(shares) == len(rule.fields) else None)
+        blocks.append(TrainingBlock(rule.name, rows, fixed, implied))
+    return blocks
+
+
 def fit_model(patterns: LevelPatterns, settings: MatchingSettings, records: int,
               agreements: dict[str, Agreement]) -> FsModel:
-    """u from the random pairs (exact agreement from ``agreements``), m by EM in the blocking rules' training
-    blocks, then u of exact agreement corrected for the matches EM found and the blocks trained again."""
+    """u from the random pairs (exact agreement from ``agreements``, per comparison field and per blocking
+    rule column under ``column_key``), m by EM in the blocking rules' training blocks, then u of exact
+    agreement corrected for the matches EM found and the blocks trained again."""
     fields = [c.field for c in settings.comparisons]
     levels = model_levels(settings)
     sampled = level_shares(*patterns.of(random=True)[:2], fields, levels)
-    u = with_exact_u(sampled, {f: a.share for f, a in agreements.items() if a.pairs})
+    u = with_exact_u(sampled, {f: a.share for f, a in agreements.items() if a.pairs and f in levels})
     candidates, counts, masks = patterns.of(random=False)
-    labels = source_labels(settings.blocking_rules, settings.snm_passes)
-    blocks = []
-    for rule in settings.blocking_rules:
-        bit = 1 << labels.index(f"block:{rule.name}")
-        # a comparison reading any of the rule's fields agrees by construction in its block
-        fixed = frozenset(c.field for c in settings.comparisons if set(c.columns()) & set(rule.fields))
-        blocks.append(TrainingBlock(rule.name, (masks & bit) != 0, fixed))
+    blocks = training_blocks(settings, masks, counts, agreements, records)
     first = train_sessions(candidates, counts, u, fields, levels, blocks, settings.em_iterations)
     matches = first.share * float(counts.sum())
-    u = with_exact_u(u, {f: exact_u(a, matches, records, first.m[f][-1]) for f, a in agreements.items() if a.pairs})
+    u = with_exact_u(u, {f: exact_u(a, matches, records, first.m[f][-1]) for f, a in agreements.items()
+                         if a.pairs and f in levels})
     trained = train_sessions(candidates, counts, u, fields, levels, blocks, settings.em_iterations)
     prior = random_match_prior(trained.share, float(counts.sum()), records)
     tf_fields = [c.field for c in settings.comparisons if c.term_frequency]
@@ -240,7 +261,9 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
         F.when(forced_nonmatch, F.lit("nonmatch")).when(forced_match, F.lit("match")).alias("forced")).persist()
     patterns = LevelPatterns.collect(compared, fields)
     if model is None:
-        agreements = exact_agreements(slim, {c.field: exact_key(c) for c in settings.comparisons})
+        rule_columns = {column_key(f): F.col(f) for r in rules for f in r.fields if f in numbered.columns}
+        agreements = exact_agreements(numbered, {**{c.field: exact_key(c) for c in settings.comparisons},
+                                                 **rule_columns})
         model = fit_model(patterns, settings, total, agreements)
     tf = term_frequencies(numbered, model.tf_fields, total)
     candidates = compared.where(~F.col("random")).drop("random")

@@ -19,6 +19,7 @@ from cdp_spark.identity.fellegi_sunter import (
     exact_u,
     expectation_maximisation,
     field_weights,
+    implied_match_share,
     level_shares,
     random_match_prior,
     random_pairs,
@@ -115,6 +116,56 @@ def test_a_level_no_block_can_contain_is_estimated_on_all_candidates():
     assert in_block.m["a"][1] < 0.005  # the block saw no swap: one pseudo-pair's worth
     assert trained.m["a"][1] > 0.05 and sum(trained.m["a"]) == pytest.approx(1.0)
     assert trained.m["c"] == pytest.approx(in_block.m["c"])
+
+
+def test_a_block_leaving_one_field_free_takes_the_share_of_matches_its_fields_imply():
+    # the block fixes a and b; only c is free. 900 matches (m_c = [0.1, 0.9]) and 100 non-matches
+    # (u_c = [0.99, 0.01]): c agrees in 900*0.9 + 100*0.01 = 811 pairs and differs in 90 + 99 = 189
+    patterns = np.array([[1, 1, 1], [1, 1, 0]])
+    counts = np.array([811.0, 189.0])
+    u = {f: [0.99, 0.01] for f in "abc"}
+    rows = np.array([True, True])
+    implied = train_sessions(patterns, counts, u, list("abc"), LEVELS,
+                             [TrainingBlock("on_ab", rows, frozenset("ab"), implied_share=0.9)], 500)
+    # m given the share (one pseudo-pair per level): (90 + 1, 810 + 1) / 902; u is kept
+    assert implied.m["c"] == pytest.approx([91 / 902, 811 / 902], abs=1e-3)
+    assert implied.conditional_u == {"on_ab": {"c": [0.99, 0.01]}}
+    # left to EM, one field cannot tell the share: it stops elsewhere on the likelihood's flat ridge
+    free = train_sessions(patterns, counts, u, list("abc"), LEVELS,
+                          [TrainingBlock("on_ab", rows, frozenset("ab"))], 500)
+    assert abs(free.m["c"][0] - 0.1) > 0.05
+
+
+def test_implied_match_share_is_what_chance_agreement_on_the_fields_leaves():
+    # 1,000 pairs agree on both fields; 10^6 record pairs, 1 % agree on the first field and 0.1 % on the
+    # second: 10 agree on both by chance, so 99 % of the block are matches
+    assert implied_match_share(1000.0, 1e6, [0.01, 0.001]) == pytest.approx(0.99)
+    assert implied_match_share(5.0, 1e6, [0.01, 0.001]) == pytest.approx(1e-6)  # more chance pairs than pairs
+
+
+def test_training_blocks_fix_the_comparisons_of_their_fields_but_not_a_swap_partner():
+    from cdp_spark.identity.matching import column_key, training_blocks
+
+    settings = MatchingSettings(
+        blocking_rules=[BlockingRule(name="surname_birth", fields=["last", "born"]),
+                        BlockingRule(name="names", fields=["first", "last"], any_order=True)],
+        comparisons=[ComparisonSettings(field="first", kind="name", swap_with="last"),
+                     ComparisonSettings(field="last", kind="name", swap_with="first"),
+                     ComparisonSettings(field="born", kind="date")])
+    # labels sorted: bit 0 block:names, bit 1 block:surname_birth; rows: 30 pairs names only, 20 both, 50 surname_birth
+    masks = np.array([1, 3, 2])
+    counts = np.array([30.0, 20.0, 50.0])
+    agreements = {column_key("first"): Agreement(100, 99.0), column_key("last"): Agreement(100, 49.5),
+                  column_key("born"): Agreement(100, 9.9)}
+    blocks = {b.name: b for b in training_blocks(settings, masks, counts, agreements, records=100)}
+    assert blocks["surname_birth"].fixed == frozenset({"last", "born"})  # the given name is trained here
+    assert blocks["names"].fixed == frozenset({"first", "last"})
+    assert list(blocks["surname_birth"].rows) == [False, True, True]
+    # 4,950 record pairs; shares 0.02 (first), 0.01 (last), 0.002 (born)
+    assert blocks["surname_birth"].implied_share == pytest.approx(1 - 4950 * 0.01 * 0.002 / 70)
+    assert blocks["names"].implied_share == pytest.approx(1 - 4950 * 0.02 * 0.01 / 50)
+    unknown = training_blocks(settings, masks, counts, {}, records=100)
+    assert [b.implied_share for b in unknown] == [None, None]
 
 
 def test_exact_agreement_is_counted_from_value_frequencies_and_corrected_for_matches(spark):
