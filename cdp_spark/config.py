@@ -64,9 +64,69 @@ class StorageSettings(Model):
     """a lock whose heartbeat (every 30 s) is older than this, or whose process is gone, is taken over"""
 
 
-class ColumnOptions(Model):
-    """A contract column written as a mapping instead of a bare type: which header names it accepts and,
-    for dates and timestamps, which patterns it reads."""
+DEFAULT_TRUE_VALUES = ("true", "t", "yes", "y", "1")
+DEFAULT_FALSE_VALUES = ("false", "f", "no", "n", "0")
+
+
+class ValueFormats(Model):
+    """How a source writes its values (its locale): for the whole source under ``values``, or for one column
+    beside its type, where it wins over the source's. Unset keys keep the strict defaults."""
+
+    decimal_separator: Literal[".", ","] | None = None
+    """numbers: the decimal mark (default "."); "," reads 12,50 as 12.5"""
+    thousands_separator: str | None = Field(None, min_length=1, max_length=1)
+    """numbers: a grouping character removed before reading, e.g. "." (1.234,50) or a space; default none"""
+    true_values: list[str] | None = None
+    """booleans: the words read as true, ignoring case (default true, t, yes, y, 1), e.g. [sí, si, oui, 1]"""
+    false_values: list[str] | None = None
+    """booleans: the words read as false, ignoring case (default false, f, no, n, 0), e.g. [no, non, 0]"""
+    null_values: list[str] | None = None
+    """values read as missing in any column, ignoring case and surrounding spaces, e.g. [NULL, N/A, "-"];
+    an empty value is always missing in a non-text column"""
+    timezone: str | None = None
+    """timestamps without an offset are wall-clock time in this IANA zone (e.g. Europe/Madrid) and are stored
+    in UTC; default: UTC. A value with its own offset (Z, +02:00) keeps it"""
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, zone: str | None) -> str | None:
+        if zone is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(zone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError(f"unknown time zone '{zone}'; use an IANA name such as Europe/Madrid") from None
+        return zone
+
+
+class SourceValueFormats(ValueFormats):
+    """A source's value formats: those of every column, and the date and timestamp patterns of its date and
+    timestamp columns that name none of their own."""
+
+    date_formats: list[str] = Field(default_factory=list)
+    """Spark datetime patterns tried in order for date columns, e.g. [dd/MM/yyyy, yyyy-MM-dd]; empty = ISO"""
+    timestamp_formats: list[str] = Field(default_factory=list)
+    """patterns tried in order for timestamp columns, e.g. ["dd/MM/yyyy HH:mm"]; empty = ISO"""
+
+
+class ColumnFormat(BaseModel):
+    """The formats one column is read with, its own settings over its source's over the defaults."""
+
+    model_config = ConfigDict(frozen=True)
+
+    patterns: list[str]
+    decimal_separator: str
+    thousands_separator: str | None
+    true_values: list[str]
+    false_values: list[str]
+    null_values: list[str]
+    timezone: str | None
+
+
+class ColumnOptions(ValueFormats):
+    """A contract column written as a mapping instead of a bare type: which header names it accepts, for
+    dates and timestamps which patterns it reads, and its value formats (:class:`ValueFormats`)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True, populate_by_name=True)
 
@@ -112,11 +172,14 @@ class SourceSettings(Model):
     """columns that identify a row in the source"""
     columns: dict[str, str] = Field(min_length=1)
     """contract column -> type (string, int, long, double, boolean, date, timestamp, decimal(p,s)), or ->
-    {type, from, formats} (see column_options)"""
+    {type, from, formats, and any value format of ``values``} (see column_options)"""
     column_options: dict[str, ColumnOptions] = Field(default_factory=dict)
-    """per column: accepted header names and date patterns (filled from mappings in ``columns``)"""
+    """per column: accepted header names, date patterns and value formats (filled from mappings in ``columns``)"""
     required: list[str] = Field(default_factory=list)
     """columns that must be present and non-empty; other rows are quarantined"""
+    values: SourceValueFormats = Field(default_factory=SourceValueFormats)
+    """how the source writes numbers, booleans, missing values, dates and times (a locale); a column may
+    override any of it beside its type"""
 
     @model_validator(mode="before")
     @classmethod
@@ -147,9 +210,29 @@ class SourceSettings(Model):
                 for name in self.columns}
 
     def formats(self, column: str) -> list[str]:
-        """The date/timestamp patterns of a column (empty = ISO)."""
+        """The date/timestamp patterns of a column: its own, else its source's for its type (empty = ISO)."""
         options = self.column_options.get(column)
-        return list(options.formats) if options else []
+        if options and options.formats:
+            return list(options.formats)
+        kind = self.columns.get(column)
+        return list({"date": self.values.date_formats, "timestamp": self.values.timestamp_formats}.get(kind or "", []))
+
+    def column_format(self, column: str) -> ColumnFormat:
+        """How ``column`` is read: each setting from the column, else the source's ``values``, else the default."""
+        own = self.column_options.get(column)
+
+        def pick(name: str, default: Any) -> Any:
+            for level in (own, self.values):
+                value = getattr(level, name) if level is not None else None
+                if value is not None:
+                    return value
+            return default
+
+        return ColumnFormat(patterns=self.formats(column), decimal_separator=pick("decimal_separator", "."),
+                            thousands_separator=pick("thousands_separator", None),
+                            true_values=list(pick("true_values", DEFAULT_TRUE_VALUES)),
+                            false_values=list(pick("false_values", DEFAULT_FALSE_VALUES)),
+                            null_values=list(pick("null_values", [])), timezone=pick("timezone", None))
 
 
 class JdbcSourceSettings(Model):

@@ -92,7 +92,7 @@ def _section(path: str, model: type[BaseModel], out: list[str], seen: set[str]) 
     children: list[tuple[str, type[BaseModel]]] = []
     for name, field in model.model_fields.items():
         nested = [(f"{path}.{name}{suffix}".lstrip("."), found) for suffix, found in _nested_models(field.annotation)]
-        description = (field.description or "").replace("|", "\\|") + _constraints(field)
+        description = " ".join((field.description or "").split()).replace("|", "\\|") + _constraints(field)
         if nested:
             description += f" (see `{nested[0][0]}`)"
         out.append(f"| `{name}` | {_type_name(field.annotation)} | {_default(field)} | {description.strip()} |")

@@ -10,12 +10,13 @@ Reason codes: ``invalid_encoding``, ``wrong_column_count``, ``malformed_json``, 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from cdp_spark.config import SourceSettings
+from cdp_spark.config import ColumnFormat, SourceSettings
 
 REPLACEMENT_CHAR = "\ufffd"
 
@@ -79,19 +80,47 @@ def parse_json(lines: DataFrame, columns: Sequence[str], aliases: Mapping[str, S
         F.when(F.size(extra) > 0, F.to_json(extra)).alias("_rescued"), error.alias("_parse_error"))
 
 
-def _typed(column: str, type_name: str, formats: Sequence[str] = ()) -> Column:
+OFFSET_SUFFIX = r"(?i)(z|[+-][0-9]{2}(:?[0-9]{2})?)$"
+"""a timestamp text ending in its own UTC offset (Z, +02, +0200, +02:00)"""
+
+
+def _null_token(raw: Column, fmt: ColumnFormat) -> Column:
+    """True where the text is one of the column's null tokens (case and surrounding spaces ignored)."""
+    if not fmt.null_values:
+        return F.lit(False)
+    return F.coalesce(F.lower(F.trim(raw)).isin(*[v.strip().lower() for v in fmt.null_values]), F.lit(False))
+
+
+def _typed(column: str, type_name: str, fmt: ColumnFormat) -> Column:
+    """The column's text read as ``type_name`` with its formats (``SourceSettings.column_format``): null when
+    blank or a null token, null too when it does not parse (``apply_contract`` tells the two apart)."""
     raw = F.col(f"`{column}`")
-    blank = F.trim(raw) == ""
-    value = F.when(blank, F.lit(None)).otherwise(F.trim(raw)) if type_name != "string" else raw
+    trimmed = F.trim(raw)
+    if type_name == "string":  # text keeps its spaces; only a null token is missing
+        return F.when(_null_token(raw, fmt), F.lit(None)).otherwise(raw) if fmt.null_values else raw
+    value = F.when((trimmed == "") | _null_token(raw, fmt), F.lit(None)).otherwise(trimmed)
     target = spark_type(type_name)
     if type_name == "boolean":
         lowered = F.lower(value)
-        return (F.when(lowered.isin("true", "t", "yes", "y", "1"), F.lit(True))
-                .when(lowered.isin("false", "f", "no", "n", "0"), F.lit(False)))
+        return (F.when(lowered.isin(*[w.lower() for w in fmt.true_values]), F.lit(True))
+                .when(lowered.isin(*[w.lower() for w in fmt.false_values]), F.lit(False)))
     if type_name == "date":
-        return F.coalesce(*[F.to_date(value, pattern) for pattern in (formats or ["yyyy-MM-dd"])])
-    if type_name == "timestamp" and formats:
-        return F.coalesce(*[F.to_timestamp(value, pattern) for pattern in formats])
+        return F.coalesce(*[F.to_date(value, pattern) for pattern in (fmt.patterns or ["yyyy-MM-dd"])])
+    if type_name == "timestamp":
+        parsed = (F.coalesce(*[F.to_timestamp(value, pattern) for pattern in fmt.patterns]) if fmt.patterns
+                  else value.cast(target))
+        if fmt.timezone:  # naive wall-clock time of the source's zone -> UTC (the session's zone)
+            parsed = F.when(value.rlike(OFFSET_SUFFIX), parsed).otherwise(F.to_utc_timestamp(parsed, fmt.timezone))
+        return parsed
+    if type_name in ("int", "long", "double") or type_name.startswith("decimal("):
+        if fmt.thousands_separator:  # groups of three digits, else the value is invalid (12.50 is not 1250)
+            sep, mark = re.escape(fmt.thousands_separator), re.escape(fmt.decimal_separator)
+            grouped = rf"^[+-]?[0-9]{{1,3}}({sep}[0-9]{{3}})+({mark}[0-9]*)?$"
+            value = F.when(value.contains(fmt.thousands_separator) & ~value.rlike(grouped), F.lit(None)).otherwise(
+                F.replace(value, F.lit(fmt.thousands_separator), F.lit("")))
+        if fmt.decimal_separator != ".":
+            value = F.when(value.contains("."), F.lit(None)).otherwise(
+                F.replace(value, F.lit(fmt.decimal_separator), F.lit(".")))
     return value.cast(target)
 
 
@@ -99,20 +128,21 @@ def apply_contract(parsed: DataFrame, contract: SourceSettings, present: Sequenc
     """Casts every contract column to its type (missing optional columns become null) and collects the
     row's reasons as a comma-separated string (empty when the row is accepted). ``present`` are the
     contract columns the file actually has. Plain built-ins only, so the projection stays code-generated."""
-    typed_cols, bad_columns = [], []
+    typed_cols, bad_columns, given = [], [], {}
     for column, type_name in contract.columns.items():
         if column in present:
             raw = F.col(f"`{column}`")
-            typed = _typed(column, type_name, contract.formats(column))
-            bad_columns.append(F.when(raw.isNotNull() & (F.trim(raw) != "") & typed.isNull(), F.lit(column)))
+            fmt = contract.column_format(column)
+            typed = _typed(column, type_name, fmt)
+            given[column] = raw.isNotNull() & (F.trim(raw) != "") & ~_null_token(raw, fmt)
+            bad_columns.append(F.when(given[column] & typed.isNull(), F.lit(column)))
         else:
             typed = F.lit(None).cast(spark_type(type_name))
         typed_cols.append(typed.alias(column))
     invalid = F.concat_ws(", ", *bad_columns) if bad_columns else F.lit("")
     key_missing = F.lit(False)
-    for key in contract.source_key:
-        raw = F.col(f"`{key}`") if key in present else F.lit(None).cast("string")
-        key_missing = key_missing | raw.isNull() | (F.trim(raw) == "")
+    for key in contract.source_key:  # blank or a null token; a key that does not parse is an invalid value
+        key_missing = key_missing | ~given.get(key, F.lit(False))
     has_rescued = "_rescued" in parsed.columns
     with_checks = parsed.select(
         "_row", "value", *typed_cols,

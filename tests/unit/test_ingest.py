@@ -94,6 +94,58 @@ def test_csv_rows_accepted_and_quarantined_with_reasons(spark, ctx, tmp_path):
     assert logged == (8, 2, 6, "nickname")
 
 
+SPANISH_CONTACTS = SourceSettings.model_validate({
+    "entity": "contacts", "system": "crm", "format": "csv", "path": "*.csv", "source_key": ["contact_id"],
+    "columns": {"contact_id": "string", "email": "string", "birth_date": "date",
+                "points": {"type": "long", "thousands_separator": " "}, "amount": "decimal(8,2)",
+                "opt_in": "boolean", "updated_at": "timestamp"},
+    "values": {"decimal_separator": ",", "thousands_separator": ".", "true_values": ["sí", "si"],
+               "false_values": ["no"], "null_values": ["NULL", "N/A"], "date_formats": ["dd/MM/yyyy", "yyyy-MM-dd"],
+               "timestamp_formats": ["dd/MM/yyyy HH:mm", "yyyy-MM-dd'T'HH:mm:ssXXX"], "timezone": "Europe/Madrid"}})
+
+
+def test_locale_formats_read_a_spanish_export(spark, ctx, tmp_path):
+    content = (
+        "contact_id;email;birth_date;points;amount;opt_in;updated_at\r\n"
+        "C1;ana@x.es;03/02/1980;1 234;1.234,50;sí;01/07/2026 10:30\r\n"      # 2 summer: UTC+2
+        "C2;NULL;1990-05-06;N/A;12,5;No;2026-01-15T10:00:00Z\r\n"           # 3 null tokens, ISO, own offset
+        "C3;cy@x.es;31/02/1980;;12.50;quizá;\r\n"                             # 4 no such day, bad grouping, word
+        "n/a;x@x.es;;;;;\r\n"                                                 # 5 key is a null token
+        "C5;ee@x.es;;2 000;-3;SI;15/01/2026 10:00\r\n"                        # 6 winter: UTC+1
+    ).encode()
+    path = write_bytes(tmp_path / "landing" / "es.csv", content)
+    outcome = ingest_file(spark, ctx, "crm_contacts", SPANISH_CONTACTS, file_info(path))
+
+    assert (outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined) == (5, 3, 2)
+    bronze = ctx.store.read("bronze.contacts").select("contact_id", "email", "birth_date", "points", "amount",
+                                                      "opt_in", "updated_at", "_row").orderBy("_row")
+    expected = spark.createDataFrame([
+        ("C1", "ana@x.es", date(1980, 2, 3), 1234, Decimal("1234.50"), True, datetime(2026, 7, 1, 8, 30), 2),
+        ("C2", None, date(1990, 5, 6), None, Decimal("12.50"), False, datetime(2026, 1, 15, 10, 0), 3),
+        ("C5", "ee@x.es", None, 2000, Decimal("-3.00"), True, datetime(2026, 1, 15, 9, 0), 6)],
+        "contact_id string, email string, birth_date date, points long, amount decimal(8,2), opt_in boolean, "
+        "updated_at timestamp, _row long")
+    assert_df_equality(bronze, expected, ignore_nullable=True)
+    quarantine = ctx.store.read("quarantine.contacts").select("_row", "reason", "detail").orderBy("_row")
+    expected_quarantine = spark.createDataFrame([
+        (4, "invalid_value", "columns: birth_date, amount, opt_in"), (5, "missing_source_key", None)],
+        "_row long, reason string, detail string")
+    assert_df_equality(quarantine, expected_quarantine, ignore_nullable=True)
+
+
+def test_a_column_format_wins_over_its_source_and_defaults_stay_strict():
+    fmt = SPANISH_CONTACTS.column_format("points")
+    assert (fmt.thousands_separator, fmt.decimal_separator, fmt.null_values) == (" ", ",", ["NULL", "N/A"])
+    assert SPANISH_CONTACTS.column_format("birth_date").patterns == ["dd/MM/yyyy", "yyyy-MM-dd"]
+    default = CONTACTS.column_format("amount")
+    assert (default.decimal_separator, default.thousands_separator, default.null_values, default.timezone,
+            default.patterns) == (".", None, [], None, [])
+    assert default.true_values == ["true", "t", "yes", "y", "1"]
+    with pytest.raises(ValueError, match="unknown time zone 'Europe/Madird'"):
+        SourceSettings.model_validate({**SPANISH_CONTACTS.model_dump(exclude={"column_options"}),
+                                       "values": {"timezone": "Europe/Madird"}})
+
+
 def test_first_valid_line_of_a_source_key_wins_and_later_ones_name_it(spark, ctx, tmp_path):
     content = (b"contact_id,points\n"
                b"K1,1\n"   # 2 wins K1
