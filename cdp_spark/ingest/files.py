@@ -6,9 +6,12 @@ columns + ``_rescued``, ``_reasons``, ``_detail``, ``value``, ``_row`` (``cdp_sp
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections import deque
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 
+import pyarrow as pa
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -38,6 +41,92 @@ def csv_columns(path: str, header: Sequence[str], separator: str | None, source:
                            f"header has no source key column {missing_keys} (header: {columns}, separator "
                            f"{separator!r}); every file needs its source key")
     return columns
+
+
+MAX_RECORD_LINES = 1000
+"""lines one CSV record may span: a quote that opens a field and is not closed within them is a stray quote,
+and its line stands alone (so one stray quote cannot swallow the rest of the file)"""
+
+
+def quoted_field_patterns(separator: str) -> tuple[str, str]:
+    """Two Java regular expressions over one line of a CSV file with this separator (RFC 4180 quoting, ``""``
+    inside quotes): ``opens``, the line read from its start ends inside a quoted field (the field goes on on
+    the next line); ``stays``, the line read from inside a quoted field ends inside one (no closing quote, or
+    it closes and a later field opens again). Possessive quantifiers: no backtracking on long lines."""
+    sep = re.escape(separator)
+    body = '[^"]*+(?:""[^"]*+)*+'
+    field = f'(?:"{body}"|[^"{sep}][^{sep}]*+|(?={sep}|$))'
+    opens = f'^(?:{field}{sep})*+"{body}$'
+    stays = f'^{body}$|^{body}"(?:{sep}{field})*+{sep}"{body}$'
+    return opens, stays
+
+
+def csv_records(lines: DataFrame, separator: str) -> DataFrame:
+    """The file's CSV records from its numbered lines (``_row``, ``value``): a record whose quoted field holds
+    line breaks is one row again, its lines joined by "\n" and numbered by the line it starts on. One Spark
+    job looks for a line that opens such a field; only a file that has one is walked in order, in one task
+    (as Spark's own multi-line CSV reading does). Same columns out."""
+    opens, stays = quoted_field_patterns(separator)
+    flagged = lines.select("_row", "value", F.col("value").rlike(opens).alias("_opens"),
+                           F.col("value").rlike(stays).alias("_stays"))
+    if not flagged.where("_opens").limit(1).collect():
+        return lines
+    return (flagged.coalesce(1).sortWithinPartitions("_row")
+            .mapInArrow(_joined_records, "_row long, value string"))
+
+
+def _joined_records(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The walk of :func:`csv_records` over one file's flagged lines in order (``_row``, ``value``,
+    ``_opens``, ``_stays``): outside a quoted field a line is a record unless it opens one; inside, lines are
+    gathered until one ends outside. A field left open after ``MAX_RECORD_LINES`` lines, or at the end of
+    the file, was a stray quote: its first line stands alone and the walk resumes on the next line."""
+    pending: list[tuple[int, str, bool, bool]] = []
+    todo: deque[tuple[int, str, bool, bool]] = deque()
+    rows: list[int] = []
+    values: list[str] = []
+
+    def walk(final: bool) -> None:
+        nonlocal pending
+        while todo or (final and pending):
+            if not todo:  # end of file inside a quoted field
+                first, *rest = pending
+                rows.append(first[0])
+                values.append(first[1])
+                pending = []
+                todo.extend(rest)
+                continue
+            line = todo.popleft()
+            if pending:
+                pending.append(line)
+                if not line[3]:
+                    rows.append(pending[0][0])
+                    values.append("\n".join(p[1] for p in pending))
+                    pending = []
+                elif len(pending) >= MAX_RECORD_LINES:
+                    first, *rest = pending
+                    rows.append(first[0])
+                    values.append(first[1])
+                    pending = []
+                    todo.extendleft(reversed(rest))
+            elif line[2]:
+                pending = [line]
+            else:
+                rows.append(line[0])
+                values.append(line[1])
+
+    def emitted() -> pa.RecordBatch:
+        batch = pa.RecordBatch.from_arrays([pa.array(rows, pa.int64()), pa.array(values, pa.string())],
+                                           names=["_row", "value"])
+        rows.clear()
+        values.clear()
+        return batch
+
+    for batch in batches:
+        todo.extend(zip(*(batch.column(i).to_pylist() for i in range(4)), strict=True))
+        walk(final=False)
+        yield emitted()
+    walk(final=True)
+    yield emitted()
 
 
 def checked_csv(lines: DataFrame, columns: list[str], separator: str, source: SourceSettings,

@@ -1,8 +1,9 @@
 """Landing files: discovery, header sniffing and numbered lines.
 
 The seeds' file rules: one file per entity, CSV with any separator and a header on the first line, or
-JSON; UTF-8 with or without BOM; one record per line. Files are read as text lines so that every
-quarantined row keeps its raw text and its line number.
+JSON; UTF-8 with or without BOM; gzip-compressed when the name ends in ``.gz``. Files are read as text
+lines so that every quarantined row keeps its raw text and its line number (a CSV record whose quoted
+field holds line breaks is joined again by ``cdp_spark.ingest.files.csv_records``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import codecs
 import glob
 import hashlib
 import os
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,6 +46,7 @@ class FileInfo:
     modified_ms: int
     sha256: str
     origin: str = ""  # where it came from (s3://... for staged objects); lineage uses it
+    has_quotes: bool = True  # whether its text holds a '"' (False only when known: then no quoted line breaks)
 
     @property
     def lineage(self) -> str:
@@ -66,20 +69,46 @@ def discover(landing_dir: str, pattern: str) -> list[str]:
     return sorted(p for p in glob.glob(full) if os.path.isfile(p))
 
 
+GZIP_SUFFIX = ".gz"
+
+
+def is_gzip(path: str) -> bool:
+    """Whether a landing file is gzip-compressed (``.csv.gz``, ``.jsonl.gz``): Spark decompresses it by its name."""
+    return path.lower().endswith(GZIP_SUFFIX)
+
+
+def _gunzip_head(sample: bytes) -> bytes:
+    """The text at the start of gzip-compressed bytes (a file's first bytes suffice)."""
+    try:
+        return zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(sample, SNIFF_BYTES)
+    except zlib.error:
+        return sample  # not gzip after all: the binary checks name it
+
+
 def file_info(path: str, origin: str = "") -> FileInfo:
+    """Size, time, SHA-256 of the bytes and whether the (decompressed) text holds a quote, in one pass."""
     digest = hashlib.sha256()
+    inflate = zlib.decompressobj(16 + zlib.MAX_WBITS) if is_gzip(path) else None
+    has_quotes = False
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
+            if not has_quotes:
+                try:
+                    has_quotes = b'"' in (inflate.decompress(chunk) if inflate else chunk)
+                except zlib.error:
+                    has_quotes = True  # unreadable here: Spark will say so; assume the general case
     stat = os.stat(path)
     return FileInfo(path=str(Path(path).absolute()), size=stat.st_size, modified_ms=int(stat.st_mtime * 1000),
-                    sha256=digest.hexdigest(), origin=origin)
+                    sha256=digest.hexdigest(), origin=origin, has_quotes=has_quotes)
 
 
 def _first_line(path: str, sample: bytes | None = None) -> tuple[bytes, bool]:
     if sample is None:
         with open(path, "rb") as handle:
             sample = handle.read(SNIFF_BYTES)
+    if is_gzip(path):
+        sample = _gunzip_head(sample)
     if not sample.strip():
         raise FileRejected(path, "empty_file", "file is empty (no header line)")
     for magic, code, message in BINARY_SIGNATURES:

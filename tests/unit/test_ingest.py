@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
 from cdp_spark.catalog import INGESTION_LOG
 from cdp_spark.config import SourceSettings
@@ -144,6 +145,49 @@ def test_a_column_format_wins_over_its_source_and_defaults_stay_strict():
     with pytest.raises(ValueError, match="unknown time zone 'Europe/Madird'"):
         SourceSettings.model_validate({**SPANISH_CONTACTS.model_dump(exclude={"column_options"}),
                                        "values": {"timezone": "Europe/Madird"}})
+
+
+def test_rfc4180_quoted_fields_hold_line_breaks_and_records_keep_their_first_line(spark, ctx, tmp_path):
+    content = (
+        b'contact_id;email;points\r\n'
+        b'C1;"ana\r\n'                     # 2-4: one record, a field over three lines (CRLF inside)
+        b'de la ""Torre""\r\n'
+        b'x;y";1\r\n'
+        b'C2;O"Brien;2\r\n'                # 5: a quote inside an unquoted field opens nothing
+        b'C3;"b;\n\n";3\n'                  # 6-8: a blank line inside quotes
+        b'C4;"one";"two\n'                 # 9-10: too many columns, quarantined at its first line
+        b'lines";4\n'
+        b'C5;e@x.es;5\n'                    # 11
+        b'C6;"never closed;6\n'            # 12: a stray quote left open to the end stands alone
+        b'C7;g@x.es;7\n')                   # 13: read as itself again
+    path = write_bytes(tmp_path / "landing" / "multi.csv", content)
+    outcome = ingest_file(spark, ctx, "crm_contacts", CONTACTS, file_info(path))
+
+    assert (outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined) == (7, 5, 2)
+    bronze = ctx.store.read("bronze.contacts").select("_row", "contact_id", "email", "points").orderBy("_row")
+    expected = spark.createDataFrame([
+        (2, "C1", 'ana\nde la "Torre"\nx;y', 1), (5, "C2", 'O"Brien', 2), (6, "C3", "b;\n\n", 3),
+        (11, "C5", "e@x.es", 5), (13, "C7", "g@x.es", 7)], "_row long, contact_id string, email string, points long")
+    assert_df_equality(bronze, expected, ignore_nullable=True)
+    quarantine = ctx.store.read("quarantine.contacts").select("_row", "reason", "raw").orderBy("_row")
+    expected_quarantine = spark.createDataFrame([
+        (9, "wrong_column_count", 'C4;"one";"two\nlines";4'), (12, "wrong_column_count", 'C6;"never closed;6')],
+        "_row long, reason string, raw string")
+    assert_df_equality(quarantine, expected_quarantine, ignore_nullable=True)
+
+
+@pytest.mark.parametrize("sep", [",", "\t", "|"])
+def test_quoted_field_patterns_for_every_separator(spark, sep):
+    from cdp_spark.ingest.files import quoted_field_patterns
+
+    opens, stays = quoted_field_patterns(sep)
+    lines = [f'a{sep}"open', f'"a""b{sep}c', f'a{sep}"done"', f'O"Brien{sep}x', f'{sep}{sep}"', 'plain',
+             f'end"{sep}x{sep}"again', f'end"{sep}"closed"']
+    rows = spark.createDataFrame([(line,) for line in lines], "value string").select(
+        "value", F.col("value").rlike(opens).alias("opens"), F.col("value").rlike(stays).alias("stays")).collect()
+    assert [(r.opens, r.stays) for r in rows] == [
+        (True, False), (True, False), (False, False), (False, False), (True, False), (False, True),
+        (True, True), (False, False)]  # 7: read from its start, "again opens a field too
 
 
 def test_first_valid_line_of_a_source_key_wins_and_later_ones_name_it(spark, ctx, tmp_path):
