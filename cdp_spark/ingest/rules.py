@@ -60,19 +60,22 @@ def parse_csv(lines: DataFrame, header: Sequence[str], separator: str) -> DataFr
 def parse_json(lines: DataFrame, columns: Sequence[str], aliases: Mapping[str, Sequence[str]] | None = None,
                ) -> DataFrame:
     """Parses JSON objects, keeping contract columns as strings (a column is filled by its own key or the
-    first of its ``aliases`` present); keys outside the contract are rescued into ``_rescued`` (a JSON
+    first of its ``aliases`` present; an alias with dots is a path into nested objects, ``address.city``);
+    top-level keys outside the contract (and not the head of a path) are rescued into ``_rescued`` (a JSON
     object) so schema drift is kept and reported, not dropped."""
     names = {c: list(dict.fromkeys([c, *((aliases or {}).get(c) or [])])) for c in columns}
-    keys = list(dict.fromkeys(k for c in columns for k in names[c]))
+    keys = list(dict.fromkeys(k for c in columns for k in names[c] if "." not in k))
+    used = [*keys, *[k.split(".")[0] for c in columns for k in names[c] if "." in k]]
     options = {"mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt"}
     parsed = lines.withColumn("_p", F.from_json(F.col("value"), _strings_schema(keys), options))
     as_map = F.from_json(F.col("value"), "MAP<STRING, STRING>")
-    extra = F.map_filter(as_map, lambda k, _v: ~k.isin(*keys))
+    extra = F.map_filter(as_map, lambda k, _v: ~k.isin(*used))
     error = (F.when(F.trim(F.col("value")) == "", F.lit("empty_line"))
              .when(F.col("_p").isNull() | F.col("_p._corrupt").isNotNull(), F.lit("malformed_json")))
 
     def filled(column: str) -> Column:
-        values = [F.col("_p").getField(k) for k in names[column]]
+        values = [F.get_json_object("value", f"$.{k}") if "." in k else F.col("_p").getField(k)
+                  for k in names[column]]
         return values[0] if len(values) == 1 else F.coalesce(*values)
 
     return parsed.select(

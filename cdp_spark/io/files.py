@@ -152,9 +152,13 @@ def read_csv_header(path: str, separator: str | None, sample: bytes | None = Non
 
 
 def read_json_header(path: str, sample: bytes | None = None) -> Header:
+    """JSON Lines, or one JSON document (``json_array``): a file starting with ``[`` (an array of records,
+    pretty-printed or not) or whose first line is a lone ``{`` (pretty-printed objects, as json.dumps with
+    an indent, jq or JSON.stringify write them)."""
     raw, has_bom = _first_line(path, sample)
-    stripped = raw.lstrip()
-    return Header(columns=[], separator=None, has_bom=has_bom, json_array=stripped.startswith(b"["))
+    stripped = raw.strip()
+    return Header(columns=[], separator=None, has_bom=has_bom,
+                  json_array=stripped.startswith(b"[") or stripped == b"{")
 
 
 def numbered_lines(spark: SparkSession, path: str) -> DataFrame:
@@ -187,7 +191,13 @@ def numbered_lines(spark: SparkSession, path: str) -> DataFrame:
 
 
 def read_json_array(spark: SparkSession, path: str) -> DataFrame:
-    """A top-level JSON array as one element per row, numbered by position (``_row`` = index + 1)."""
-    whole = spark.read.option("wholetext", "true").text(path)
-    return (whole.select(F.posexplode(F.from_json(F.col("value"), "ARRAY<STRING>")).alias("pos", "value"))
+    """A JSON document's records, one per row, numbered by position (``_row`` = index + 1): the elements of
+    a top-level array, or top-level objects (pretty-printed ones follow each other with their closing brace
+    at the start of a line). A document that does not parse is one row holding its whole text, so it is
+    quarantined as malformed rather than lost."""
+    text = F.col("value")
+    objects = F.concat(F.lit("["), F.regexp_replace(text, r"(?m)^\}[ \t]*\r?\n\{", "},\n{"), F.lit("]"))
+    records = F.from_json(F.when(F.ltrim(text).startswith("["), text).otherwise(objects), "ARRAY<STRING>")
+    whole = spark.read.text(path, wholetext=True)  # the keyword: text() would reset the option to False
+    return (whole.select(F.posexplode(F.coalesce(records, F.array(text))).alias("pos", "value"))
             .select((F.col("pos") + 1).cast("long").alias("_row"), "value"))

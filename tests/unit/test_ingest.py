@@ -293,3 +293,52 @@ def test_json_lines_and_json_array(spark, ctx, tmp_path):
     assert_df_equality(bronze.orderBy("customer_id"), expected, ignore_nullable=True)
     reasons = sorted((r._row, r.reason) for r in ctx.store.read("quarantine.customers").collect())
     assert reasons == [(2, "invalid_value"), (3, "malformed_json")]
+
+
+NESTED_CUSTOMERS = SourceSettings.model_validate({
+    "entity": "customers", "system": "shop", "format": "json", "path": "*.json*", "source_key": ["customer_id"],
+    "columns": {"customer_id": "string", "city": {"type": "string", "from": ["address.city"]}, "spend": "double"}})
+
+
+def test_gzip_files_nested_json_paths_and_pretty_printed_documents(spark, ctx, tmp_path):
+    import gzip
+
+    landing = tmp_path / "landing"
+    compressed = write_bytes(landing / "a.jsonl.gz", gzip.compress(
+        b'{"customer_id": "G1", "address": {"city": "Vigo", "zip": "36201"}, "spend": 1.5}\n'
+        b'{"customer_id": "G2", "address": {"zip": "36202"}, "vip": true}\n'))
+    pretty = write_bytes(landing / "b.json", (
+        b'{\n  "customer_id": "P1",\n  "address": {\n    "city": "Lyon"\n  },\n  "spend": 3\n}\n'
+        b'{\n  "customer_id": "P2",\n  "spend": "x"\n}\n'))
+    array = write_bytes(landing / "c.json", b'[\n  {"customer_id": "A1", "address": {"city": "Ulm"}},\n'
+                                            b'  {"customer_id": "A2"}\n]\n')
+    broken = write_bytes(landing / "d.json", b'[{"customer_id": "M1"},\n')
+    outcomes = [ingest_file(spark, ctx, "shop", NESTED_CUSTOMERS, file_info(p))
+                for p in (compressed, pretty, array, broken)]
+
+    assert [(o.rows_read, o.rows_accepted, o.rows_quarantined) for o in outcomes] == [
+        (2, 2, 0), (2, 1, 1), (2, 2, 0), (1, 0, 1)]
+    assert outcomes[0].message == "rescued columns ['vip'] kept in _rescued"  # address feeds city: not rescued
+    bronze = ctx.store.read("bronze.customers").select("customer_id", "city", "spend", "_row", "_rescued")
+    expected = spark.createDataFrame([
+        ("A1", "Ulm", None, 1, None), ("A2", None, None, 2, None), ("G1", "Vigo", 1.5, 1, None),
+        ("G2", None, None, 2, '{"vip":"true"}'), ("P1", "Lyon", 3.0, 1, None)],
+        "customer_id string, city string, spend double, _row long, _rescued string")
+    assert_df_equality(bronze.orderBy("customer_id"), expected, ignore_nullable=True)
+    quarantine = ctx.store.read("quarantine.customers").select("_file", "_row", "reason", "raw")
+    expected_quarantine = spark.createDataFrame([
+        (pretty, 2, "invalid_value", '{"customer_id":"P2","spend":"x"}'),
+        (broken, 1, "malformed_json", '[{"customer_id": "M1"},\n')], "_file string, _row long, reason string, raw string")
+    assert_df_equality(quarantine.orderBy("_file"), expected_quarantine, ignore_nullable=True)
+
+
+def test_gzip_csv_with_bom_is_read_like_plain_csv(spark, ctx, tmp_path):
+    import gzip
+
+    path = write_bytes(tmp_path / "landing" / "c.csv.gz",
+                       gzip.compress("\ufeffcontact_id;points\r\nZ1;4\r\nZ2;x\r\n".encode()))
+    outcome = ingest_file(spark, ctx, "crm_contacts", CONTACTS, file_info(path))
+    assert (outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined) == (2, 1, 1)
+    bronze = ctx.store.read("bronze.contacts").select("contact_id", "points", "_row")
+    assert_df_equality(bronze, spark.createDataFrame([("Z1", 4, 2)], "contact_id string, points long, _row long"),
+                       ignore_nullable=True)
