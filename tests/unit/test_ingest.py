@@ -328,7 +328,8 @@ def test_gzip_files_nested_json_paths_and_pretty_printed_documents(spark, ctx, t
     quarantine = ctx.store.read("quarantine.customers").select("_file", "_row", "reason", "raw")
     expected_quarantine = spark.createDataFrame([
         (pretty, 2, "invalid_value", '{"customer_id":"P2","spend":"x"}'),
-        (broken, 1, "malformed_json", '[{"customer_id": "M1"},\n')], "_file string, _row long, reason string, raw string")
+        (broken, 1, "malformed_json", '[{"customer_id": "M1"},\n')],
+        "_file string, _row long, reason string, raw string")
     assert_df_equality(quarantine.orderBy("_file"), expected_quarantine, ignore_nullable=True)
 
 
