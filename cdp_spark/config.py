@@ -161,9 +161,12 @@ class SourceSettings(Model):
     entity: str
     """bronze/silver table the rows land in (customers, orders, order_items, products, stores, events)"""
     system: str = Field(description="name other tables use for this source, e.g. orders.customer_source")
-    format: Literal["csv", "json"]
-    """csv (header line, UTF-8 with or without BOM) or json (one object per line)"""
-    path: str = Field(description="file or glob, relative to the landing directory unless absolute")
+    format: Literal["csv", "json", "parquet", "delta"]
+    """csv (header line, UTF-8 with or without BOM), json (one object per line, or a document), parquet, or
+    delta (a Delta table read by version: what was committed since the last ingested version); csv and json
+    files may be gzip-compressed (.gz)"""
+    path: str = Field(description="file or glob, relative to the landing directory unless absolute; for delta the "
+                                  "table's folder or URL")
     separator: str | None = None
     """CSV separator; null = detected: the candidate that splits the header line into the most fields"""
     encoding: Literal["utf-8"] = "utf-8"

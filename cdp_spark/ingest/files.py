@@ -30,17 +30,30 @@ from cdp_spark.io.files import FileRejected
 
 def csv_columns(path: str, header: Sequence[str], separator: str | None, source: SourceSettings) -> list[str]:
     """The contract column each header column fills (:func:`header_mapping`); rejects a file whose header is
-    ambiguous or lacks a source key column (:class:`FileRejected` naming ``path``)."""
+    ambiguous or lacks a source key column (:class:`FileRejected` naming ``path``). ``separator``: the CSV
+    file's, named in the message (None for a typed file's columns)."""
     try:
         columns = header_mapping(header, source)
     except ValueError as exc:
         raise FileRejected(path, "ambiguous_header", str(exc)) from None
     missing_keys = [k for k in source.source_key if k not in columns]
     if missing_keys:
+        found = f"header: {columns}, separator {separator!r}" if separator else f"columns: {columns}"
         raise FileRejected(path, "no_source_key",
-                           f"header has no source key column {missing_keys} (header: {columns}, separator "
-                           f"{separator!r}); every file needs its source key")
+                           f"header has no source key column {missing_keys} ({found}); every file needs its "
+                           "source key")
     return columns
+
+
+def typed_records(rows: DataFrame, source: SourceSettings, path: str) -> DataFrame:
+    """Rows of a typed source (Parquet, Delta: ``_row`` and its own columns) as the JSON rules read them:
+    ``_row`` and ``value``, the row as a JSON object whose keys are the contract's names where a column maps
+    to one (names matched as a CSV header's are, :func:`csv_columns`); dates and timestamps become ISO text,
+    nested columns nested objects."""
+    own = [c for c in rows.columns if c != "_row"]
+    mapped = csv_columns(path, own, None, source)
+    record = F.struct(*[F.col(f"`{c}`").alias(name) for c, name in zip(own, mapped, strict=True)])
+    return rows.select("_row", F.to_json(record).alias("value"))
 
 
 MAX_RECORD_LINES = 1000

@@ -162,17 +162,27 @@ def read_json_header(path: str, sample: bytes | None = None) -> Header:
 
 
 def numbered_lines(spark: SparkSession, path: str) -> DataFrame:
-    """The file's lines as ``_row`` (1-based line number) and ``value`` (text, invalid UTF-8 bytes replaced by
-    U+FFFD, no trailing carriage return), computed on the JVM:
+    """The file's lines as ``_row`` (1-based line number, :func:`numbered`) and ``value`` (text, invalid UTF-8
+    bytes replaced by U+FFFD, no trailing carriage return), computed on the JVM."""
+    lines = numbered(spark.read.option("lineSep", "\n").text(path))
+    # Invalid UTF-8 bytes become U+FFFD explicitly (the rules quarantine such lines as invalid_encoding);
+    # CRLF files lose the trailing carriage return by a suffix test, cheaper than a regex.
+    text = F.make_valid_utf8(F.col("value"))
+    return lines.select(
+        "_row",
+        F.when(text.endswith("\r"), F.substring(text, F.lit(1), F.length(text) - 1)).otherwise(text).alias("value"),
+    )
+
+
+def numbered(frame: DataFrame) -> DataFrame:
+    """``frame`` (one file's rows, its splits in file order) with ``_row``, the 1-based position in the file:
     ``monotonically_increasing_id`` gives the row within each partition, and the partitions' counts give
-    their offsets. Splits of one file are read in file order."""
-    lines = (spark.read.option("lineSep", "\n").text(path)
-             .withColumn("_pid", F.spark_partition_id())
-             .withColumn("_mid", F.monotonically_increasing_id()))
-    if lines.rdd.getNumPartitions() == 1:  # a small file is one split: no counting pass (planning only)
+    their offsets (no counting pass for a file read as one split)."""
+    tagged = frame.withColumn("_pid", F.spark_partition_id()).withColumn("_mid", F.monotonically_increasing_id())
+    if tagged.rdd.getNumPartitions() == 1:  # a small file is one split: planning only
         counts = [(0, 0)]
     else:
-        counts = sorted((r["_pid"], r["count"]) for r in lines.groupBy("_pid").count().collect())
+        counts = sorted((r["_pid"], r["count"]) for r in tagged.groupBy("_pid").count().collect())
     offsets, running = {}, 0
     for pid, count in counts:
         offsets[pid] = running
@@ -181,13 +191,17 @@ def numbered_lines(spark: SparkSession, path: str) -> DataFrame:
     for pid, offset in offsets.items():
         offset_col = F.when(F.col("_pid") == pid, F.lit(offset)).otherwise(offset_col)
     in_partition = F.col("_mid") - F.shiftleft(F.col("_pid").cast("long"), 33)
-    # Invalid UTF-8 bytes become U+FFFD explicitly (the rules quarantine such lines as invalid_encoding);
-    # CRLF files lose the trailing carriage return by a suffix test, cheaper than a regex.
-    text = F.make_valid_utf8(F.col("value"))
-    return lines.select(
-        (offset_col + in_partition + 1).alias("_row"),
-        F.when(text.endswith("\r"), F.substring(text, F.lit(1), F.length(text) - 1)).otherwise(text).alias("value"),
-    )
+    return tagged.select((offset_col + in_partition + 1).alias("_row"), *[F.col(f"`{c}`") for c in frame.columns])
+
+
+def read_parquet(spark: SparkSession, path: str) -> DataFrame:
+    """A Parquet file's rows with their typed columns and ``_row`` (position in the file); a file that is not
+    Parquet is rejected naming it."""
+    try:
+        return numbered(spark.read.parquet(path))
+    except Exception as exc:  # AnalysisException / SparkException: not a Parquet file, unreadable footer
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FileRejected(path, "unreadable_file", f"not a readable Parquet file: {first}") from None
 
 
 def read_json_array(spark: SparkSession, path: str) -> DataFrame:

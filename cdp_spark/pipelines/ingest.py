@@ -35,10 +35,12 @@ from cdp_spark.ingest.files import (
     csv_records,
     quarantine_rows,
     rescued_keys,
+    typed_records,
     with_duplicates_flagged,
 )
 from cdp_spark.ingest.objects import source_location, spark_reads_objects
 from cdp_spark.io import jdbc
+from cdp_spark.io.delta_source import delta_changes, read_delta_files
 from cdp_spark.io.files import (
     SNIFF_BYTES,
     FileInfo,
@@ -49,6 +51,7 @@ from cdp_spark.io.files import (
     read_csv_header,
     read_json_array,
     read_json_header,
+    read_parquet,
 )
 from cdp_spark.io.object_store import ObjectRef, ObjectStore, is_object_url
 from cdp_spark.io.tables import Txn
@@ -83,6 +86,8 @@ def checked_rows(spark: SparkSession, source: SourceSettings, path: str,
         lines = numbered_lines(spark, path).where(F.col("_row") > 1)
         records = csv_records(lines, separator) if has_quotes else lines
         return checked_csv(records, columns, separator, source, path)
+    if source.format == "parquet":
+        return checked_json(typed_records(read_parquet(spark, path), source, path), source, path), []
     json_header = read_json_header(path, sample)
     lines = read_json_array(spark, path) if json_header.json_array else numbered_lines(spark, path)
     return checked_json(lines, source, path), []  # JSON objects name their own keys: see rescued_keys
@@ -100,9 +105,8 @@ def suppression_flag(ctx: RunContext, source: SourceSettings | JdbcSourceSetting
 
 def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceSettings,
                 info: FileInfo, sample: bytes | None = None) -> FileOutcome:
-    bronze_table, quarantine_table = bronze_of(source.entity), quarantine_of(source.entity)
     txn = Txn(f"ingest/{name}/{info.sha256}", 1)
-    if ctx.store.exists(INGESTION_LOG) and (ctx.store.txn_version(INGESTION_LOG, txn.app_id) or 0) >= 1:
+    if already_landed(ctx, txn):
         return FileOutcome(name, info.lineage, "skipped", message="already ingested (same content)")
     now = datetime.now(UTC)
     try:
@@ -112,9 +116,23 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
         log.error("rejected %s", message)
         _log_row(spark, ctx, txn, name, source, info, "rejected", 0, 0, 0, [], message, now)
         return FileOutcome(name, info.lineage, "rejected", message=message)
+    return land(spark, ctx, name, source, info, checked, rescued, txn, now)
+
+
+def already_landed(ctx: RunContext, txn: Txn) -> bool:
+    """Whether a read with this token was landed: its ingestion log row is the last of its writes."""
+    return ctx.store.exists(INGESTION_LOG) and (ctx.store.txn_version(INGESTION_LOG, txn.app_id) or 0) >= 1
+
+
+def land(spark: SparkSession, ctx: RunContext, name: str, source: SourceSettings, info: FileInfo,
+         checked: DataFrame, rescued: list[str], txn: Txn, now: datetime,
+         metadata: dict[str, str] | None = None) -> FileOutcome:
+    """Writes one read's checked rows (``checked_rows``): accepted ones to bronze (with ``metadata`` in that
+    commit), the others to the quarantine, and its ingestion log row, each write under ``txn``."""
+    bronze_table, quarantine_table = bronze_of(source.entity), quarantine_of(source.entity)
     parsed = checked = checked.persist()
     try:
-        if source.format == "json":
+        if source.format != "csv":  # JSON objects (and typed rows) name their own keys
             rescued = rescued_keys(parsed)
         checked, read, accepted = with_duplicates_flagged(parsed, source.source_key)
         accepted_rows = bronze_rows(checked.where(F.col("_reasons") == ""), source, name, info.lineage,
@@ -126,7 +144,7 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
         if flag is not None:
             suppressed = accepted_rows.where(flag).count()
             accepted_rows, accepted = accepted_rows.where(~flag), accepted - suppressed
-        bronze_result = ctx.store.write(bronze_table, accepted_rows, txn=txn, evolve_schema=True)
+        bronze_result = ctx.store.write(bronze_table, accepted_rows, txn=txn, evolve_schema=True, metadata=metadata)
         ctx.wrote(bronze_table, bronze_result.version)
         quarantined = read - accepted - suppressed
         if quarantined:
@@ -157,6 +175,36 @@ def _log_row(spark: SparkSession, ctx: RunContext, txn: Txn, name: str,
            ",".join(rescued) or None, message, now.replace(tzinfo=None), suppressed)
     result = ctx.store.append_rows(INGESTION_LOG, [row], declared_schema(INGESTION_LOG), txn=txn, evolve_schema=True)
     ctx.wrote(INGESTION_LOG, result.version)
+
+
+def ingest_delta(spark: SparkSession, ctx: RunContext, name: str, source: SourceSettings,
+                 location: str) -> FileOutcome:
+    """Ingests what was committed to a Delta table since the version ingested last (kept as commit metadata
+    of bronze, ``cdp.delta_version.<source>``, written with the rows, as the JDBC watermark is); ``--full-refresh``
+    reads the whole current version. The writes carry ``ingest/<source>/delta-v<version>``, so a version is
+    landed once."""
+    version_key = f"cdp.delta_version.{name}"
+    stored = None if ctx.full_refresh else ctx.store.latest_metadata(bronze_of(source.entity), version_key)
+    previous = int(stored) if stored is not None else None
+    now = datetime.now(UTC)
+    info = FileInfo(path=location, size=0, modified_ms=0, sha256="")
+    try:
+        changes = delta_changes(location, previous)
+    except FileRejected as exc:
+        log.error("rejected %s", exc)
+        _log_row(spark, ctx, Txn(f"ingest/{name}/delta-rejected/{now.isoformat()}", 1), name, source, info,
+                 "rejected", 0, 0, 0, [], str(exc), now)
+        return FileOutcome(name, location, "rejected", message=str(exc))
+    txn = Txn(f"ingest/{name}/delta-v{changes.version}", 1)
+    if not changes.files or already_landed(ctx, txn):
+        return FileOutcome(name, location, "skipped", message=f"no new data files since version {previous}")
+    info = FileInfo(path=location, size=0, modified_ms=0, sha256=f"delta-v{changes.version}",
+                    origin=f"{location}@v{changes.version}")
+    checked = checked_json(typed_records(read_delta_files(spark, changes), source, location), source, location)
+    outcome = land(spark, ctx, name, source, info, checked, [], txn, now, {version_key: str(changes.version)})
+    read = "the whole table" if changes.whole else f"files added since version {previous}"
+    return FileOutcome(**{**outcome.__dict__, "message": "; ".join(
+        m for m in (f"version {changes.version}: {read}", outcome.message) if m)})
 
 
 def ingest_objects(spark: SparkSession, cfg: CdpConfig, ctx: RunContext, name: str,
@@ -279,6 +327,9 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> l
     outcomes: list[FileOutcome] = []
     for name, source in cfg.sources.items():
         location = source_location(cfg.landing_dir, source.path)
+        if source.format == "delta":
+            outcomes.append(ingest_delta(spark, ctx, name, source, location))
+            continue
         if is_object_url(location):
             outcomes += ingest_objects(spark, cfg, ctx, name, source, location)
             continue

@@ -343,3 +343,98 @@ def test_gzip_csv_with_bom_is_read_like_plain_csv(spark, ctx, tmp_path):
     bronze = ctx.store.read("bronze.contacts").select("contact_id", "points", "_row")
     assert_df_equality(bronze, spark.createDataFrame([("Z1", 4, 2)], "contact_id string, points long, _row long"),
                        ignore_nullable=True)
+
+
+TYPED_CONTACTS = SourceSettings.model_validate({
+    "entity": "contacts", "system": "lake", "format": "parquet", "path": "*.parquet", "source_key": ["contact_id"],
+    "columns": {"contact_id": "string", "email": "string", "birth_date": "date", "points": "long",
+                "amount": "decimal(8,2)", "opt_in": "boolean", "city": {"type": "string", "from": ["address.city"]},
+                "updated_at": "timestamp"}})
+
+
+def test_parquet_files_map_typed_and_nested_columns(spark, ctx, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pa.table({
+        "Contact_ID": ["P1", None, "P3", "P1"],
+        "email": ["ana@x.es", "b@x.es", None, "dup@x.es"],
+        "birth_date": [date(1990, 1, 2), None, date(1980, 5, 6), None],
+        "points": pa.array([7, 8, None, 9], pa.int64()),
+        "amount": pa.array([Decimal("10.50"), None, Decimal("-1.25"), None], pa.decimal128(8, 2)),
+        "opt_in": [True, None, False, None],
+        "updated_at": [datetime(2026, 1, 2, 3, 4, 5), None, None, None],
+        "address": [{"city": "Vigo"}, None, {"city": "Ulm"}, None],
+        "nickname": ["Anita", None, None, None]})
+    path = tmp_path / "landing" / "c.parquet"
+    path.parent.mkdir(parents=True)
+    pq.write_table(table, path)
+    outcome = ingest_file(spark, ctx, "lake_contacts", TYPED_CONTACTS, file_info(str(path)))
+
+    assert (outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined) == (4, 2, 2)
+    assert outcome.message == "rescued columns ['nickname'] kept in _rescued"
+    bronze = ctx.store.read("bronze.contacts").select(
+        "contact_id", "email", "birth_date", "points", "amount", "opt_in", "city", "updated_at", "_row", "_rescued")
+    expected = spark.createDataFrame([
+        ("P1", "ana@x.es", date(1990, 1, 2), 7, Decimal("10.50"), True, "Vigo", datetime(2026, 1, 2, 3, 4, 5), 1,
+         '{"nickname":"Anita"}'),
+        ("P3", None, date(1980, 5, 6), None, Decimal("-1.25"), False, "Ulm", None, 3, None)],
+        "contact_id string, email string, birth_date date, points long, amount decimal(8,2), opt_in boolean, "
+        "city string, updated_at timestamp, _row long, _rescued string")
+    assert_df_equality(bronze.orderBy("_row"), expected, ignore_nullable=True)
+    quarantine = ctx.store.read("quarantine.contacts").select("_row", "reason", "detail", "raw").orderBy("_row")
+    expected_quarantine = spark.createDataFrame([
+        (2, "missing_source_key", None, '{"email":"b@x.es","points":8}'),
+        (4, "duplicate_source_key", "first seen at line 1", '{"contact_id":"P1","email":"dup@x.es","points":9}')],
+        "_row long, reason string, detail string, raw string")
+    assert_df_equality(quarantine, expected_quarantine, ignore_nullable=True)
+
+
+def test_a_delta_table_source_is_read_by_version(spark, ctx, tmp_path):
+    import pyarrow as pa
+    from deltalake import DeltaTable, write_deltalake
+
+    from cdp_spark.pipelines.ingest import ingest_delta
+
+    location = str(tmp_path / "shop_table")
+    source = SourceSettings.model_validate({
+        "entity": "customers", "system": "shop", "format": "delta", "path": location, "source_key": ["customer_id"],
+        "columns": {"customer_id": "string", "spend": "double", "country": "string"}})
+    rows = pa.table({"customer_id": ["D1", "D2"], "spend": [1.0, 2.0], "country": ["ES", "FR"]})
+    write_deltalake(location, rows, partition_by=["country"])
+
+    def bronze():
+        return sorted((r.customer_id, r.spend, r.country) for r in
+                      ctx.store.read("bronze.customers").select("customer_id", "spend", "country").collect())
+
+    first = ingest_delta(spark, ctx, "shop", source, location)
+    assert (first.status, first.rows_read, first.rows_accepted, first.file) == ("ingested", 2, 2, f"{location}@v0")
+    assert first.message == "version 0: the whole table"
+    write_deltalake(location, pa.table({"customer_id": ["D3", None], "spend": [3.0, 4.0], "country": ["ES", "ES"]}),
+                    mode="append", partition_by=["country"])
+    second = ingest_delta(spark, ctx, "shop", source, location)
+    assert (second.rows_read, second.rows_accepted, second.rows_quarantined) == (2, 1, 1)
+    assert second.message == "version 1: files added since version 0"
+    assert bronze() == [("D1", 1.0, "ES"), ("D2", 2.0, "FR"), ("D3", 3.0, "ES")]
+    third = ingest_delta(spark, ctx, "shop", source, location)
+    assert (third.status, third.message) == ("skipped", "no new data files since version 1")
+
+    DeltaTable(location).delete("customer_id = 'D1'")  # files rewritten: the whole version is read again
+    fourth = ingest_delta(spark, ctx, "shop", source, location)
+    assert (fourth.rows_read, fourth.rows_accepted, fourth.message) == (3, 2, "version 2: the whole table")
+    assert ctx.store.latest_metadata("bronze.customers", "cdp.delta_version.shop") == "2"
+    quarantine = ctx.store.read("quarantine.customers").select("_file", "reason", "raw").orderBy("_file").collect()
+    assert [(r._file, r.reason, r.raw) for r in quarantine] == [
+        (f"{location}@v1", "missing_source_key", '{"spend":4.0,"country":"ES"}'),
+        (f"{location}@v2", "missing_source_key", '{"spend":4.0,"country":"ES"}')]
+
+
+def test_a_folder_that_is_no_delta_table_is_rejected_naming_it(spark, ctx, tmp_path):
+    from cdp_spark.pipelines.ingest import ingest_delta
+
+    source = SourceSettings.model_validate({
+        "entity": "customers", "system": "shop", "format": "delta", "path": str(tmp_path), "source_key": ["id"],
+        "columns": {"id": "string"}})
+    outcome = ingest_delta(spark, ctx, "shop", source, str(tmp_path))
+    assert (outcome.status, outcome.message) == (
+        "rejected", f"{tmp_path}: no Delta table here (no readable _delta_log)")
