@@ -3,14 +3,17 @@ the schema alignment both engines apply before an append or merge."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructField, StructType
+
+log = logging.getLogger(__name__)
 
 WriteMode = Literal["append", "overwrite"]
 
@@ -21,6 +24,30 @@ class TableError(RuntimeError):
 
 class TableNotFound(TableError):
     pass
+
+
+class CommitConflict(TableError):
+    """Another writer committed a conflicting change to the table first; nothing of this attempt was committed."""
+
+
+COMMIT_ATTEMPTS = 3
+"""attempts of one write or merge that keeps losing commit races to other writers"""
+
+Result = TypeVar("Result")
+
+
+def with_conflict_retries(table: str, attempt: Callable[[], Result], attempts: int = COMMIT_ATTEMPTS) -> Result:
+    """``attempt()`` (a whole write: read the table, compute, stage, commit), run again from the table's new
+    version while it raises :class:`CommitConflict`, at most ``attempts`` times; then a clear error."""
+    for number in range(1, attempts + 1):
+        try:
+            return attempt()
+        except CommitConflict as exc:
+            if number == attempts:
+                raise TableError(f"{exc} (after {attempts} attempts); nothing of this write was committed: run "
+                                 "the job again") from None
+            log.warning("%s: another writer committed first; attempt %d of %d", table, number + 1, attempts)
+    raise AssertionError("unreachable")
 
 
 @dataclass(frozen=True)

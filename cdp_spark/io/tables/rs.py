@@ -21,6 +21,7 @@ from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
 from cdp_spark.io.tables.protocol import (
+    CommitConflict,
     TableError,
     TableNotFound,
     Txn,
@@ -31,6 +32,7 @@ from cdp_spark.io.tables.protocol import (
     nullable_schema,
     reject_duplicate_keys,
     split_name,
+    with_conflict_retries,
 )
 from cdp_spark.io.tables.stats import arrow_schema_of, file_stats
 
@@ -171,6 +173,10 @@ class RsDeltaStore:
 
     def write(self, table: str, df: DataFrame, mode: WriteMode = "append", txn: Txn | None = None,
               evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult:
+        return with_conflict_retries(table, lambda: self._write_once(table, df, mode, txn, evolve_schema, metadata))
+
+    def _write_once(self, table: str, df: DataFrame, mode: WriteMode, txn: Txn | None, evolve_schema: bool,
+                    metadata: dict[str, str] | None) -> WriteResult:
         from deltalake import Schema
         from deltalake.exceptions import DeltaError
         from deltalake.transaction import create_table_with_add_actions
@@ -261,7 +267,7 @@ class RsDeltaStore:
 
     def _commit(self, table: str, adds: list[Any], commit: Any) -> None:
         """Runs the commit; when another writer committed a conflicting change first (delta-rs retries
-        blind appends itself), removes this write's staged files and raises a clear ``TableError``."""
+        blind appends itself), removes this write's staged files and raises ``CommitConflict``."""
         from deltalake.exceptions import CommitFailedError
 
         try:
@@ -269,9 +275,8 @@ class RsDeltaStore:
         except CommitFailedError as exc:
             for add in adds:
                 Path(self.path(table), add.path).unlink(missing_ok=True)
-            raise TableError(f"{table}: another writer changed the same data first "
-                             f"({str(exc).splitlines()[0][:200]}); nothing of this write was committed: "
-                             "run the job again") from None
+            raise CommitConflict(f"{table}: another writer changed the same data first "
+                                 f"({str(exc).splitlines()[0][:200]})") from None
 
     def _add_columns(self, dt: Any, schema: StructType, new_columns: list[str]) -> None:
         from deltalake import Field, Schema
@@ -286,8 +291,13 @@ class RsDeltaStore:
         """Upsert on ``keys``: source rows replace target rows with the same key, others are inserted.
 
         Copy-on-write at file level: only the files holding a matched key are rewritten, and the
-        removes and adds are committed as one transaction. Source keys must be unique.
+        removes and adds are committed as one transaction. Source keys must be unique. A merge that loses
+        a commit race is computed again from the new version (``with_conflict_retries``).
         """
+        return with_conflict_retries(table, lambda: self._merge_once(table, df, keys, txn, evolve_schema, metadata))
+
+    def _merge_once(self, table: str, df: DataFrame, keys: list[str], txn: Txn | None, evolve_schema: bool,
+                    metadata: dict[str, str] | None) -> WriteResult:
         from deltalake.transaction import RemoveAction
 
         done = self._already_applied(table, txn)

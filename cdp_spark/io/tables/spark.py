@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -17,6 +17,7 @@ from pyspark.sql.types import LongType, StringType, StructField, StructType
 from cdp_spark.io.hadoop import glob_paths, list_files, read_text
 from cdp_spark.io.tables.deltalog import commit_transactions, log_version, newest_checkpoint_and_later_commits
 from cdp_spark.io.tables.protocol import (
+    CommitConflict,
     TableError,
     TableNotFound,
     Txn,
@@ -26,6 +27,7 @@ from cdp_spark.io.tables.protocol import (
     nullable_schema,
     reject_duplicate_keys,
     split_name,
+    with_conflict_retries,
 )
 from cdp_spark.io.tables.stats import stats_columns
 
@@ -151,6 +153,11 @@ class SparkDeltaStore:
 
     def write(self, table: str, df: DataFrame, mode: WriteMode = "append", txn: Txn | None = None,
               evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult:
+        return with_conflict_retries(table, lambda: _as_conflict(table, lambda: self._write_once(
+            table, df, mode, txn, evolve_schema, metadata)))
+
+    def _write_once(self, table: str, df: DataFrame, mode: WriteMode, txn: Txn | None, evolve_schema: bool,
+                    metadata: dict[str, str] | None) -> WriteResult:
         before = self.version(table)
         if before is not None and mode == "append":
             check_new_columns(df, self.read(table).schema, table, evolve_schema)
@@ -179,9 +186,15 @@ class SparkDeltaStore:
 
     def merge(self, table: str, df: DataFrame, keys: list[str], txn: Txn | None = None,
               evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult:
+        """Delta MERGE on ``keys``; one that loses a commit race runs again (``with_conflict_retries``)."""
         reject_duplicate_keys(df, keys, table)
         if not self.exists(table):
             return self.write(table, df, "append", txn, metadata=metadata)
+        return with_conflict_retries(table, lambda: _as_conflict(table, lambda: self._merge_once(
+            table, df, keys, txn, evolve_schema, metadata)))
+
+    def _merge_once(self, table: str, df: DataFrame, keys: list[str], txn: Txn | None, evolve_schema: bool,
+                    metadata: dict[str, str] | None) -> WriteResult:
         before = self.version(table)
         conf = self.spark.conf
         if metadata:
@@ -236,3 +249,25 @@ class SparkDeltaStore:
         deletes the data files of earlier versions. Returns 0 log files deleted."""
         self._table(table)
         return 0
+
+
+CONFLICT_EXCEPTIONS = ("ConcurrentAppendException", "ConcurrentDeleteDeleteException", "ConcurrentDeleteReadException",
+                       "ConcurrentTransactionException", "ConcurrentWriteException",
+                       "DeltaConcurrentModificationException", "MetadataChangedException", "ProtocolChangedException")
+"""delta-spark's errors for a commit that lost to another writer's conflicting commit"""
+
+
+def _as_conflict(table: str, write: Callable[[], WriteResult]) -> WriteResult:
+    """``write()``, with delta-spark's concurrent-modification errors (another writer committed a conflicting
+    change first; Delta committed nothing of this write) raised as :class:`CommitConflict`."""
+    try:
+        import delta.exceptions as delta_errors
+    except ImportError:  # a runtime whose Delta has no Python package: its errors pass through unchanged
+        return write()
+    # not one base class: ConcurrentAppendException and its siblings derive from PySparkException directly
+    conflicts = tuple(getattr(delta_errors, name) for name in CONFLICT_EXCEPTIONS if hasattr(delta_errors, name))
+    try:
+        return write()
+    except conflicts as exc:
+        raise CommitConflict(f"{table}: another writer changed the same data first "
+                             f"({str(exc).strip().splitlines()[0][:200]})") from None
