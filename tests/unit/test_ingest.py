@@ -438,3 +438,28 @@ def test_a_folder_that_is_no_delta_table_is_rejected_naming_it(spark, ctx, tmp_p
     outcome = ingest_delta(spark, ctx, "shop", source, str(tmp_path))
     assert (outcome.status, outcome.message) == (
         "rejected", f"{tmp_path}: no Delta table here (no readable _delta_log)")
+
+
+MAPPED_CONTACTS = SourceSettings.model_validate({
+    "entity": "contacts", "system": "crm", "format": "csv", "path": "*.csv", "source_key": ["contact_id"],
+    "columns": {"contact_id": "string", "first_name": {"type": "string", "from": ["Nombre"]},
+                "email": {"type": "string", "from": ["E-mail", "correo"]}, "points": "long"}})
+
+
+def test_headers_match_ignoring_case_and_spaces_and_by_their_from_names(spark, ctx, tmp_path):
+    path = write_bytes(tmp_path / "landing" / "crm.csv",
+                       "\ufeff Contact_ID ;NOMBRE;Correo;Points\r\nK1;Ana;ana@x.es;3\r\n".encode())
+    outcome = ingest_file(spark, ctx, "crm_contacts", MAPPED_CONTACTS, file_info(path))
+    assert (outcome.status, outcome.rows_accepted, outcome.message) == ("ingested", 1, "")
+    bronze = ctx.store.read("bronze.contacts").select("contact_id", "first_name", "email", "points", "_row")
+    assert_df_equality(bronze, spark.createDataFrame([("K1", "Ana", "ana@x.es", 3, 2)],
+                                                     "contact_id string, first_name string, email string, "
+                                                     "points long, _row long"), ignore_nullable=True)
+
+
+def test_two_header_columns_filling_one_contract_column_reject_the_file_naming_both(spark, ctx, tmp_path):
+    path = write_bytes(tmp_path / "landing" / "crm.csv", b"contact_id;Email;e-mail\nK1;a@x.es;b@x.es\n")
+    outcome = ingest_file(spark, ctx, "crm_contacts", MAPPED_CONTACTS, file_info(path))
+    assert (outcome.status, outcome.message) == (
+        "rejected", f"{path}: header columns ['Email', 'e-mail'] both map to the contract column 'email'; keep "
+                    "one or name it in the contract")
