@@ -118,11 +118,48 @@ def _run(obj: dict[str, Any], stages: list[str] | None) -> None:
 
     with exits_on_failure():
         cfg = _config(obj)
+        sources, tables = _selection(cfg, obj.get("sources", ()), obj.get("tables", ()))
         spark = build_session(cfg.spark)
         ctx = make_context(spark, cfg, obj["as_of"], full_refresh=obj.get("full_refresh", False))
+        ctx.sources, ctx.tables = sources, tables
+        if obj.get("plan"):
+            from cdp_spark.pipelines.plan import plan_run
+
+            planned = plan_run(cfg, ctx, stages, since=obj.get("since"), every_days=obj.get("every", 1))
+            click.echo(json.dumps([asdict(p) for p in planned], indent=2) if obj.get("json")
+                       else render_plan(planned, ctx.as_of))
+            return
         summary = pipeline.run(spark, cfg, ctx, stages, since=obj.get("since"), every_days=obj.get("every", 1),
                                wait=obj.get("wait", False))
     click.echo(json.dumps(asdict(summary), indent=2) if obj.get("json") else render_summary(summary))
+
+
+def _selection(cfg: CdpConfig, sources: tuple[str, ...], tables: tuple[str, ...],
+               ) -> tuple[frozenset[str] | None, frozenset[str] | None]:
+    """``--source`` and ``--table`` checked against the configuration (a usage error names the known ones)."""
+    from cdp_spark.quality.gate import load_suites
+
+    known_sources = [*cfg.sources, *cfg.jdbc_sources]
+    unknown = [s for s in sources if s not in known_sources]
+    if unknown:
+        raise click.BadParameter(f"unknown source(s) {unknown}; sources are {known_sources}", param_hint="--source")
+    known_tables = list(dict.fromkeys([*load_suites(cfg.resolve(cfg.quality.suites_dir)), *cfg.warehouse.tables,
+                                       *cfg.exports.tables]))
+    unknown = [t for t in tables if t not in known_tables]
+    if unknown:
+        raise click.BadParameter(f"unknown table(s) {unknown}; tables validated, synced or exported are "
+                                 f"{known_tables}", param_hint="--table")
+    return (frozenset(sources) or None), (frozenset(tables) or None)
+
+
+def render_plan(planned: Any, as_of: date) -> str:
+    """The plan as a terminal shows it: a line per stage, its details indented below."""
+    lines = [f"plan of a run as of {as_of} (nothing was run or written):"]
+    for item in planned:
+        when = f" ({item.as_of})" if item.as_of != as_of.isoformat() else ""
+        lines.append(f"  {item.stage + when:<22} {item.action:<5} {item.reason}")
+        lines += [f"  {'':<22}       - {detail}" for detail in item.details]
+    return "\n".join(lines)
 
 
 def render_summary(summary: Any) -> str:
@@ -140,6 +177,8 @@ def render_summary(summary: Any) -> str:
     return "\n".join(lines)
 
 
+SOURCE_HELP = "ingest only this source (repeatable; default: every configured source)"
+TABLE_HELP = "validate, sync and export only this table (repeatable; default: every table they handle)"
 FULL_REFRESH_HELP = ("ignore the stored state: JDBC watermarks (ingest), the bronze version silver was built "
                      "from (normalise), and recompute stages whose inputs did not change since their last run")
 
@@ -154,34 +193,45 @@ FULL_REFRESH_HELP = ("ignore the stored state: JDBC watermarks (ingest), the bro
 @click.option("--stages", default=None,
               help="comma-separated stages to run in one session, in pipeline order (default: all), "
                    "e.g. ingest,normalise,resolve")
+@click.option("--plan", is_flag=True, help="print what would run and why (new inputs, incremental or full, "
+                                            "stages skipped as unchanged); run and write nothing")
+@click.option("--source", "sources", multiple=True, help=SOURCE_HELP)
+@click.option("--table", "tables", multiple=True, help=TABLE_HELP)
 @click.pass_obj
 def run(obj: dict[str, Any], as_json: bool, since: date | None, every: int, full_refresh: bool,
-        stages: str | None) -> None:
+        stages: str | None, plan: bool, sources: tuple[str, ...], tables: tuple[str, ...]) -> None:
     """Run the whole pipeline: ingest, normalise, resolve, score, predict, report, validate, sync, export."""
     if as_json:
         obj["json"] = True
-    obj.update(since=since, every=every, full_refresh=full_refresh)
+    obj.update(since=since, every=every, full_refresh=full_refresh, plan=plan, sources=sources, tables=tables)
     _run(obj, [s.strip() for s in stages.split(",") if s.strip()] if stages else None)
 
 
-def _stage_command(name: str, help_text: str) -> None:
+def _stage_command(name: str, help_text: str, takes_tables: bool = False) -> None:
     @main.command(name=name, help=help_text)
     @click.option("--full-refresh", is_flag=True, help="recompute even when the inputs did not change since the "
                                                        "stage's last run")
     @click.option("--json", "as_json", is_flag=True, help="print the run summary as JSON")
+    @click.option("--plan", is_flag=True, help="print whether the stage would run and why; run nothing")
     @click.pass_obj
-    def command(obj: dict[str, Any], full_refresh: bool, as_json: bool) -> None:
-        obj.update(full_refresh=full_refresh, json=as_json)
+    def command(obj: dict[str, Any], full_refresh: bool, as_json: bool, plan: bool, **selection: Any) -> None:
+        obj.update(full_refresh=full_refresh, json=as_json, plan=plan, **selection)
         _run(obj, [name])
+
+    if takes_tables:
+        click.option("--table", "tables", multiple=True, help=TABLE_HELP)(command)
 
 
 @main.command()
-@click.option("--full-refresh", is_flag=True, help="JDBC sources: ignore the stored watermarks, read everything")
+@click.option("--full-refresh", is_flag=True, help="JDBC sources: ignore the stored watermarks, read everything; "
+                                                   "Delta sources: read the whole current version")
 @click.option("--json", "as_json", is_flag=True, help="print the run summary as JSON")
+@click.option("--plan", is_flag=True, help="print which inputs are new; read and write nothing")
+@click.option("--source", "sources", multiple=True, help=SOURCE_HELP)
 @click.pass_obj
-def ingest(obj: dict[str, Any], full_refresh: bool, as_json: bool) -> None:
-    """Ingest landing files, objects and JDBC tables into bronze and quarantine tables."""
-    obj.update(full_refresh=full_refresh, json=as_json)
+def ingest(obj: dict[str, Any], full_refresh: bool, as_json: bool, plan: bool, sources: tuple[str, ...]) -> None:
+    """Ingest landing files, objects, JDBC and Delta tables into bronze and quarantine tables."""
+    obj.update(full_refresh=full_refresh, json=as_json, plan=plan, sources=sources)
     _run(obj, ["ingest"])
 
 
@@ -189,10 +239,12 @@ def ingest(obj: dict[str, Any], full_refresh: bool, as_json: bool) -> None:
 @click.option("--full-refresh", is_flag=True,
               help="rebuild silver from all of bronze (after changing normalisation rules), not only new keys")
 @click.option("--json", "as_json", is_flag=True, help="print the run summary as JSON")
+@click.option("--plan", is_flag=True, help="print whether each silver table would be built incrementally or in "
+                                            "full, and why; run nothing")
 @click.pass_obj
-def normalise(obj: dict[str, Any], full_refresh: bool, as_json: bool) -> None:
+def normalise(obj: dict[str, Any], full_refresh: bool, as_json: bool, plan: bool) -> None:
     """Build silver tables from bronze: only the keys that arrived since the last build."""
-    obj.update(full_refresh=full_refresh, json=as_json)
+    obj.update(full_refresh=full_refresh, json=as_json, plan=plan)
     _run(obj, ["normalise"])
 
 
@@ -203,7 +255,7 @@ for _name, _help in [("resolve", "Resolve persons: identity edges, registry, pro
                      ("validate", "Validate gold tables and publish the versions that pass."),
                      ("sync", "Sync published gold versions to the warehouse."),
                      ("export", "Export published gold versions as parquet/CSV files with manifests.")]:
-    _stage_command(_name, _help)
+    _stage_command(_name, _help, takes_tables=_name in ("validate", "sync", "export"))
 
 
 @main.command()

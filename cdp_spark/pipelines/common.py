@@ -6,7 +6,7 @@ import functools
 import json
 import logging
 import uuid
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
@@ -77,6 +77,18 @@ class RunContext:
     counts: dict[str, Any] = field(default_factory=dict)
     full_refresh: bool = False
     shared: SharedFrames = field(default_factory=SharedFrames)
+    sources: frozenset[str] | None = None
+    """``--source``: the sources ingest reads (None: all)"""
+    tables: frozenset[str] | None = None
+    """``--table``: the tables validate, sync and export handle (None: all they are configured for)"""
+
+    def chosen_sources(self, names: Iterable[str]) -> list[str]:
+        """``names`` (configured sources) that ``--source`` selects, in their order."""
+        return [n for n in names if self.sources is None or n in self.sources]
+
+    def chosen_tables(self, names: Iterable[str]) -> list[str]:
+        """``names`` (tables a stage handles) that ``--table`` selects, in their order."""
+        return [n for n in names if self.tables is None or n in self.tables]
 
     def exists(self, table: str) -> bool:
         """Whether ``table`` exists, recorded as an input (its version, None when absent): a stage that reads a
@@ -96,7 +108,8 @@ class RunContext:
         """A context for the next stage of the same run: same run id, the same (or the given) as-of date,
         fresh lineage, the run's shared frames."""
         return RunContext(cfg=self.cfg, store=self.store, as_of=as_of or self.as_of, run_id=self.run_id,
-                          full_refresh=self.full_refresh, shared=self.shared)
+                          full_refresh=self.full_refresh, shared=self.shared, sources=self.sources,
+                          tables=self.tables)
 
 
 def make_context(spark: SparkSession, cfg: CdpConfig, as_of: date | None = None,
@@ -141,30 +154,51 @@ def record_manifest(spark: SparkSession, ctx: RunContext, job: str, status: str,
     ctx.store.append_rows(RUN_MANIFEST, [row], declared_schema(RUN_MANIFEST))
 
 
-def unchanged_since(ctx: RunContext, job: str, settings_hash: str | None = None) -> str | None:
-    """The run id of the last successful run of ``job`` for this as-of date, if running it again would compute
-    what it wrote then (docs/design.md §9, reruns): same settings (``settings_hash``, else the config's
-    fingerprint), code version and engine; every table it read (or found absent) still at that version, unless
-    the stage wrote it too; every table it wrote still at the version it wrote. None otherwise, and always on a
-    full refresh."""
-    if ctx.full_refresh or not ctx.store.exists(RUN_MANIFEST):
-        return None
+@dataclass(frozen=True)
+class ReuseCheck:
+    """Whether a stage's last successful run for the as-of date is still current: ``run_id`` of that run, or
+    None with ``reason`` saying why not; ``read`` and ``wrote``: the tables that run read and wrote, with
+    their versions then ({} when there is none)."""
+
+    run_id: str | None
+    reason: str
+    read: dict[str, int | None] = field(default_factory=dict)
+    wrote: dict[str, int] = field(default_factory=dict)
+
+
+def reuse_check(ctx: RunContext, job: str, settings_hash: str | None = None) -> ReuseCheck:
+    """Whether running ``job`` again would compute what its last successful run for this as-of date wrote
+    (docs/design.md §9, reruns): same settings (``settings_hash``, else the config's fingerprint), code version
+    and engine; every table it read (or found absent) still at that version, unless the stage wrote it too;
+    every table it wrote still at the version it wrote. Never on a full refresh."""
+    if ctx.full_refresh:
+        return ReuseCheck(None, "--full-refresh recomputes")
     last = (ctx.store.read(RUN_MANIFEST)
             .where((F.col("job") == job) & (F.col("status") == "succeeded") & (F.col("as_of") == F.lit(ctx.as_of)))
-            .orderBy(F.col("finished_at").desc()).limit(1).collect())
+            .orderBy(F.col("finished_at").desc()).limit(1).collect() if ctx.store.exists(RUN_MANIFEST) else [])
     if not last:
-        return None
+        return ReuseCheck(None, f"no successful run as of {ctx.as_of} yet")
     previous = last[0]
-    if (previous.config_hash, previous.code_version, previous.engine) != (
-            settings_hash or ctx.cfg.fingerprint(), code_version(), ctx.store.engine):
-        return None
     read, wrote = json.loads(previous.input_versions), json.loads(previous.output_versions)
+    for what, then, now in (("settings", previous.config_hash, settings_hash or ctx.cfg.fingerprint()),
+                            ("code", previous.code_version, code_version()),
+                            ("engine", previous.engine, ctx.store.engine)):
+        if then != now:
+            return ReuseCheck(None, f"the {what} changed since run {previous.run_id}", read, wrote)
     expected = {**read, **wrote}
-    current = {table: ctx.store.version(table) for table in expected}
-    if current != expected:
-        return None
-    ctx.inputs.update({table: version for table, version in current.items() if table in read})
-    return str(previous.run_id)
+    changed = sorted(table for table in expected if ctx.store.version(table) != expected[table])
+    if changed:
+        return ReuseCheck(None, f"{', '.join(changed)} changed since run {previous.run_id}", read, wrote)
+    return ReuseCheck(str(previous.run_id), f"unchanged since run {previous.run_id}", read, wrote)
+
+
+def unchanged_since(ctx: RunContext, job: str, settings_hash: str | None = None) -> str | None:
+    """The run id of the last successful run of ``job`` for this as-of date when it is still current
+    (:func:`reuse_check`); that run's inputs become this one's."""
+    check = reuse_check(ctx, job, settings_hash)
+    if check.run_id:
+        ctx.inputs.update(check.read)
+    return check.run_id
 
 
 def already_delivered(ctx: RunContext, delivery_log: str, table: str, version: int, target: str) -> bool:

@@ -79,7 +79,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
         return {}
     target_root = cfg.resolve(cfg.exports.target).rstrip("/")
     exported: dict[str, int] = {}
-    for table in cfg.exports.tables:
+    for table in ctx.chosen_tables(cfg.exports.tables):
         version = published_version(ctx.store, table)
         if version is None:
             log.warning("%s has no published version; not exported", table)

@@ -320,12 +320,62 @@ def _iso(value: Any) -> str:
     return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
+@dataclass(frozen=True)
+class PendingInput:
+    """One input ingest would look at (``--plan``): a file, an object, a JDBC table or a Delta table, whether it
+    holds something new, and what."""
+
+    source: str
+    location: str
+    new: bool
+    note: str
+
+
+def pending_inputs(cfg: CdpConfig, ctx: RunContext) -> list[PendingInput]:
+    """What ``run`` would read, found as it finds it, reading and writing nothing: a file is new unless its
+    content was ingested (its token), an object unless it is in the object manifest, a Delta source when
+    versions were committed since the one ingested last; a JDBC table reads the rows after its watermark."""
+    pending: list[PendingInput] = []
+    seen = manifest_entries(ctx)
+    for name in ctx.chosen_sources(cfg.sources):
+        source = cfg.sources[name]
+        location = source_location(cfg.landing_dir, source.path)
+        if source.format == "delta":
+            stored = None if ctx.full_refresh else ctx.store.latest_metadata(bronze_of(source.entity),
+                                                                            f"cdp.delta_version.{name}")
+            changes = delta_changes(location, int(stored) if stored is not None else None)
+            read = "the whole table" if changes.whole else f"{len(changes.files)} files added since version {stored}"
+            pending.append(PendingInput(name, location, bool(changes.files),
+                                        f"version {changes.version}: {read}" if changes.files
+                                        else f"no new data files since version {stored}"))
+        elif is_object_url(location):
+            settings = cfg.object_store
+            store = ObjectStore(settings.endpoint_url, settings.region, settings.max_attempts,
+                                settings.connect_timeout_s, settings.read_timeout_s)
+            for ref in store.list(location):
+                new = (ref.bucket, ref.key, ref.etag) not in seen
+                pending.append(PendingInput(name, ref.uri, new, "new object" if new else "already in the manifest"))
+        else:
+            for path in discover(cfg.landing_dir, source.path):
+                new = not already_landed(ctx, Txn(f"ingest/{name}/{file_info(path).sha256}", 1))
+                pending.append(PendingInput(name, path, new, "new file" if new else "already ingested (same content)"))
+    for name in ctx.chosen_sources(cfg.jdbc_sources):
+        jdbc_source = cfg.jdbc_sources[name]
+        watermark = None if ctx.full_refresh else ctx.store.latest_metadata(bronze_of(jdbc_source.entity),
+                                                                           f"cdp.watermark.{name}")
+        pending.append(PendingInput(name, f"{jdbc_source.url}#{jdbc_source.table}", True,
+                                    f"rows changed after watermark {watermark} (minus the overlap)" if watermark
+                                    else "every row (no watermark stored)"))
+    return pending
+
+
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> list[FileOutcome]:
     """Ingests every configured source's new files. Raises :class:`StageError` if any file was rejected
     (after every other file has been ingested and logged)."""
     ctx = ctx or make_context(spark, cfg)
     outcomes: list[FileOutcome] = []
-    for name, source in cfg.sources.items():
+    for name in ctx.chosen_sources(cfg.sources):
+        source = cfg.sources[name]
         location = source_location(cfg.landing_dir, source.path)
         if source.format == "delta":
             outcomes.append(ingest_delta(spark, ctx, name, source, location))
@@ -341,8 +391,8 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> l
             log.info("%s %s: %s read=%d accepted=%d quarantined=%d", name, path, outcome.status,
                      outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined)
             outcomes.append(outcome)
-    for name, jdbc_source in cfg.jdbc_sources.items():
-        outcome = ingest_jdbc(spark, ctx, name, jdbc_source)
+    for name in ctx.chosen_sources(cfg.jdbc_sources):
+        outcome = ingest_jdbc(spark, ctx, name, cfg.jdbc_sources[name])
         log.info("%s: %s read=%d accepted=%d quarantined=%d (%s)", name, outcome.status, outcome.rows_read,
                  outcome.rows_accepted, outcome.rows_quarantined, outcome.message)
         outcomes.append(outcome)

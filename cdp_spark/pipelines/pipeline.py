@@ -53,14 +53,14 @@ class Stage:
     run: Callable[[SparkSession, CdpConfig, RunContext], Any]
     dated: bool = False
     reusable: bool = False
-    settings_hash: Callable[[CdpConfig], str] | None = None
+    settings_hash: Callable[[RunContext], str] | None = None
     results_present: Callable[[RunContext], bool] | None = None
 
     def reusable_run(self, name: str, ctx: RunContext) -> str | None:
         """The id of the run whose results this stage would compute again, or None."""
         if not self.reusable:
             return None
-        previous = unchanged_since(ctx, name, self.settings_hash(ctx.cfg) if self.settings_hash else None)
+        previous = unchanged_since(ctx, name, self.settings_hash(ctx) if self.settings_hash else None)
         if previous and self.results_present and not self.results_present(ctx):
             return None
         return previous

@@ -58,7 +58,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     target = jdbc.target_from_env(settings.url, settings.driver, settings.user_env, settings.password_env)
     jdbc.execute_in_transaction(spark, target, [f"CREATE SCHEMA IF NOT EXISTS {quoted(settings.schema_name)}"])
     synced: dict[str, int] = {}
-    for table in settings.tables:
+    for table in ctx.chosen_tables(settings.tables):
         version = published_version(ctx.store, table)
         if version is None:
             log.warning("%s has no published version; not synced", table)

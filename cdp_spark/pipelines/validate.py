@@ -84,10 +84,12 @@ def _quarantine(spark: SparkSession, ctx: RunContext, suite: Suite, version: int
     return result.version, count
 
 
-def settings_hash(cfg: CdpConfig) -> str:
-    """The config's fingerprint and the suite files' contents: what a validation run depends on besides
-    the tables."""
-    return hashlib.sha256(f"{cfg.fingerprint()}:{suites_fingerprint(cfg.resolve(cfg.quality.suites_dir))}"
+def settings_hash(ctx: RunContext) -> str:
+    """The config's fingerprint, the suite files' contents and the ``--table`` selection: what a validation
+    run depends on besides the tables (a run of some tables is never taken for a run of all)."""
+    cfg = ctx.cfg
+    chosen = ",".join(sorted(ctx.tables)) if ctx.tables is not None else "*"
+    return hashlib.sha256(f"{cfg.fingerprint()}:{suites_fingerprint(cfg.resolve(cfg.quality.suites_dir))}:{chosen}"
                           .encode()).hexdigest()[:16]
 
 
@@ -96,7 +98,8 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     if not cfg.quality.enabled:
         log.warning("quality.enabled is false: nothing is validated or published")
         return {}
-    suites = load_suites(cfg.resolve(cfg.quality.suites_dir))
+    every_suite = load_suites(cfg.resolve(cfg.quality.suites_dir))
+    suites = {table: every_suite[table] for table in ctx.chosen_tables(every_suite)}
     verdicts: dict[str, bool] = {}
     quarantined: dict[str, int] = {}
     now = datetime.now(UTC).replace(tzinfo=None)
@@ -133,7 +136,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     ctx.counts["validate"] = {"verdicts": verdicts, "quarantined": quarantined}
     blocked = sorted(t for t, ok in verdicts.items() if not ok)
     record_manifest(spark, ctx, "validate", "failed" if blocked else "succeeded",
-                    f"not published: {blocked}" if blocked else "", settings_hash=settings_hash(cfg))
+                    f"not published: {blocked}" if blocked else "", settings_hash=settings_hash(ctx))
     if blocked:
         raise QualityGateBlocked(f"quality gate blocked publishing of {blocked}; see {QUALITY_RESULTS}")
     return verdicts
