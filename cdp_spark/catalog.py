@@ -67,8 +67,8 @@ SUPPRESSION = "meta.suppression"
 ERASURE_RECEIPTS = "meta.erasure_receipts"
 SYNC_LOG = "meta.sync_log"
 EXPORT_LOG = "meta.export_log"
-REPORT_TABLES = ("report_segment_metrics", "report_rfm_grid", "report_state_movement", "report_persona_heatmap",
-                 "report_funnel", "report_repeat_purchase", "report_next_order_products",
+REPORT_TABLES = ("report_headlines", "report_segment_metrics", "report_rfm_grid", "report_state_movement",
+                 "report_persona_heatmap", "report_funnel", "report_repeat_purchase", "report_next_order_products",
                  "report_same_cart_products")
 
 _SPECS = [
@@ -153,6 +153,14 @@ _SPECS = [
                   "spend_per_customer": "total spend / customers",
                   "customers_share": "customers / all customers",
                   "revenue_share": "total spend / all spend",
+              }),
+    TableSpec("gold.report_headlines", "the report's headline figures per as-of date, with the previous date's",
+              ("metric", "as_of"), columns={
+                  "metric": "persons | buyers | revenue | files_ingested | rows_quarantined (both of the last "
+                            "ingest run) | suites_passed (tables whose last validated version was published)",
+                  "value": "the figure as of this report",
+                  "previous_value": "the figure as of the newest earlier date (null for the first)",
+                  "previous_as_of": "that earlier as-of date",
               }),
     TableSpec("gold.report_rfm_grid", "customers per recency x frequency score", columns={
         "average_amount": "mean total amount of the cell's customers",

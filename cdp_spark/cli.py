@@ -168,9 +168,10 @@ def render_summary(summary: Any) -> str:
     for previous in dict.fromkeys(summary.skipped.values()):
         stages = [stage for stage, run in summary.skipped.items() if run == previous]
         lines.append(f"unchanged since run {previous}, skipped: {', '.join(stages)} (--full-refresh recomputes)")
+    width = max((len(table) for table in summary.tables), default=0)  # long names keep the columns aligned
     for table, info in summary.tables.items():
-        lines.append(f"  {table:<24} {info['rows']:>9} rows  v{info['version']:<4} {info['path']}")
-    lines.append(f"persons: {summary.persons}   quarantined rows: {summary.quarantined}")
+        lines.append(f"  {table:<{width}} {info['rows']:>9} rows  v{info['version']:<4} {info['path']}")
+    lines.append(f"persons: {summary.persons}   rows quarantined by this run: {summary.quarantined}")
     lines.append(f"tables are under {summary.lake_root} (Delta; read with delta-rs, pyarrow, DuckDB or Spark)")
     if summary.report:
         lines.append(f"report: {summary.report}")

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Installs the PostgreSQL server and its JDBC driver from Debian's packages when they are missing.
-# The test suite starts its own private PostgreSQL cluster on 127.0.0.1; nothing is configured system-wide.
+# Installs the PostgreSQL server and its JDBC driver, and Chromium (the HTML report's browser test), from
+# Debian's packages when they are missing. The test suite starts its own private PostgreSQL cluster on
+# 127.0.0.1 and a headless Chromium with no network; nothing is configured system-wide.
 set -euo pipefail
 need=()
 if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
@@ -8,6 +9,7 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v in
 fi
 command -v psql >/dev/null || need+=(postgresql-client)
 [[ -f /usr/share/java/postgresql.jar ]] || need+=(libpostgresql-jdbc-java)
+command -v chromium >/dev/null || need+=(chromium)
 if [[ ${#need[@]} -eq 0 ]]; then
   exit 0
 fi

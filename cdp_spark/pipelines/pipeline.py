@@ -29,7 +29,6 @@ from cdp_spark.catalog import (
     RECOMMENDATIONS,
     SEGMENT_MEMBERSHIP,
     bronze_of,
-    quarantine_of,
     report_table,
     silver_of,
 )
@@ -93,12 +92,14 @@ class PipelineSummary:
     tables: dict[str, dict[str, Any]] = field(default_factory=dict)
     persons: int = 0
     quarantined: int = 0
+    """rows this run's ingest quarantined (0 when it did not ingest)"""
     report: str | None = None
 
 
-def summarise(ctx: RunContext, seconds: dict[str, float], skipped: dict[str, str]) -> PipelineSummary:
+def summarise(ctx: RunContext, seconds: dict[str, float], skipped: dict[str, str],
+              quarantined: int = 0) -> PipelineSummary:
     summary = PipelineSummary(ctx.run_id, ctx.as_of.isoformat(), ctx.cfg.lake_root, ctx.store.engine, seconds,
-                              skipped)
+                              skipped, quarantined=quarantined)
     entities = list(dict.fromkeys(s.entity for s in ctx.cfg.all_sources().values()))
     for table in [*map(bronze_of, entities), silver_of(ctx.cfg.scores.orders_entity), *SUMMARY_TABLES]:
         if ctx.store.exists(table):
@@ -106,9 +107,6 @@ def summarise(ctx: RunContext, seconds: dict[str, float], skipped: dict[str, str
                                      "path": ctx.store.path(table)}
     if PERSON_PROFILE in summary.tables:
         summary.persons = int(summary.tables[PERSON_PROFILE]["rows"])
-    for entity in entities:
-        if ctx.store.exists(quarantine_of(entity)):
-            summary.quarantined += ctx.store.row_count(quarantine_of(entity))
     return summary
 
 
@@ -164,6 +162,7 @@ def lake_held(cfg: CdpConfig, run_id: str, command: str, wait: bool = False) -> 
 def _run_plan(spark: SparkSession, cfg: CdpConfig, ctx: RunContext, plan: list[tuple[str, date]]) -> PipelineSummary:
     seconds: dict[str, float] = {}
     skipped: dict[str, str] = {}
+    quarantined = 0
     current = ""
     if cfg.quality.enabled and "validate" in {stage for stage, _ in plan}:
         preload_ge()
@@ -180,6 +179,7 @@ def _run_plan(spark: SparkSession, cfg: CdpConfig, ctx: RunContext, plan: list[t
             else:
                 log.info("stage %s: started (run %s, as of %s)", current, ctx.run_id, as_of)
                 STAGES[current].run(spark, cfg, stage_ctx)
+                quarantined += int(stage_ctx.counts.get("ingest", {}).get("rows_quarantined", 0))
             took = time.monotonic() - started
             seconds[current] = round(seconds.get(current, 0.0) + took, 1)
             if not previous:
@@ -191,7 +191,7 @@ def _run_plan(spark: SparkSession, cfg: CdpConfig, ctx: RunContext, plan: list[t
         raise
     finally:
         ctx.shared.release()  # the order facts score, predict and report shared
-    summary = summarise(ctx, seconds, skipped)
+    summary = summarise(ctx, seconds, skipped, quarantined)
     if "report" in seconds:
         summary.report = report.report_location(cfg, ctx.as_of)
     notify(cfg, {"status": "succeeded", **asdict(summary)})

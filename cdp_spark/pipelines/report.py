@@ -1,8 +1,13 @@
 """Report stage: the gold.report_* tables and one self-contained HTML report (``cdp report``).
 
 Reads gold.person_scores (required), and when present gold.clv, gold.person_personas, gold.persona_model,
-gold.person_state_history, silver.<events entity> and the order tables. Writes (overwrite, with ``as_of``):
+gold.person_state_history, silver.<events entity>, the order tables and silver.<products entity> (names);
+for its ingestion and quality sections meta.ingestion_log, quarantine.<entity>, quality.results and
+meta.published. Writes (overwrite, with ``as_of``):
 
+    gold.report_headlines          persons, buyers, revenue, files and quarantined rows of the last ingest,
+                                   tables passing their suite; each with the previous as-of date's value
+                                   (merged on metric and as_of: one set of figures per as-of date)
     gold.report_segment_metrics    Pleasepoint's 9 metrics per RFM segment, lifecycle state, CLV tier, persona
     gold.report_rfm_grid           customers per (R, F) score
     gold.report_state_movement     persons moving between states (rfm_segment, hibernation_state) since the
@@ -28,11 +33,15 @@ from pyspark.sql import functions as F
 
 from cdp_spark.catalog import (
     CLV,
+    INGESTION_LOG,
     PERSON_PERSONAS,
     PERSON_REGISTRY,
     PERSON_SCORES,
     PERSONA_MODEL,
+    PUBLISHED,
+    QUALITY_RESULTS,
     STATE_HISTORY,
+    quarantine_of,
     report_table,
     silver_of,
 )
@@ -44,9 +53,14 @@ from cdp_spark.reports import html
 from cdp_spark.reports.tables import (
     clv_tiers,
     funnel,
+    headline_figures,
+    headlines_with_change,
+    ingestion_summary,
     next_order_products,
     order_products,
     persona_heatmap,
+    quality_summary,
+    quarantine_reasons,
     repeat_purchase_timing,
     rfm_grid,
     same_cart_products,
@@ -128,20 +142,66 @@ def report_tables(spark: SparkSession, ctx: RunContext, cfg: CdpConfig,
     return tables
 
 
+def operations_views(ctx: RunContext, cfg: CdpConfig) -> dict[str, DataFrame | None]:
+    """The report's ingestion and quality sections: the last ingest run per source, quarantined rows by
+    reason, each table's last validation. Read outside the run's lineage (``ctx.store``): validate runs after
+    report, so a rerun that only validated again does not make the report stale for the stage's reuse check."""
+    store = ctx.store
+    log_rows = store.read(INGESTION_LOG) if store.exists(INGESTION_LOG) else None
+    entities = dict.fromkeys(s.entity for s in cfg.all_sources().values())
+    quarantines = {e: store.read(quarantine_of(e)) for e in entities if store.exists(quarantine_of(e))}
+    quality = (quality_summary(store.read(QUALITY_RESULTS), store.read(PUBLISHED) if store.exists(PUBLISHED) else None)
+               if store.exists(QUALITY_RESULTS) else None)
+    return {"ingestion": ingestion_summary(log_rows) if log_rows is not None else None,
+            "quarantine_reasons": quarantine_reasons(quarantines), "quality": quality, "_ingestion_log": log_rows}
+
+
+def headlines(ctx: RunContext, views: dict[str, DataFrame | None]) -> DataFrame:
+    """This report's figures beside those of the newest earlier as-of date in gold.report_headlines (which
+    keeps one set of figures per as-of date)."""
+    table = report_table("report_headlines")
+    previous = None
+    if ctx.exists(table):
+        earlier = ctx.read(table).where(F.col("as_of") < F.lit(ctx.as_of))
+        newest = earlier.agg(F.max("as_of")).first()
+        if newest is not None and newest[0] is not None:
+            previous = earlier.where(F.col("as_of") == F.lit(newest[0]))
+    current = headline_figures(ctx.read(PERSON_SCORES), views["_ingestion_log"], views["quality"])
+    return headlines_with_change(current, previous)
+
+
+def product_names(ctx: RunContext) -> dict[str, str]:
+    """product id -> name from silver.products, when it has names."""
+    products = silver_of("products")  # as the score stage reads the catalog
+    if not ctx.exists(products) or "name" not in ctx.read(products).columns:
+        return {}
+    rows = ctx.read(products).where(F.col("name").isNotNull()).select("product_id", "name").collect()
+    return {r["product_id"]: r["name"] for r in rows}
+
+
 @stage
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
     collected: dict[str, pd.DataFrame | None] = {}
     counts: dict[str, int] = {}
     cached: list[DataFrame] = []
-    for name, frame in report_tables(spark, ctx, cfg, cached).items():
+    views = operations_views(ctx, cfg)
+    tables = {"report_headlines": headlines(ctx, views).localCheckpoint(), **report_tables(spark, ctx, cfg, cached)}
+    for name, frame in tables.items():
         local = frame.localCheckpoint()
-        written = ctx.store.write(report_table(name), local.withColumn("as_of", F.lit(ctx.as_of)), mode="overwrite")
+        dated = local.withColumn("as_of", F.lit(ctx.as_of))
+        written = (ctx.store.merge(report_table(name), dated, keys=["metric", "as_of"]) if name == "report_headlines"
+                   else ctx.store.write(report_table(name), dated, mode="overwrite"))
         ctx.wrote(report_table(name), written.version)
         counts[name] = written.rows_written
         collected[name] = local.toPandas()
     for frame in cached:
         frame.unpersist()
-    page = html.render(collected, "cdp-spark report", f"as of {ctx.as_of} · run {ctx.run_id}")
+    collected["headlines"] = collected.pop("report_headlines")
+    for name in ("ingestion", "quarantine_reasons", "quality"):
+        view = views[name]
+        collected[name] = view.toPandas() if view is not None else None
+    page = html.render(collected, "cdp-spark report", f"as of {ctx.as_of} · run {ctx.run_id}",
+                       product_names(ctx))
     target = f"{cfg.resolve(cfg.reports.output_dir).rstrip('/')}/report-{ctx.as_of.isoformat()}.html"
     location = write_text(target, page, cfg.object_store)
     ctx.counts["report"] = counts

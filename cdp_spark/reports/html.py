@@ -1,8 +1,10 @@
 """One self-contained HTML report (plots embedded as PNG) from the report tables, collected as pandas.
 
-``render(sections, title, subtitle)`` -> HTML text. ``sections`` maps a report table name to its rows
-(pandas); a missing or empty table gets a short note instead of a plot. Only aggregates are shown: no
-personal value reaches the report.
+``render(sections, title, subtitle, product_names)`` -> HTML text. ``sections`` maps a report table name
+(and ``headlines``, ``ingestion``, ``quarantine_reasons``, ``quality``) to its rows (pandas); a missing or
+empty one gets a short note instead of a plot. Headline figures come first with their change since the
+previous report; tables get readable headers, shares as percentages, product names beside their ids, and
+say when they show only their first rows. Only aggregates are shown: no personal value reaches the report.
 """
 
 from __future__ import annotations
@@ -24,7 +26,26 @@ STYLE = """body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100
 h1{margin-bottom:0}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2.5rem}
 .sub{color:#666}table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}th{background:#f4f4f4}
-.note{color:#888;font-style:italic}img{max-width:100%}"""
+.note{color:#888;font-style:italic}img{max-width:100%}
+.cards{display:flex;flex-wrap:wrap;gap:1rem;margin:1.5rem 0}.card{border:1px solid #ddd;border-radius:6px;
+padding:.8rem 1.2rem;min-width:9rem}.card .label{color:#666;font-size:.85rem}.card .value{font-size:1.6rem}
+.card .change{font-size:.8rem;color:#666}.up{color:#1a7f37}.down{color:#b42318}"""
+
+WORDS = {"rfm": "RFM", "clv": "CLV", "id": "ID", "pct": "%", "avg": "average"}
+SHARE_COLUMNS = ("share", "confidence", "pct_of_first", "pct_of_previous", "customers_share", "revenue_share")
+PRODUCT_COLUMNS = ("product_id", "next_product_id", "other_product_id")
+TABLE_ROWS = 30
+HEADLINE_LABELS = {"persons": "Persons", "buyers": "Buyers", "revenue": "Revenue",
+                   "files_ingested": "Files ingested (last ingest)",
+                   "rows_quarantined": "Rows quarantined (last ingest)",
+                   "suites_passed": "Tables passing their suite (last validation)"}
+
+
+def human(column: str) -> str:
+    """A column name as a table header: words, first one capitalised, known abbreviations in capitals."""
+    words = [WORDS.get(w, w) for w in column.split("_")]
+    first = words[0] if words[0].isupper() or words[0] == "%" else words[0].capitalize()
+    return " ".join([first, *words[1:]])
 
 
 def _png(figure: Figure) -> str:
@@ -35,8 +56,22 @@ def _png(figure: Figure) -> str:
     return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buffer.getvalue()).decode()}">'
 
 
-def _table(frame: pd.DataFrame, limit: int = 30) -> str:
-    return frame.head(limit).to_html(index=False, escape=True, na_rep="")
+def _table(frame: pd.DataFrame, source: str = "", names: Mapping[str, str] | None = None,
+           limit: int = TABLE_ROWS) -> str:
+    """The first ``limit`` rows as an HTML table (readable headers, shares as percentages, product names
+    beside their ids), with a note naming ``source`` (the gold table holding every row) when rows are left out."""
+    shown = frame.head(limit).copy()
+    for column in shown.columns:
+        if column in SHARE_COLUMNS:
+            shown[column] = shown[column].map(lambda v: "" if pd.isna(v) else f"{float(v):.1%}")
+        elif column in PRODUCT_COLUMNS and names:
+            shown[column] = shown[column].map(lambda v: f"{names[v]} ({v})" if v in names else v)
+    shown.columns = [human(str(c)) for c in shown.columns]
+    table = shown.to_html(index=False, escape=True, na_rep="")
+    if len(frame) > limit:
+        where = f"; every row is in {source}" if source else ""
+        table += _note(f"showing the first {limit} of {len(frame)} rows{where}")
+    return table
 
 
 def _note(text: str) -> str:
@@ -51,7 +86,8 @@ def _bars(labels: list[str], values: list[float], title: str, xlabel: str) -> st
     return _png(figure)
 
 
-def _heatmap(matrix: pd.DataFrame, title: str, value_format: str = "{:.0f}") -> str:
+def _heatmap(matrix: pd.DataFrame, title: str, value_format: str = "{:.0f}", xlabel: str = "",
+             ylabel: str = "") -> str:
     figure, axes = plt.subplots(figsize=(max(5.0, 0.9 * matrix.shape[1] + 3), max(3.0, 0.5 * matrix.shape[0] + 1.5)))
     values = matrix.to_numpy(dtype=float)
     image = axes.imshow(values, cmap="Blues", aspect="auto")
@@ -62,6 +98,8 @@ def _heatmap(matrix: pd.DataFrame, title: str, value_format: str = "{:.0f}") -> 
             axes.text(j, i, value_format.format(value), ha="center", va="center", fontsize=8,
                       color="white" if value > np.nanmax(values) * 0.6 else "black")
     axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
     figure.colorbar(image, ax=axes)
     return _png(figure)
 
@@ -73,7 +111,7 @@ def _segments(metrics: pd.DataFrame, grouping: str, title: str) -> str:
     rows = rows.sort_values("customers", ascending=False)
     plot = _bars(rows["segment"].tolist(), rows["customers"].astype(float).tolist(), f"{title}: customers",
                  "customers")
-    return plot + _table(rows)
+    return plot + _table(rows, "gold.report_segment_metrics")
 
 
 def _movement(movement: pd.DataFrame) -> str:
@@ -82,7 +120,8 @@ def _movement(movement: pd.DataFrame) -> str:
         matrix = rows.pivot_table(index="from_value", columns="to_value", values="persons", aggfunc="sum",
                                   dropna=False).fillna(0)
         dates = f"{rows['from_date'].iloc[0]} to {rows['to_date'].iloc[0]}"
-        parts.append(_heatmap(matrix, f"{state}: movement {dates} (rows: before, columns: after)"))
+        parts.append(_heatmap(matrix, f"{human(str(state))}: persons moving, {dates}",
+                              xlabel=f"on {rows['to_date'].iloc[0]}", ylabel=f"on {rows['from_date'].iloc[0]}"))
     return "".join(parts) or _note("no earlier state to compare with yet: movement appears from the second run")
 
 
@@ -97,29 +136,61 @@ def _funnels(funnel: pd.DataFrame) -> str:
         axes.set_title(f"Funnel {name}")
         axes.set_ylabel("people")
         axes.margins(y=0.25)
-        parts.append(_png(figure) + _table(rows))
+        parts.append(_png(figure) + _table(rows, "gold.report_funnel"))
     return "".join(parts)
 
 
+def _headlines(frame: pd.DataFrame) -> str:
+    """One card per headline figure: its value and its change since the previous report."""
+    cards = []
+    for row in frame.itertuples(index=False):
+        money = row.metric == "revenue"
+        value = f"{row.value:,.2f}" if money else f"{row.value:,.0f}"
+        if pd.isna(row.previous_value):
+            change = "first report"
+        else:
+            delta = row.value - row.previous_value
+            sign = "up" if delta > 0 else "down" if delta < 0 else ""
+            relative = f" ({delta / row.previous_value:+.1%})" if row.previous_value else ""
+            amount = f"{delta:+,.2f}" if money else f"{delta:+,.0f}"
+            change = f'<span class="{sign}">{amount}{relative}</span> since {html.escape(str(row.previous_as_of))}'
+        cards.append(f'<div class="card"><div class="label">{html.escape(HEADLINE_LABELS.get(row.metric, row.metric))}'
+                     f'</div><div class="value">{value}</div><div class="change">{change}</div></div>')
+    return f'<div class="cards">{"".join(cards)}</div>'
+
+
+def _quality(frame: pd.DataFrame) -> str:
+    shown = frame.assign(published=frame["published"].map({True: "yes", False: "NO"}))
+    return _table(shown, "quality.results")
+
+
 SECTIONS = (
-    ("RFM segments", "report_segment_metrics", lambda t: _segments(t, "rfm_segment", "RFM segments")),
+    ("RFM segments", "report_segment_metrics", lambda t, _: _segments(t, "rfm_segment", "RFM segments")),
     ("RFM grid (recency x frequency)", "report_rfm_grid",
-     lambda t: _heatmap(t.pivot_table(index="rfm_recency", columns="rfm_frequency", values="customers",
-                                      aggfunc="sum").fillna(0), "customers by R (rows) and F (columns)")),
-    ("Movement between runs", "report_state_movement", _movement),
+     lambda t, _: _heatmap(t.pivot_table(index="rfm_recency", columns="rfm_frequency", values="customers",
+                                         aggfunc="sum").fillna(0), "customers per recency and frequency score",
+                           xlabel="frequency score (F, 5 = most orders)", ylabel="recency score (R, 5 = most recent)")),
+    ("Movement between runs", "report_state_movement", lambda t, _: _movement(t)),
     ("CLV tiers (Pleasepoint's 9 metrics)", "report_segment_metrics",
-     lambda t: _segments(t, "clv_tier", "CLV tiers")),
+     lambda t, _: _segments(t, "clv_tier", "CLV tiers")),
     ("Lifecycle (hibernation) states", "report_segment_metrics",
-     lambda t: _segments(t, "hibernation_state", "Lifecycle states")),
+     lambda t, _: _segments(t, "hibernation_state", "Lifecycle states")),
     ("Personas: propensity per category", "report_persona_heatmap",
-     lambda t: _heatmap(t.pivot_table(index="persona_name", columns="category", values="share", aggfunc="sum"),
-                        "mean share of purchases", "{:.2f}") + _segments_note()),
-    ("Funnels", "report_funnel", _funnels),
+     lambda t, _: _heatmap(t.pivot_table(index="persona_name", columns="category", values="share", aggfunc="sum"),
+                           "mean share of purchases per category", "{:.0%}", xlabel="category", ylabel="persona")
+     + _segments_note()),
+    ("Funnels", "report_funnel", lambda t, _: _funnels(t)),
     ("Repeat-purchase timing per category", "report_repeat_purchase",
-     lambda t: _bars(t["category"].tolist(), t["average_days_between"].fillna(0).astype(float).tolist(),
-                     "average days between purchases of the category", "days") + _table(t)),
-    ("Products bought in the next order", "report_next_order_products", _table),
-    ("Products bought in the same cart", "report_same_cart_products", _table),
+     lambda t, _: _bars(t["category"].tolist(), t["average_days_between"].fillna(0).astype(float).tolist(),
+                        "average days between purchases of the category", "days")
+     + _table(t, "gold.report_repeat_purchase")),
+    ("Products bought in the next order", "report_next_order_products",
+     lambda t, names: _table(t, "gold.report_next_order_products", names)),
+    ("Products bought in the same cart", "report_same_cart_products",
+     lambda t, names: _table(t, "gold.report_same_cart_products", names)),
+    ("Ingestion (last ingest run)", "ingestion", lambda t, _: _table(t, "meta.ingestion_log")),
+    ("Quarantined rows by reason", "quarantine_reasons", lambda t, _: _table(t, "quarantine.<entity>")),
+    ("Data quality (last validation of each table)", "quality", lambda t, _: _quality(t)),
 )
 
 
@@ -127,14 +198,19 @@ def _segments_note() -> str:
     return _note("levels (zero / low / medium / high) are in gold.report_persona_heatmap and gold.persona_model")
 
 
-def render(sections: Mapping[str, pd.DataFrame | None], title: str, subtitle: str) -> str:
+def render(sections: Mapping[str, pd.DataFrame | None], title: str, subtitle: str,
+           product_names: Mapping[str, str] | None = None) -> str:
     body = [f"<h1>{html.escape(title)}</h1>", f'<p class="sub">{html.escape(subtitle)}</p>']
+    headlines = sections.get("headlines")
+    if headlines is not None and not headlines.empty:
+        body.append(_headlines(headlines))
     for heading, table, draw in SECTIONS:
         body.append(f"<h2>{html.escape(heading)}</h2>")
         frame = sections.get(table)
         if frame is None or frame.empty:
-            body.append(_note(f"gold.{table} is empty or was not produced (see the run log)"))
+            body.append(_note(f"{table if '.' in table else 'gold.' + table} is empty or was not produced "
+                              "(see the run log)" if table.startswith("report_") else f"nothing to show yet ({table})"))
         else:
-            body.append(draw(frame))
+            body.append(draw(frame, product_names or {}))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f"<style>{STYLE}</style></head><body>{''.join(body)}</body></html>")

@@ -17,6 +17,15 @@
 ``same_cart_products(orders, top, min_orders)``: product_id, other_product_id, orders, confidence,
     lift, rank (both count product pairs over the orders' product lists: :mod:`cdp_spark.pairs`)
 
+``headline_figures(scores, ingestion_log, quality)``: persons, buyers, revenue, files and quarantined rows
+    of the last ingest run, tables passing their suite, as (metric, value) rows
+``headlines_with_change(current, previous)``: metric, value, previous_value, previous_as_of
+``ingestion_summary(ingestion_log)``: per source, the last ingest run's files, rejected files, rows read,
+    accepted and quarantined
+``quarantine_reasons(quarantines)``: entity, reason, rows, over every quarantine table given
+``quality_summary(results, published)``: per table, its last validated version: expectations, failed,
+    warnings, published, validated_at
+
 Shares are fractions (0..1), rounded to 4 decimals; amounts to 2.
 """
 
@@ -206,3 +215,91 @@ def same_cart_products(orders: DataFrame, top: int, min_orders: int) -> DataFram
                     F.round(F.col("share") / (F.col("other_orders") / F.lit(max(total, 1))), 4).alias("lift"),
                     F.col("rank").cast("int").alias("rank"))
             .orderBy("product_id", "rank"))
+
+
+HEADLINES = ("persons", "buyers", "revenue", "files_ingested", "rows_quarantined")
+"""the headline figures, in the order the report shows them"""
+
+
+def _last_ingest_run(ingestion_log: DataFrame) -> DataFrame:
+    """The rows of the ingestion log's newest run (by the time its rows were written)."""
+    newest = ingestion_log.groupBy("run_id").agg(F.max("ingested_at").alias("at")).orderBy(F.col("at").desc()).limit(1)
+    return ingestion_log.join(newest.select("run_id"), "run_id")
+
+
+def headline_figures(scores: DataFrame, ingestion_log: DataFrame | None, quality: DataFrame | None = None,
+                     ) -> DataFrame:
+    """(metric, value) for ``HEADLINES``: persons and buyers (at least one order) in ``scores``, their revenue
+    (sum of orders_total_amount), the files ingested and rows quarantined by the last ingest run, and with
+    ``quality`` (:func:`quality_summary`) ``suites_passed``, the tables whose last validated version was
+    published."""
+    people = scores.agg(F.count(F.lit(1)).alias("persons"),
+                        F.count(F.when(F.col("orders_total_count") > 0, 1)).alias("buyers"),
+                        F.coalesce(F.sum("orders_total_amount"), F.lit(0)).cast("double").alias("revenue"))
+    if ingestion_log is None:
+        files = people.sparkSession.createDataFrame([(0, 0)], "files_ingested long, rows_quarantined long")
+    else:
+        files = _last_ingest_run(ingestion_log).agg(
+            F.count(F.when(F.col("status") == "ingested", 1)).alias("files_ingested"),
+            F.coalesce(F.sum("rows_quarantined"), F.lit(0)).alias("rows_quarantined"))
+    both = people.crossJoin(files)
+    metrics = list(HEADLINES)
+    if quality is not None:
+        both = both.crossJoin(quality.agg(F.count(F.when(F.col("published"), 1)).alias("suites_passed")))
+        metrics.append("suites_passed")
+    return both.select(F.inline(F.array(*[F.struct(F.lit(m).alias("metric"), F.col(m).cast("double").alias("value"))
+                                          for m in metrics])))
+
+
+def headlines_with_change(current: DataFrame, previous: DataFrame | None) -> DataFrame:
+    """``current`` (metric, value) with the previous report's value and as-of date (``previous``: metric,
+    value, as_of; null when there is none)."""
+    if previous is None:
+        return current.select("metric", "value", F.lit(None).cast("double").alias("previous_value"),
+                              F.lit(None).cast("date").alias("previous_as_of"))
+    before = previous.select("metric", F.col("value").alias("previous_value"), F.col("as_of").alias("previous_as_of"))
+    return current.join(before, "metric", "left").select("metric", "value", "previous_value", "previous_as_of")
+
+
+def ingestion_summary(ingestion_log: DataFrame) -> DataFrame:
+    """Per source, the last ingest run: files ingested and rejected, rows read, accepted and quarantined."""
+    return (_last_ingest_run(ingestion_log).groupBy("source")
+            .agg(F.count(F.when(F.col("status") == "ingested", 1)).alias("files"),
+                 F.count(F.when(F.col("status") == "rejected", 1)).alias("rejected_files"),
+                 F.sum("rows_read").alias("rows_read"), F.sum("rows_accepted").alias("rows_accepted"),
+                 F.sum("rows_quarantined").alias("rows_quarantined"))
+            .orderBy("source"))
+
+
+def quarantine_reasons(quarantines: dict[str, DataFrame]) -> DataFrame | None:
+    """entity, reason, rows over the given quarantine tables (entity -> its rows), most rows first."""
+    frames = [rows.groupBy("reason").agg(F.count(F.lit(1)).alias("rows")).select(F.lit(entity).alias("entity"),
+                                                                                   "reason", "rows")
+              for entity, rows in quarantines.items()]
+    if not frames:
+        return None
+    union = frames[0]
+    for frame in frames[1:]:
+        union = union.unionByName(frame)
+    return union.orderBy(F.col("rows").desc(), "entity", "reason")
+
+
+def quality_summary(results: DataFrame, published: DataFrame | None) -> DataFrame:
+    """Per table, its last validated version: expectations checked, failed (blocking) and warnings, whether
+    that version was published, when it was validated."""
+    newest = results.groupBy("table_name").agg(F.max("table_version").alias("table_version"))
+    last = results.join(newest, ["table_name", "table_version"])
+    # a version validated twice (after a quarantine split) counts its last check
+    latest = last.groupBy("table_name", "table_version").agg(F.max("validated_at").alias("validated_at"))
+    checks = last.join(latest, ["table_name", "table_version", "validated_at"])
+    summary = checks.groupBy("table_name", "table_version", "validated_at").agg(
+        F.count(F.lit(1)).alias("expectations"),
+        F.count(F.when(~F.col("success") & (F.col("action") != "warn"), 1)).alias("failed"),
+        F.count(F.when(~F.col("success") & (F.col("action") == "warn"), 1)).alias("warnings"))
+    if published is None:
+        return summary.withColumn("published", F.lit(False)).orderBy("table_name")
+    marks = published.select("table_name", "table_version", F.lit(True).alias("published")).distinct()
+    return (summary.join(marks, ["table_name", "table_version"], "left")
+            .withColumn("published", F.coalesce("published", F.lit(False)))
+            .select("table_name", "table_version", "expectations", "failed", "warnings", "published", "validated_at")
+            .orderBy("table_name"))

@@ -27,7 +27,9 @@ from cdp_spark.demo.generator import generate
 from cdp_spark.log import NOISY, quiet
 from cdp_spark.pipelines import pipeline
 from cdp_spark.pipelines.common import make_context
+from cdp_spark.reports import html as report_html
 from cdp_spark.session import delta_spark_available
+from tests.browser import open_page
 from tests.conftest import REPO_ROOT
 from tests.webhook import Hook
 
@@ -221,6 +223,10 @@ def test_demo_pipeline_end_to_end(spark, demo, postgres, monkeypatch, cfg_factor
     assert summary.report is not None
     page = Path(summary.report).read_text(encoding="utf-8")
     assert page.count("<img") >= 7  # one plot per section (movement needs a second date)
+    opened = open_page(Path(summary.report))  # as a person sees it, in headless Chromium
+    assert opened.errors == [] and opened.broken_images == 0
+    assert opened.headings == [heading for heading, _, _ in report_html.SECTIONS]
+    assert f"Persons\n{len(scores):,}\nfirst report" in opened.text
     emails = {r.email for r in store.read("silver.contacts").collect() if r.email}
     assert not [e for e in emails if e in page or e in json.dumps(posted)]
     # no personal value in the logs, the run summary output or the quality results

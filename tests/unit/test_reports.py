@@ -12,9 +12,14 @@ from cdp_spark.config import FunnelSettings
 from cdp_spark.reports.tables import (
     clv_tiers,
     funnel,
+    headline_figures,
+    headlines_with_change,
+    ingestion_summary,
     next_order_products,
     order_products,
     persona_heatmap,
+    quality_summary,
+    quarantine_reasons,
     repeat_purchase_timing,
     rfm_grid,
     same_cart_products,
@@ -154,3 +159,63 @@ def test_next_order_and_same_cart_products(spark):
                                           cart.schema)
     assert_df_equality(cart, expected_cart)
     assert same_cart_products(orders, top=5, min_orders=2).count() == 2  # only A+B, both directions
+
+
+LOG_SCHEMA = ("run_id string, source string, status string, rows_read long, rows_accepted long, "
+              "rows_quarantined long, ingested_at timestamp")
+
+
+def ingestion_log(spark):
+    t = datetime(2026, 6, 30, 8, 0)
+    return spark.createDataFrame([
+        ("r1", "crm", "ingested", 10, 9, 1, t), ("r1", "shop", "ingested", 5, 5, 0, t),
+        ("r2", "crm", "ingested", 4, 2, 2, t + timedelta(days=1)),
+        ("r2", "crm", "rejected", 0, 0, 0, t + timedelta(days=1)),
+        ("r2", "shop", "ingested", 3, 3, 0, t + timedelta(days=1, minutes=1))], LOG_SCHEMA)
+
+
+def test_ingestion_summary_is_the_last_ingest_run_per_source(spark):
+    expected = spark.createDataFrame([("crm", 1, 1, 4, 2, 2), ("shop", 1, 0, 3, 3, 0)],
+                                     "source string, files long, rejected_files long, rows_read long, "
+                                     "rows_accepted long, rows_quarantined long")
+    assert_df_equality(ingestion_summary(ingestion_log(spark)), expected, ignore_nullable=True)
+
+
+def test_quality_summary_takes_each_tables_last_check_and_whether_it_was_published(spark):
+    t = datetime(2026, 6, 30, 9, 0)
+    results = spark.createDataFrame([
+        ("gold.a", 1, True, "fail", t), ("gold.a", 2, True, "fail", t), ("gold.a", 2, False, "warn", t),
+        ("gold.b", 4, False, "fail", t),                                   # first check of v4: a failure ...
+        ("gold.b", 4, True, "fail", t + timedelta(minutes=1)),             # ... passed after the quarantine split
+        ("gold.c", 7, False, "quarantine", t)],
+        "table_name string, table_version long, success boolean, action string, validated_at timestamp")
+    published = spark.createDataFrame([("gold.a", 2), ("gold.b", 4)], "table_name string, table_version long")
+    expected = spark.createDataFrame([
+        ("gold.a", 2, 2, 0, 1, True, t), ("gold.b", 4, 1, 0, 0, True, t + timedelta(minutes=1)),
+        ("gold.c", 7, 1, 1, 0, False, t)],
+        "table_name string, table_version long, expectations long, failed long, warnings long, published boolean, "
+        "validated_at timestamp")
+    summary = quality_summary(results, published)
+    assert_df_equality(summary, expected, ignore_nullable=True)
+
+    scores = spark.createDataFrame([("p1", 2, Decimal("10.50")), ("p2", 0, None), ("p3", 1, Decimal("4.00"))],
+                                   "person_id string, orders_total_count int, orders_total_amount decimal(12,2)")
+    figures = headline_figures(scores, ingestion_log(spark), summary)
+    assert [(r.metric, r.value) for r in figures.collect()] == [
+        ("persons", 3.0), ("buyers", 2.0), ("revenue", 14.5), ("files_ingested", 2.0), ("rows_quarantined", 2.0),
+        ("suites_passed", 2.0)]
+    previous = spark.createDataFrame([("persons", 2.0, date(2026, 6, 29)), ("revenue", 20.0, date(2026, 6, 29))],
+                                     "metric string, value double, as_of date")
+    changed = {r.metric: (r.value, r.previous_value, r.previous_as_of)
+               for r in headlines_with_change(figures, previous).collect()}
+    assert changed["persons"] == (3.0, 2.0, date(2026, 6, 29)) and changed["buyers"] == (2.0, None, None)
+    assert [r.previous_value for r in headlines_with_change(figures, None).collect()] == [None] * 6
+
+
+def test_quarantine_reasons_count_rows_per_entity_and_reason(spark):
+    contacts = spark.createDataFrame([("invalid_value",), ("invalid_value",), ("wrong_column_count",)], "reason string")
+    orders = spark.createDataFrame([("missing_source_key",)], "reason string")
+    expected = spark.createDataFrame([("contacts", "invalid_value", 2), ("contacts", "wrong_column_count", 1),
+                                      ("orders", "missing_source_key", 1)], "entity string, reason string, rows long")
+    assert_df_equality(quarantine_reasons({"contacts": contacts, "orders": orders}), expected, ignore_nullable=True)
+    assert quarantine_reasons({}) is None
