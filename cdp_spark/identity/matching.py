@@ -41,6 +41,7 @@ from cdp_spark.identity.fellegi_sunter import (
     train_sessions,
     with_exact_u,
 )
+from cdp_spark.progress import activity
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +260,8 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
     compared = compare(attach_records(pairs, slim, broadcast), settings.comparisons).select(
         "record_a", "record_b", "source_mask", "random", *[f"lvl_{f}" for f in fields],
         F.when(forced_nonmatch, F.lit("nonmatch")).when(forced_match, F.lit("match")).alias("forced")).persist()
-    patterns = LevelPatterns.collect(compared, fields)
+    with activity(records.sparkSession, "comparing candidate pairs"):
+        patterns = LevelPatterns.collect(compared, fields)
     if model is None:
         rule_columns = {column_key(f): F.col(f) for r in rules for f in r.fields if f in numbered.columns}
         agreements = exact_agreements(numbered, {**{c.field: exact_key(c) for c in settings.comparisons},

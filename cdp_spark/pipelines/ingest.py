@@ -16,6 +16,7 @@ The rules are in ``cdp_spark.ingest`` (files, jdbc, objects, suppression, rules)
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -56,6 +57,7 @@ from cdp_spark.io.files import (
 from cdp_spark.io.object_store import ObjectRef, ObjectStore, is_object_url
 from cdp_spark.io.tables import Txn
 from cdp_spark.pipelines.common import InputRejected, RunContext, StageError, make_context, record_manifest
+from cdp_spark.progress import activity
 
 log = logging.getLogger("cdp.ingest")
 
@@ -386,8 +388,9 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> l
         paths = discover(cfg.landing_dir, source.path)
         if not paths:
             log.warning("source %s: no files match %s under %s", name, source.path, cfg.landing_dir)
-        for path in paths:
-            outcome = ingest_file(spark, ctx, name, source, file_info(path))
+        for number, path in enumerate(paths, start=1):
+            with activity(spark, f"{name}: file {number} of {len(paths)}, {os.path.basename(path)}"):
+                outcome = ingest_file(spark, ctx, name, source, file_info(path))
             log.info("%s %s: %s read=%d accepted=%d quarantined=%d", name, path, outcome.status,
                      outcome.rows_read, outcome.rows_accepted, outcome.rows_quarantined)
             outcomes.append(outcome)

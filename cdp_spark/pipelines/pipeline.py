@@ -37,6 +37,7 @@ from cdp_spark.io.lock import hold_lake
 from cdp_spark.io.notify import NotificationError, post_json
 from cdp_spark.pipelines import export, ingest, normalise, predict, report, resolve, score, sync, validate
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest, unchanged_since
+from cdp_spark.progress import StageProgress
 from cdp_spark.quality.gate import preload_ge
 
 log = logging.getLogger("cdp.pipeline")
@@ -178,7 +179,8 @@ def _run_plan(spark: SparkSession, cfg: CdpConfig, ctx: RunContext, plan: list[t
                          "--full-refresh recomputes)", current, previous, as_of)
             else:
                 log.info("stage %s: started (run %s, as of %s)", current, ctx.run_id, as_of)
-                STAGES[current].run(spark, cfg, stage_ctx)
+                with StageProgress(spark, current):
+                    STAGES[current].run(spark, cfg, stage_ctx)
                 quarantined += int(stage_ctx.counts.get("ingest", {}).get("rows_quarantined", 0))
             took = time.monotonic() - started
             seconds[current] = round(seconds.get(current, 0.0) + took, 1)

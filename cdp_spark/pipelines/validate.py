@@ -23,6 +23,7 @@ from cdp_spark.catalog import PUBLISHED, QUALITY_RESULTS, declared_schema, quara
 from cdp_spark.config import CdpConfig
 from cdp_spark.io.tables import TableStore, Txn
 from cdp_spark.pipelines.common import QualityGateBlocked, RunContext, make_context, record_manifest
+from cdp_spark.progress import activity
 from cdp_spark.quality.gate import (
     GateContext,
     Outcome,
@@ -104,14 +105,15 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext | None = None) -> d
     quarantined: dict[str, int] = {}
     now = datetime.now(UTC).replace(tzinfo=None)
     ge = ge_context()  # one context for every suite of the run
-    for table, suite in suites.items():
+    for number, (table, suite) in enumerate(suites.items(), start=1):
         if not ctx.exists(table):  # e.g. a prediction switched off: nothing to validate or publish
             log.warning("suite %s: %s does not exist; nothing to validate", suite.path, table)
             continue
         df = ctx.read(table)
         version = int(ctx.inputs[table] or 0)
         gate = GateContext(previous_rows=_published_rows(ctx.store, table), read=ctx.read, ge=ge)
-        outcomes = validate(df, suite, gate)
+        with activity(spark, f"validating {table}, table {number} of {len(suites)}"):
+            outcomes = validate(df, suite, gate)
         _record(spark, ctx, table, version, outcomes, now)
         if any(o.action == "quarantine" and not o.success for o in outcomes):
             version, quarantined[table] = _quarantine(spark, ctx, suite, version, outcomes, now)
