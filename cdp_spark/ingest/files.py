@@ -38,10 +38,9 @@ def csv_columns(path: str, header: Sequence[str], separator: str | None, source:
         raise FileRejected(path, "ambiguous_header", str(exc)) from None
     missing_keys = [k for k in source.source_key if k not in columns]
     if missing_keys:
-        found = f"header: {columns}, separator {separator!r}" if separator else f"columns: {columns}"
-        raise FileRejected(path, "no_source_key",
-                           f"header has no source key column {missing_keys} ({found}); every file needs its "
-                           "source key")
+        found = (f"header has no source key column {missing_keys} (header: {columns}, separator {separator!r})"
+                 if separator else f"no source key column {missing_keys} among the columns {columns}")
+        raise FileRejected(path, "no_source_key", f"{found}; every file needs its source key")
     return columns
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -192,21 +192,23 @@ def ingest_delta(spark: SparkSession, ctx: RunContext, name: str, source: Source
     info = FileInfo(path=location, size=0, modified_ms=0, sha256="")
     try:
         changes = delta_changes(location, previous)
+        txn = Txn(f"ingest/{name}/delta-v{changes.version}", 1)
+        if not changes.files:
+            return FileOutcome(name, location, "skipped", message=f"no new data files since version {previous}")
+        if already_landed(ctx, txn):
+            return FileOutcome(name, location, "skipped", message=f"version {changes.version} was ingested already")
+        checked = checked_json(typed_records(read_delta_files(spark, changes), source, location), source, location)
     except FileRejected as exc:
         log.error("rejected %s", exc)
         _log_row(spark, ctx, Txn(f"ingest/{name}/delta-rejected/{now.isoformat()}", 1), name, source, info,
                  "rejected", 0, 0, 0, [], str(exc), now)
         return FileOutcome(name, location, "rejected", message=str(exc))
-    txn = Txn(f"ingest/{name}/delta-v{changes.version}", 1)
-    if not changes.files or already_landed(ctx, txn):
-        return FileOutcome(name, location, "skipped", message=f"no new data files since version {previous}")
     info = FileInfo(path=location, size=0, modified_ms=0, sha256=f"delta-v{changes.version}",
                     origin=f"{location}@v{changes.version}")
-    checked = checked_json(typed_records(read_delta_files(spark, changes), source, location), source, location)
     outcome = land(spark, ctx, name, source, info, checked, [], txn, now, {version_key: str(changes.version)})
     read = "the whole table" if changes.whole else f"files added since version {previous}"
-    return FileOutcome(**{**outcome.__dict__, "message": "; ".join(
-        m for m in (f"version {changes.version}: {read}", outcome.message) if m)})
+    return replace(outcome, message="; ".join(m for m in (f"version {changes.version}: {read}", outcome.message)
+                                              if m))
 
 
 def ingest_objects(spark: SparkSession, cfg: CdpConfig, ctx: RunContext, name: str,

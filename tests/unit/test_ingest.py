@@ -438,6 +438,13 @@ def test_a_folder_that_is_no_delta_table_is_rejected_naming_it(spark, ctx, tmp_p
     outcome = ingest_delta(spark, ctx, "shop", source, str(tmp_path))
     assert (outcome.status, outcome.message) == (
         "rejected", f"{tmp_path}: no Delta table here (no readable _delta_log)")
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    write_deltalake(str(tmp_path / "t"), pa.table({"other": ["x"]}))  # a table without the source key column
+    keyless = ingest_delta(spark, ctx, "shop", source, str(tmp_path / "t"))
+    assert keyless.status == "rejected" and "no source key column ['id'] among the columns ['other']" in (
+        keyless.message)
 
 
 MAPPED_CONTACTS = SourceSettings.model_validate({
