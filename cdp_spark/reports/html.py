@@ -208,8 +208,8 @@ def render(sections: Mapping[str, pd.DataFrame | None], title: str, subtitle: st
         body.append(f"<h2>{html.escape(heading)}</h2>")
         frame = sections.get(table)
         if frame is None or frame.empty:
-            body.append(_note(f"{table if '.' in table else 'gold.' + table} is empty or was not produced "
-                              "(see the run log)" if table.startswith("report_") else f"nothing to show yet ({table})"))
+            body.append(_note(f"gold.{table} is empty or was not produced (see the run log)"
+                              if table.startswith("report_") else "nothing to show yet"))
         else:
             body.append(draw(frame, product_names or {}))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
