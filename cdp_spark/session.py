@@ -102,6 +102,13 @@ def session_conf(settings: SparkSettings) -> tuple[str | None, dict[str, str]]:
     return settings.master, conf
 
 
+def bind_local_mode_to_loopback(master: str | None) -> None:
+    """Local mode talks to itself only: bind it to loopback, without Spark's warnings about a hostname that
+    resolves there (a user's own SPARK_LOCAL_IP wins; a cluster's master is left alone)."""
+    if (master or "").startswith("local"):
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+
 def build_session(settings: SparkSettings, app_name: str | None = None) -> SparkSession:
     """Returns a SparkSession for the settings (creates or reuses the active one)."""
     builder = SparkSession.builder.appName(app_name or settings.app_name)
@@ -111,6 +118,7 @@ def build_session(settings: SparkSettings, app_name: str | None = None) -> Spark
     if "spark.pyspark.python" in conf:
         # PySpark takes the workers' interpreter from this variable only, when the context starts.
         os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
+    bind_local_mode_to_loopback(master)
     for key, value in conf.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

@@ -61,3 +61,18 @@ def test_jar_globs_expand_and_delta_jars_bring_its_extension_and_catalog(tmp_pat
         "io.delta.sql.DeltaSparkSessionExtension", "org.apache.spark.sql.delta.catalog.DeltaCatalog")
     _, without = session_conf(SparkSettings(master="local[1]", jars=[str(tmp_path / "delta-storage-*.jar")]))
     assert "spark.sql.extensions" not in without and "spark.sql.catalog.spark_catalog" not in without
+
+
+def test_local_mode_binds_to_loopback_unless_told_otherwise(monkeypatch):
+    import os
+
+    from cdp_spark.session import bind_local_mode_to_loopback
+
+    monkeypatch.delenv("SPARK_LOCAL_IP", raising=False)
+    bind_local_mode_to_loopback(None)  # a cluster's session: its own network
+    assert "SPARK_LOCAL_IP" not in os.environ
+    bind_local_mode_to_loopback("local[2]")
+    assert os.environ["SPARK_LOCAL_IP"] == "127.0.0.1"
+    monkeypatch.setenv("SPARK_LOCAL_IP", "10.1.2.3")
+    bind_local_mode_to_loopback("local[2]")
+    assert os.environ["SPARK_LOCAL_IP"] == "10.1.2.3"
