@@ -26,6 +26,7 @@ STYLE = """body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:1100
 h1{margin-bottom:0}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2.5rem}
 .sub{color:#666}table{border-collapse:collapse;font-size:.85rem;margin:.5rem 0}
 td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:right}th{background:#f4f4f4}
+td:first-child,th:first-child{text-align:left}
 .note{color:#888;font-style:italic}img{max-width:100%}
 .cards{display:flex;flex-wrap:wrap;gap:1rem;margin:1.5rem 0}.card{border:1px solid #ddd;border-radius:6px;
 padding:.8rem 1.2rem;min-width:9rem}.card .label{color:#666;font-size:.85rem}.card .value{font-size:1.6rem}
@@ -67,7 +68,7 @@ def _table(frame: pd.DataFrame, source: str = "", names: Mapping[str, str] | Non
         elif column in PRODUCT_COLUMNS and names:
             shown[column] = shown[column].map(lambda v: f"{names[v]} ({v})" if v in names else v)
     shown.columns = [human(str(c)) for c in shown.columns]
-    table = shown.to_html(index=False, escape=True, na_rep="")
+    table = shown.to_html(index=False, escape=True, na_rep="", float_format=lambda v: f"{v:,.2f}")
     if len(frame) > limit:
         where = f"; every row is in {source}" if source else ""
         table += _note(f"showing the first {limit} of {len(frame)} rows{where}")
@@ -194,6 +195,21 @@ SECTIONS = (
 )
 
 
+EMPTY_NOTES = {
+    "report_state_movement": "no earlier as-of date to compare with yet: the movement shows from the second date on",
+    "quarantine_reasons": "no row was quarantined",
+    "quality": "no table was validated yet: validation runs after the report, so the next report shows this run's",
+}
+"""what an empty section means when it is expected, instead of the generic note"""
+
+
+def _empty_note(table: str) -> str:
+    if table in EMPTY_NOTES:
+        return EMPTY_NOTES[table]
+    return f"gold.{table} is empty or was not produced (see the run log)" if table.startswith("report_") else (
+        "nothing to show yet")
+
+
 def _segments_note() -> str:
     return _note("levels (zero / low / medium / high) are in gold.report_persona_heatmap and gold.persona_model")
 
@@ -208,8 +224,7 @@ def render(sections: Mapping[str, pd.DataFrame | None], title: str, subtitle: st
         body.append(f"<h2>{html.escape(heading)}</h2>")
         frame = sections.get(table)
         if frame is None or frame.empty:
-            body.append(_note(f"gold.{table} is empty or was not produced (see the run log)"
-                              if table.startswith("report_") else "nothing to show yet"))
+            body.append(_note(_empty_note(table)))
         else:
             body.append(draw(frame, product_names or {}))
     return (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'

@@ -82,3 +82,11 @@ def test_tables_have_readable_headers_percentages_product_names_and_say_when_the
     assert "<td>Trail shoe (P1)</td>" in table and "<td>P2</td>" in table and "<td>50.0%</td>" in table
     assert "showing the first 2 of 3 rows; every row is in gold.report_next_order_products" in table
     assert "showing" not in html._table(frame, "gold.x", limit=3)
+    assert "<td>1,234.50</td>" in html._table(pd.DataFrame({"total_spend": [1234.5]}))
+
+
+def test_an_empty_section_says_why():
+    page = html.render({"report_rfm_grid": pd.DataFrame()}, "t", "s")
+    assert "the movement shows from the second date on" in page and "no row was quarantined" in page
+    assert "gold.report_rfm_grid is empty or was not produced (see the run log)" in page
+    assert "validation runs after the report, so the next report shows this run&#x27;s" in page
