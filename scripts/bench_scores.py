@@ -32,7 +32,7 @@ from cdp_spark.scores.library import score_library
 from cdp_spark.scores.orders import category_orders, order_facts, order_items
 from cdp_spark.scores.rfm import cut_points, rfm
 from cdp_spark.session import build_session
-from scripts.bench_common import jvm_peak_rss_mb
+from scripts.bench_common import cpu_loop_seconds, jvm_peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2026, 6, 30)
@@ -112,6 +112,7 @@ def differing_rows(spark_out: Path, duckdb_out: Path) -> tuple[int, int, dict[st
 def main(persons: int, orders: int, shuffle_partitions: int, work: Path | None) -> None:
     scratch = work or Path(tempfile.mkdtemp(prefix="cdp-bench-scores-"))
     try:
+        cpu_before = cpu_loop_seconds()
         start = time.monotonic()
         counts = generate_score_inputs(scratch / "inputs", persons, orders, seed=persons, as_of=AS_OF)
         generated = time.monotonic() - start
@@ -124,7 +125,8 @@ def main(persons: int, orders: int, shuffle_partitions: int, work: Path | None) 
         result = {
             "benchmark": "score_library",
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {"cores": 2, "spark_master": "local[2]", "duckdb_threads": 2},
+            "machine": {"cores": 2, "spark_master": "local[2]", "duckdb_threads": 2,
+                        "cpu_loop_seconds": {"before": cpu_before, "after": cpu_loop_seconds()}},
             "inputs": counts,
             "persons_scored": rows,
             "spark_seconds": spark_figures["seconds"],
