@@ -41,5 +41,6 @@ def test_a_log_gets_a_plain_line_now_and_then_and_a_short_stage_none(spark, capl
             slow_job(spark)
         assert [r for r in caplog.records if r.name == "cdp.progress"] == []
     assert plain.getvalue() == ""
-    assert lines and all(line.startswith("validate: validating gold.clv, table 1 of 5, ") for line in lines)
-    assert "/2 tasks (" in lines[0] and lines[0].endswith(" s so far)")
+    assert lines and all(line.startswith("validate: validating gold.clv, table 1 of 5") for line in lines)
+    assert all(line.endswith(" s so far)") for line in lines)
+    assert any("/2 tasks (" in line for line in lines)  # a poll between the job's end and the exit has none
