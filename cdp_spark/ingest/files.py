@@ -81,7 +81,7 @@ def csv_records(lines: DataFrame, separator: str) -> DataFrame:
     opens, stays = quoted_field_patterns(separator)
     flagged = lines.select("_row", "value", F.col("value").rlike(opens).alias("_opens"),
                            F.col("value").rlike(stays).alias("_stays"))
-    if not flagged.where("_opens").limit(1).collect():
+    if not flagged.where("_opens").select("_row").limit(1).collect():  # only the opens test is evaluated
         return lines
     return (flagged.coalesce(1).sortWithinPartitions("_row")
             .mapInArrow(_joined_records, "_row long, value string"))

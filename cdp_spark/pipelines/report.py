@@ -153,7 +153,7 @@ def operations_views(ctx: RunContext, cfg: CdpConfig) -> dict[str, DataFrame | N
     quality = (quality_summary(store.read(QUALITY_RESULTS), store.read(PUBLISHED) if store.exists(PUBLISHED) else None)
                if store.exists(QUALITY_RESULTS) else None)
     return {"ingestion": ingestion_summary(log_rows) if log_rows is not None else None,
-            "quarantine_reasons": quarantine_reasons(quarantines), "quality": quality, "_ingestion_log": log_rows}
+            "quarantine_reasons": quarantine_reasons(quarantines), "quality": quality}
 
 
 def headlines(ctx: RunContext, views: dict[str, DataFrame | None]) -> DataFrame:
@@ -166,16 +166,19 @@ def headlines(ctx: RunContext, views: dict[str, DataFrame | None]) -> DataFrame:
         newest = earlier.agg(F.max("as_of")).first()
         if newest is not None and newest[0] is not None:
             previous = earlier.where(F.col("as_of") == F.lit(newest[0]))
-    current = headline_figures(ctx.read(PERSON_SCORES), views["_ingestion_log"], views["quality"])
+    current = headline_figures(ctx.read(PERSON_SCORES), views["ingestion"], views["quality"])
     return headlines_with_change(current, previous)
 
 
 def product_names(ctx: RunContext) -> dict[str, str]:
     """product id -> name from silver.products, when it has names."""
     products = silver_of("products")  # as the score stage reads the catalog
-    if not ctx.exists(products) or "name" not in ctx.read(products).columns:
+    if not ctx.exists(products):
         return {}
-    rows = ctx.read(products).where(F.col("name").isNotNull()).select("product_id", "name").collect()
+    catalog = ctx.read(products)
+    if "name" not in catalog.columns:
+        return {}
+    rows = catalog.where(F.col("name").isNotNull()).select("product_id", "name").collect()
     return {r["product_id"]: r["name"] for r in rows}
 
 
@@ -185,7 +188,7 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
     counts: dict[str, int] = {}
     cached: list[DataFrame] = []
     views = operations_views(ctx, cfg)
-    tables = {"report_headlines": headlines(ctx, views).localCheckpoint(), **report_tables(spark, ctx, cfg, cached)}
+    tables = {"report_headlines": headlines(ctx, views), **report_tables(spark, ctx, cfg, cached)}
     for name, frame in tables.items():
         local = frame.localCheckpoint()
         dated = local.withColumn("as_of", F.lit(ctx.as_of))

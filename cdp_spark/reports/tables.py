@@ -17,7 +17,7 @@
 ``same_cart_products(orders, top, min_orders)``: product_id, other_product_id, orders, confidence,
     lift, rank (both count product pairs over the orders' product lists: :mod:`cdp_spark.pairs`)
 
-``headline_figures(scores, ingestion_log, quality)``: persons, buyers, revenue, files and quarantined rows
+``headline_figures(scores, ingestion, quality)``: persons, buyers, revenue, files and quarantined rows
     of the last ingest run, tables passing their suite, as (metric, value) rows
 ``headlines_with_change(current, previous)``: metric, value, previous_value, previous_as_of
 ``ingestion_summary(ingestion_log)``: per source, the last ingest run's files, rejected files, rows read,
@@ -32,6 +32,7 @@ Shares are fractions (0..1), rounded to 4 decimals; amounts to 2.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import reduce
 from itertools import pairwise
 
 from pyspark.sql import Column, DataFrame, Window
@@ -221,27 +222,20 @@ HEADLINES = ("persons", "buyers", "revenue", "files_ingested", "rows_quarantined
 """the headline figures, in the order the report shows them"""
 
 
-def _last_ingest_run(ingestion_log: DataFrame) -> DataFrame:
-    """The rows of the ingestion log's newest run (by the time its rows were written)."""
-    newest = ingestion_log.groupBy("run_id").agg(F.max("ingested_at").alias("at")).orderBy(F.col("at").desc()).limit(1)
-    return ingestion_log.join(newest.select("run_id"), "run_id")
-
-
-def headline_figures(scores: DataFrame, ingestion_log: DataFrame | None, quality: DataFrame | None = None,
+def headline_figures(scores: DataFrame, ingestion: DataFrame | None, quality: DataFrame | None = None,
                      ) -> DataFrame:
     """(metric, value) for ``HEADLINES``: persons and buyers (at least one order) in ``scores``, their revenue
-    (sum of orders_total_amount), the files ingested and rows quarantined by the last ingest run, and with
-    ``quality`` (:func:`quality_summary`) ``suites_passed``, the tables whose last validated version was
-    published."""
+    (sum of orders_total_amount), the files ingested and rows quarantined by the last ingest run (from
+    ``ingestion``, :func:`ingestion_summary`), and with ``quality`` (:func:`quality_summary`) ``suites_passed``,
+    the tables whose last validated version was published."""
     people = scores.agg(F.count(F.lit(1)).alias("persons"),
                         F.count(F.when(F.col("orders_total_count") > 0, 1)).alias("buyers"),
                         F.coalesce(F.sum("orders_total_amount"), F.lit(0)).cast("double").alias("revenue"))
-    if ingestion_log is None:
+    if ingestion is None:
         files = people.sparkSession.createDataFrame([(0, 0)], "files_ingested long, rows_quarantined long")
     else:
-        files = _last_ingest_run(ingestion_log).agg(
-            F.count(F.when(F.col("status") == "ingested", 1)).alias("files_ingested"),
-            F.coalesce(F.sum("rows_quarantined"), F.lit(0)).alias("rows_quarantined"))
+        files = ingestion.agg(F.coalesce(F.sum("files"), F.lit(0)).alias("files_ingested"),
+                              F.coalesce(F.sum("rows_quarantined"), F.lit(0)).alias("rows_quarantined"))
     both = people.crossJoin(files)
     metrics = list(HEADLINES)
     if quality is not None:
@@ -263,7 +257,8 @@ def headlines_with_change(current: DataFrame, previous: DataFrame | None) -> Dat
 
 def ingestion_summary(ingestion_log: DataFrame) -> DataFrame:
     """Per source, the last ingest run: files ingested and rejected, rows read, accepted and quarantined."""
-    return (_last_ingest_run(ingestion_log).groupBy("source")
+    newest = ingestion_log.groupBy("run_id").agg(F.max("ingested_at").alias("at")).orderBy(F.col("at").desc()).limit(1)
+    return (ingestion_log.join(newest.select("run_id"), "run_id").groupBy("source")
             .agg(F.count(F.when(F.col("status") == "ingested", 1)).alias("files"),
                  F.count(F.when(F.col("status") == "rejected", 1)).alias("rejected_files"),
                  F.sum("rows_read").alias("rows_read"), F.sum("rows_accepted").alias("rows_accepted"),
@@ -278,10 +273,7 @@ def quarantine_reasons(quarantines: dict[str, DataFrame]) -> DataFrame | None:
               for entity, rows in quarantines.items()]
     if not frames:
         return None
-    union = frames[0]
-    for frame in frames[1:]:
-        union = union.unionByName(frame)
-    return union.orderBy(F.col("rows").desc(), "entity", "reason")
+    return reduce(DataFrame.unionByName, frames).orderBy(F.col("rows").desc(), "entity", "reason")
 
 
 def quality_summary(results: DataFrame, published: DataFrame | None) -> DataFrame:

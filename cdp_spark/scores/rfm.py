@@ -45,15 +45,17 @@ def cut_points(scores: DataFrame, groups: int) -> dict[str, list[float]]:
     metric's whole value histogram is used."""
     customers = scores.where(F.col("orders_total_count") > 0).select(
         *[F.col(column).cast("double").alias(metric) for metric, column in METRICS.items()])
-    n = customers.count()
+    # rank ceil(p n) lies within 1/n of p n: a slack of 3 / accuracy covers the approximation's error (at
+    # most n / accuracy ranks) and that step for n >= accuracy; below, the approximation is exact
+    slack = 3.0 / APPROX_ACCURACY
+    probabilities = [q for k in range(1, groups) for q in (max(0.0, k / groups - slack), min(1.0, k / groups + slack))]
+    bounds = customers.agg(F.count(F.lit(1)).alias("n"), *[
+        F.percentile_approx(metric, probabilities, APPROX_ACCURACY).alias(metric) for metric in METRICS]).first()
+    assert bounds is not None
+    n = int(bounds["n"])
     if n == 0:
         return {metric: [] for metric in METRICS}
     ranks = exact_ranks(n, groups)
-    slack = 2.0 / APPROX_ACCURACY
-    probabilities = [p for r in ranks for p in (max(0.0, r / n - slack), min(1.0, r / n + slack))]
-    bounds = customers.agg(*[F.percentile_approx(metric, probabilities, APPROX_ACCURACY).alias(metric)
-                             for metric in METRICS]).first()
-    assert bounds is not None
     brackets = {m: list(zip(bounds[m][0::2], bounds[m][1::2], strict=True)) for m in METRICS}
     counted = []
     for metric, pairs in brackets.items():

@@ -200,7 +200,7 @@ def test_quality_summary_takes_each_tables_last_check_and_whether_it_was_publish
 
     scores = spark.createDataFrame([("p1", 2, Decimal("10.50")), ("p2", 0, None), ("p3", 1, Decimal("4.00"))],
                                    "person_id string, orders_total_count int, orders_total_amount decimal(12,2)")
-    figures = headline_figures(scores, ingestion_log(spark), summary)
+    figures = headline_figures(scores, ingestion_summary(ingestion_log(spark)), summary)
     assert [(r.metric, r.value) for r in figures.collect()] == [
         ("persons", 3.0), ("buyers", 2.0), ("revenue", 14.5), ("files_ingested", 2.0), ("rows_quarantined", 2.0),
         ("suites_passed", 2.0)]

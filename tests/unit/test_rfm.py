@@ -61,3 +61,13 @@ def test_cut_points_are_the_exact_ranks_at_any_size(spark):
         ranks = [math.ceil(k * len(values) / 5) for k in range(1, 5)]
         assert cuts[metric] == [values[r - 1] for r in ranks], metric
     assert cut_points(scores.where("orders_total_count > 100"), 5) == {m: [] for m in columns}
+
+
+def test_the_rank_is_read_inside_its_bracket_or_reported_missing():
+    from cdp_spark.scores.rfm import _at_rank
+
+    counts = [(5.0, 2), (3.0, 1), (4.0, 3)]  # in [3, 5], after 10 smaller values: ranks 11, 12-14, 15-16
+    assert [_at_rank(r, 10, counts, 3.0, 5.0) for r in (11, 12, 14, 15, 16)] == [3.0, 4.0, 4.0, 5.0, 5.0]
+    assert _at_rank(17, 10, counts, 3.0, 5.0) is None  # past the bracket's top
+    assert _at_rank(10, 10, counts, 3.0, 5.0) is None  # below the bracket's bottom
+    assert _at_rank(2, 0, [(9.0, 1), (1.0, 1)], float("-inf"), float("inf")) == 9.0  # the whole histogram
