@@ -470,3 +470,23 @@ def test_two_header_columns_filling_one_contract_column_reject_the_file_naming_b
     assert (outcome.status, outcome.message) == (
         "rejected", f"{path}: header columns ['Email', 'e-mail'] both map to the contract column 'email'; keep "
                     "one or name it in the contract")
+
+
+def test_a_file_that_is_not_parquet_is_rejected_naming_it(spark, ctx, tmp_path):
+    path = write_bytes(tmp_path / "landing" / "c.parquet", b"contact_id,email\nP1,a@x.es\n")
+    outcome = ingest_file(spark, ctx, "lake_contacts", TYPED_CONTACTS, file_info(path))
+    assert outcome.status == "rejected" and outcome.message.startswith(f"{path}: not a readable Parquet file: ")
+    log_row = ctx.store.read(INGESTION_LOG).collect()[0]
+    assert (log_row.status, log_row.rows_read, log_row.rows_accepted, log_row.rows_quarantined) == (
+        "rejected", 0, 0, 0)
+
+
+def test_file_info_knows_whether_the_text_holds_a_quote_through_gzip_too(tmp_path):
+    import gzip
+
+    plain = write_bytes(tmp_path / "a.csv", b"id;name\n1;Ana\n")
+    quoted = write_bytes(tmp_path / "b.csv", b'id;name\n1;"Ana"\n')
+    packed_plain = write_bytes(tmp_path / "c.csv.gz", gzip.compress(b"id;name\n1;Ana\n"))
+    packed_quoted = write_bytes(tmp_path / "d.csv.gz", gzip.compress(b'id;name\n1;"Ana"\n'))
+    assert [file_info(p).has_quotes for p in (plain, quoted, packed_plain, packed_quoted)] == [
+        False, True, False, True]
