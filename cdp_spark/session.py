@@ -34,6 +34,9 @@ REQUIRED_CONF = {
     "spark.sql.parquet.int96RebaseModeInWrite": "CORRECTED",
     "spark.sql.legacy.timeParserPolicy": "CORRECTED",
     "spark.sql.ansi.enabled": "false",
+    # PySpark records the Python call site of every DataFrame/Column call for error messages: five JVM round
+    # trips per call, most of the driver's time in a small file's ingest (docs/design.md §9, "Driver cost")
+    "spark.python.sql.dataFrameDebugging.enabled": "false",
 }
 
 # Local mode on a 2-core machine: few shuffle partitions, no UI, adaptive execution.

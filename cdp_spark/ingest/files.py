@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 import pyarrow as pa
@@ -24,6 +25,7 @@ from cdp_spark.ingest.rules import (
     parse_csv,
     parse_json,
     row_hash,
+    sql_name,
 )
 from cdp_spark.io.files import FileRejected
 
@@ -165,39 +167,49 @@ def _contract(parsed: DataFrame, columns: list[str], source: SourceSettings, pat
     return apply_contract(parsed, source, [c for c in source.columns if c in columns])
 
 
-def rescued_keys(checked: DataFrame) -> list[str]:
-    """The keys found in ``_rescued`` (a JSON object per row) over all rows, sorted."""
-    keys = checked.where(F.col("_rescued").isNotNull()).select(
-        F.explode(F.map_keys(F.from_json("_rescued", "MAP<STRING,STRING>"))).alias("k")).distinct()
-    return sorted(r["k"] for r in keys.collect())
+@dataclass(frozen=True)
+class LineTotals:
+    """A file's checked lines counted: read, valid so far (``_reasons`` empty), distinct source keys among
+    the valid ones, and the keys found in ``_rescued`` (a JSON object per row) over all rows, sorted."""
+
+    read: int
+    valid: int
+    distinct_keys: int
+    rescued_keys: list[str]
 
 
-def line_totals(checked: DataFrame, source_key: Sequence[str]) -> tuple[int, int, int]:
-    """Lines read, lines valid so far (``_reasons`` empty) and distinct source keys among the valid ones,
-    in one aggregation."""
+def line_totals(checked: DataFrame, source_key: Sequence[str], rescued_keys: bool = False) -> LineTotals:
+    """:class:`LineTotals` in one aggregation; the rescued keys only when asked (JSON objects name their own
+    keys; a CSV header's are known beforehand)."""
     valid = F.col("_reasons") == ""
-    totals = checked.agg(F.count(F.lit(1)), F.count(F.when(valid, 1)),
-                         F.count_distinct(F.when(valid, F.struct(*[F.col(f"`{k}`") for k in source_key])))).first()
-    return (int(totals[0]), int(totals[1]), int(totals[2])) if totals else (0, 0, 0)
+    key_sets = F.collect_set(F.map_keys(F.from_json("_rescued", "MAP<STRING,STRING>")))
+    totals = checked.agg(
+        F.count(F.lit(1)), F.count(F.when(valid, 1)),
+        F.count_distinct(F.when(valid, F.struct(*[F.col(sql_name(k)) for k in source_key]))),
+        F.array_sort(F.array_distinct(F.flatten(key_sets))) if rescued_keys else F.lit(None)).first()
+    if not totals:
+        return LineTotals(0, 0, 0, [])
+    return LineTotals(int(totals[0]), int(totals[1]), int(totals[2]), list(totals[3] or []))
 
 
-def with_duplicates_flagged(checked: DataFrame, source_key: Sequence[str]) -> tuple[DataFrame, int, int]:
-    """``checked`` (persisted by the caller) with ``duplicate_source_key`` flagged, and its lines read and
-    accepted. Most files repeat no key: then the one aggregation of the totals shows it and ``checked``
-    itself comes back; otherwise a persisted join, counted again."""
-    read, valid, distinct_keys = line_totals(checked, source_key)
-    if distinct_keys == valid:
-        return checked, read, valid
+def with_duplicates_flagged(checked: DataFrame, source_key: Sequence[str],
+                            rescued_keys: bool = False) -> tuple[DataFrame, LineTotals]:
+    """``checked`` (persisted by the caller) with ``duplicate_source_key`` flagged, and its totals
+    (:func:`line_totals`, ``valid`` = lines accepted). Most files repeat no key: then the one aggregation of
+    the totals shows it and ``checked`` itself comes back; otherwise a persisted join, counted again."""
+    totals = line_totals(checked, source_key, rescued_keys)
+    if totals.distinct_keys == totals.valid:
+        return checked, totals
     flagged = flag_duplicate_keys(checked, duplicate_keys(checked, source_key), source_key).persist()
-    read, valid, _ = line_totals(flagged, source_key)
-    return flagged, read, valid
+    again = line_totals(flagged, source_key)
+    return flagged, replace(again, rescued_keys=totals.rescued_keys)
 
 
 def bronze_rows(rows: DataFrame, source: SourceSettings | JdbcSourceSettings, name: str, origin: str,
                 row: Column, rescued: Column, at: datetime) -> DataFrame:
     """The bronze shape: the contract's columns, then ``_source`` (source name), ``_file`` (file, object or
     JDBC table), ``_row`` (physical line, null for JDBC), ``_ingested_at``, ``_row_hash``, ``_rescued``."""
-    return rows.select(*[F.col(f"`{c}`") for c in source.columns], F.lit(name).alias("_source"),
+    return rows.select(*[sql_name(c) for c in source.columns], F.lit(name).alias("_source"),
                        F.lit(origin).alias("_file"), row.cast("long").alias("_row"),
                        F.lit(at).cast("timestamp").alias("_ingested_at"),
                        row_hash(list(source.columns)).alias("_row_hash"), rescued.cast("string").alias("_rescued"))

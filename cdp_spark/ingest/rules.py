@@ -51,10 +51,9 @@ def parse_csv(lines: DataFrame, header: Sequence[str], separator: str) -> DataFr
     options = {"sep": separator, "mode": "PERMISSIVE", "columnNameOfCorruptRecord": "_corrupt", "quote": '"',
                "escape": '"'}
     parsed = lines.withColumn("_p", F.from_csv(F.col("value"), _strings_schema(header), options))
-    error = F.when(F.col("value") == "", F.lit("empty_line")).when(
-        F.col("_p._corrupt").isNotNull(), F.lit("wrong_column_count"))
-    return parsed.select("_row", "value", *[F.col("_p").getField(c).alias(c) for c in header],
-                         error.alias("_parse_error"))
+    error = "CASE WHEN value = '' THEN 'empty_line' WHEN _p._corrupt IS NOT NULL THEN 'wrong_column_count' END"
+    return parsed.selectExpr("_row", "value", *[f"_p.{sql_name(c)} AS {sql_name(c)}" for c in header],
+                             f"{error} AS _parse_error")
 
 
 def parse_json(lines: DataFrame, columns: Sequence[str], aliases: Mapping[str, Sequence[str]] | None = None,
@@ -87,80 +86,95 @@ OFFSET_SUFFIX = r"(?i)(z|[+-][0-9]{2}(:?[0-9]{2})?)$"
 """a timestamp text ending in its own UTC offset (Z, +02, +0200, +02:00)"""
 
 
-def _null_token(raw: Column, fmt: ColumnFormat) -> Column:
-    """True where the text is one of the column's null tokens (case and surrounding spaces ignored)."""
+def sql_name(column: str) -> str:
+    """``column`` as a quoted Spark SQL identifier."""
+    return "`" + column.replace("`", "``") + "`"
+
+
+def sql_string(value: str) -> str:
+    """``value`` as a Spark SQL string literal (backslashes and quotes escaped, so any text stays itself)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def _one_of(text: str, words: Sequence[str]) -> str:
+    """SQL: ``text`` is one of ``words`` (false when there are none)."""
+    return f"{text} IN ({', '.join(sql_string(w) for w in words)})" if words else "false"
+
+
+def _null_token(raw: str, fmt: ColumnFormat) -> str:
+    """SQL: the text ``raw`` is one of the column's null tokens (case and surrounding spaces ignored)."""
     if not fmt.null_values:
-        return F.lit(False)
-    return F.coalesce(F.lower(F.trim(raw)).isin(*[v.strip().lower() for v in fmt.null_values]), F.lit(False))
+        return "false"
+    return f"coalesce({_one_of(f'lower(trim({raw}))', [v.strip().lower() for v in fmt.null_values])}, false)"
 
 
-def _typed(column: str, type_name: str, fmt: ColumnFormat) -> Column:
-    """The column's text read as ``type_name`` with its formats (``SourceSettings.column_format``): null when
-    blank or a null token, null too when it does not parse (``apply_contract`` tells the two apart)."""
-    raw = F.col(f"`{column}`")
-    trimmed = F.trim(raw)
+def _typed(column: str, type_name: str, fmt: ColumnFormat) -> str:
+    """SQL: the column's text read as ``type_name`` with its formats (``SourceSettings.column_format``): null
+    when blank or a null token, null too when it does not parse (``apply_contract`` tells the two apart).
+    Built as SQL text, one expression per column: a Column built call by call costs a JVM round trip per
+    call, most of a small file's ingest (docs/design.md §9, "Driver cost")."""
+    raw = sql_name(column)
     if type_name == "string":  # text keeps its spaces; only a null token is missing
-        return F.when(_null_token(raw, fmt), F.lit(None)).otherwise(raw) if fmt.null_values else raw
-    value = F.when((trimmed == "") | _null_token(raw, fmt), F.lit(None)).otherwise(trimmed)
+        return f"CASE WHEN {_null_token(raw, fmt)} THEN NULL ELSE {raw} END" if fmt.null_values else raw
+    value = f"(CASE WHEN trim({raw}) = '' OR {_null_token(raw, fmt)} THEN NULL ELSE trim({raw}) END)"
     target = spark_type(type_name)
     if type_name == "boolean":
-        lowered = F.lower(value)
-        return (F.when(lowered.isin(*[w.lower() for w in fmt.true_values]), F.lit(True))
-                .when(lowered.isin(*[w.lower() for w in fmt.false_values]), F.lit(False)))
+        lowered = f"lower({value})"
+        return (f"CASE WHEN {_one_of(lowered, [w.lower() for w in fmt.true_values])} THEN true "
+                f"WHEN {_one_of(lowered, [w.lower() for w in fmt.false_values])} THEN false END")
     if type_name == "date":
-        return F.coalesce(*[F.to_date(value, pattern) for pattern in (fmt.patterns or ["yyyy-MM-dd"])])
+        return f"coalesce({', '.join(f'to_date({value}, {sql_string(p)})' for p in fmt.patterns or ['yyyy-MM-dd'])})"
     if type_name == "timestamp":
-        parsed = (F.coalesce(*[F.to_timestamp(value, pattern) for pattern in fmt.patterns]) if fmt.patterns
-                  else value.cast(target))
+        parsed = (f"coalesce({', '.join(f'to_timestamp({value}, {sql_string(p)})' for p in fmt.patterns)})"
+                  if fmt.patterns else f"CAST({value} AS {target})")
         if fmt.timezone:  # naive wall-clock time of the source's zone -> UTC (the session's zone)
-            parsed = F.when(value.rlike(OFFSET_SUFFIX), parsed).otherwise(F.to_utc_timestamp(parsed, fmt.timezone))
+            parsed = (f"CASE WHEN {value} RLIKE {sql_string(OFFSET_SUFFIX)} THEN {parsed} "
+                      f"ELSE to_utc_timestamp({parsed}, {sql_string(fmt.timezone)}) END")
         return parsed
     if type_name in ("int", "long", "double") or type_name.startswith("decimal("):
         if fmt.thousands_separator:  # groups of three digits, else the value is invalid (12.50 is not 1250)
             sep, mark = re.escape(fmt.thousands_separator), re.escape(fmt.decimal_separator)
             grouped = rf"^[+-]?[0-9]{{1,3}}({sep}[0-9]{{3}})+({mark}[0-9]*)?$"
-            value = F.when(value.contains(fmt.thousands_separator) & ~value.rlike(grouped), F.lit(None)).otherwise(
-                F.replace(value, F.lit(fmt.thousands_separator), F.lit("")))
+            thousands = sql_string(fmt.thousands_separator)
+            value = (f"(CASE WHEN contains({value}, {thousands}) AND NOT {value} RLIKE {sql_string(grouped)} "
+                     f"THEN NULL ELSE replace({value}, {thousands}, '') END)")
         if fmt.decimal_separator != ".":
-            value = F.when(value.contains("."), F.lit(None)).otherwise(
-                F.replace(value, F.lit(fmt.decimal_separator), F.lit(".")))
-    return value.cast(target)
+            value = (f"(CASE WHEN contains({value}, '.') THEN NULL "
+                     f"ELSE replace({value}, {sql_string(fmt.decimal_separator)}, '.') END)")
+    return f"CAST({value} AS {target})"
 
 
 def apply_contract(parsed: DataFrame, contract: SourceSettings, present: Sequence[str]) -> DataFrame:
     """Casts every contract column to its type (missing optional columns become null) and collects the
     row's reasons as a comma-separated string (empty when the row is accepted). ``present`` are the
-    contract columns the file actually has. Plain built-ins only, so the projection stays code-generated."""
+    contract columns the file actually has. Plain built-ins only, so the projection stays code-generated;
+    written as SQL text (see :func:`_typed`)."""
     typed_cols, bad_columns, given = [], [], {}
     for column, type_name in contract.columns.items():
         if column in present:
-            raw = F.col(f"`{column}`")
-            fmt = contract.column_format(column)
+            raw, fmt = sql_name(column), contract.column_format(column)
             typed = _typed(column, type_name, fmt)
-            given[column] = raw.isNotNull() & (F.trim(raw) != "") & ~_null_token(raw, fmt)
-            bad_columns.append(F.when(given[column] & typed.isNull(), F.lit(column)))
+            given[column] = f"({raw} IS NOT NULL AND trim({raw}) != '' AND NOT {_null_token(raw, fmt)})"
+            bad_columns.append(f"CASE WHEN {given[column]} AND ({typed}) IS NULL THEN {sql_string(column)} END")
         else:
-            typed = F.lit(None).cast(spark_type(type_name))
-        typed_cols.append(typed.alias(column))
-    invalid = F.concat_ws(", ", *bad_columns) if bad_columns else F.lit("")
-    key_missing = F.lit(False)
-    for key in contract.source_key:  # blank or a null token; a key that does not parse is an invalid value
-        key_missing = key_missing | ~given.get(key, F.lit(False))
-    has_rescued = "_rescued" in parsed.columns
-    with_checks = parsed.select(
-        "_row", "value", *typed_cols,
-        (F.col("_rescued") if has_rescued else F.lit(None).cast("string")).alias("_rescued"),
-        F.col("_parse_error"), invalid.alias("_invalid_columns"), key_missing.alias("_key_missing"))
-    parse_ok = F.col("_parse_error").isNull()
-    reasons = F.concat_ws(
-        ",",
-        F.when(F.col("value").contains(REPLACEMENT_CHAR), F.lit("invalid_encoding")),
-        F.col("_parse_error"),
-        F.when(parse_ok & F.col("_key_missing"), F.lit("missing_source_key")),
-        F.when(parse_ok & (F.col("_invalid_columns") != ""), F.lit("invalid_value")))
-    detail = F.when(F.col("_invalid_columns") != "", F.concat(F.lit("columns: "), F.col("_invalid_columns")))
-    return with_checks.select("_row", "value", *contract.columns, "_rescued", reasons.alias("_reasons"),
-                              detail.alias("_detail"))
+            typed = f"CAST(NULL AS {spark_type(type_name)})"
+        typed_cols.append(f"{typed} AS {sql_name(column)}")
+    invalid = f"concat_ws(', ', {', '.join(bad_columns)})" if bad_columns else "''"
+    # blank or a null token; a key that does not parse is an invalid value
+    key_missing = " OR ".join(f"NOT {given[key]}" if key in given else "true" for key in contract.source_key)
+    rescued = "_rescued" if "_rescued" in parsed.columns else "CAST(NULL AS string)"
+    with_checks = parsed.selectExpr(
+        "_row", "value", *typed_cols, f"{rescued} AS _rescued", "_parse_error", f"{invalid} AS _invalid_columns",
+        f"{key_missing or 'false'} AS _key_missing")
+    parse_ok = "_parse_error IS NULL"
+    reasons = ("concat_ws(',', "
+               f"CASE WHEN contains(value, {sql_string(REPLACEMENT_CHAR)}) THEN 'invalid_encoding' END, "
+               "_parse_error, "
+               f"CASE WHEN {parse_ok} AND _key_missing THEN 'missing_source_key' END, "
+               f"CASE WHEN {parse_ok} AND _invalid_columns != '' THEN 'invalid_value' END)")
+    detail = "CASE WHEN _invalid_columns != '' THEN concat('columns: ', _invalid_columns) END"
+    return with_checks.selectExpr("_row", "value", *[sql_name(c) for c in contract.columns], "_rescued",
+                                  f"{reasons} AS _reasons", f"{detail} AS _detail")
 
 
 def duplicate_keys(checked: DataFrame, source_key: Sequence[str]) -> DataFrame:
@@ -187,5 +201,5 @@ def flag_duplicate_keys(checked: DataFrame, duplicates: DataFrame, source_key: S
 
 def row_hash(columns: Sequence[str]) -> Column:
     """SHA-256 of the typed values, stable across files and runs (nulls as an explicit marker)."""
-    return F.sha2(F.concat_ws("\u241f", *[F.coalesce(F.col(f"`{c}`").cast("string"), F.lit("\u2400"))
-                                          for c in columns]), 256)
+    values = ", ".join(f"coalesce(CAST({sql_name(c)} AS string), {sql_string(chr(0x2400))})" for c in columns)
+    return F.expr(f"sha2(concat_ws({sql_string(chr(0x241f))}, {values}), 256)")

@@ -35,7 +35,6 @@ from cdp_spark.ingest.files import (
     csv_columns,
     csv_records,
     quarantine_rows,
-    rescued_keys,
     typed_records,
     with_duplicates_flagged,
 )
@@ -92,7 +91,7 @@ def checked_rows(spark: SparkSession, source: SourceSettings, path: str,
         return checked_json(typed_records(read_parquet(spark, path), source, path), source, path), []
     json_header = read_json_header(path, sample)
     lines = read_json_array(spark, path) if json_header.json_array else numbered_lines(spark, path)
-    return checked_json(lines, source, path), []  # JSON objects name their own keys: see rescued_keys
+    return checked_json(lines, source, path), []  # JSON objects name their own keys: see land
 
 
 def suppression_flag(ctx: RunContext, source: SourceSettings | JdbcSourceSettings,
@@ -134,9 +133,10 @@ def land(spark: SparkSession, ctx: RunContext, name: str, source: SourceSettings
     bronze_table, quarantine_table = bronze_of(source.entity), quarantine_of(source.entity)
     parsed = checked = checked.persist()
     try:
-        if source.format != "csv":  # JSON objects (and typed rows) name their own keys
-            rescued = rescued_keys(parsed)
-        checked, read, accepted = with_duplicates_flagged(parsed, source.source_key)
+        # JSON objects (and typed rows) name their own keys: found with the totals
+        checked, totals = with_duplicates_flagged(parsed, source.source_key, rescued_keys=source.format != "csv")
+        read, accepted = totals.read, totals.valid
+        rescued = totals.rescued_keys if source.format != "csv" else rescued
         accepted_rows = bronze_rows(checked.where(F.col("_reasons") == ""), source, name, info.lineage,
                                     F.col("_row"), F.col("_rescued"), now)
         quarantined_rows = quarantine_rows(checked.where(F.col("_reasons") != ""), name, info.lineage,

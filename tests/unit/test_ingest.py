@@ -10,7 +10,7 @@ from pyspark.sql import functions as F
 
 from cdp_spark.catalog import INGESTION_LOG
 from cdp_spark.config import SourceSettings
-from cdp_spark.ingest.files import with_duplicates_flagged
+from cdp_spark.ingest.files import LineTotals, with_duplicates_flagged
 from cdp_spark.io.files import FileRejected, detect_separator, file_info, numbered_lines, read_csv_header
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.pipelines.ingest import checked_rows, ingest_file
@@ -220,9 +220,9 @@ def test_first_valid_line_of_a_source_key_wins_and_later_ones_name_it(spark, ctx
 def test_a_file_without_repeated_keys_is_not_joined_again(spark, tmp_path):
     path = write_bytes(tmp_path / "landing" / "c.csv", b"contact_id,points\nK1,1\nK2,x\nK3,2\n")
     checked, _ = checked_rows(spark, CONTACTS, path)
-    flagged, read, accepted = with_duplicates_flagged(checked, CONTACTS.source_key)
+    flagged, totals = with_duplicates_flagged(checked, CONTACTS.source_key)
     assert flagged is checked
-    assert (read, accepted) == (3, 2)
+    assert totals == LineTotals(read=3, valid=2, distinct_keys=2, rescued_keys=[])
 
 
 def test_same_file_twice_changes_nothing(spark, ctx, tmp_path):
@@ -294,6 +294,18 @@ def test_json_lines_and_json_array(spark, ctx, tmp_path):
     reasons = sorted((r._row, r.reason) for r in ctx.store.read("quarantine.customers").collect())
     assert reasons == [(2, "invalid_value"), (3, "malformed_json")]
 
+
+
+def test_json_rescued_keys_come_with_the_totals_also_when_keys_repeat(spark, tmp_path):
+    path = write_bytes(tmp_path / "landing" / "d.jsonl", (
+        b'{"customer_id": "E1", "vip": 1}\n{"customer_id": "E1", "tier": "a", "vip": 2}\n'
+        b'{"customer_id": "E2", "spend": "x", "zone": 3}\n'))
+    checked, _ = checked_rows(spark, CUSTOMERS, path)
+    flagged, totals = with_duplicates_flagged(checked.persist(), CUSTOMERS.source_key, rescued_keys=True)
+    # keys of every row, the quarantined ones included, once each and sorted; E1's second line is a duplicate
+    assert totals == LineTotals(read=3, valid=1, distinct_keys=1, rescued_keys=["tier", "vip", "zone"])
+    assert sorted((r._row, r._reasons) for r in flagged.collect()) == [
+        (1, ""), (2, "duplicate_source_key"), (3, "invalid_value")]
 
 NESTED_CUSTOMERS = SourceSettings.model_validate({
     "entity": "customers", "system": "shop", "format": "json", "path": "*.json*", "source_key": ["customer_id"],
