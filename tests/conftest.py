@@ -115,22 +115,30 @@ def fault_proxy(s3_server):
 
 
 # The packaging test builds `make dist` and runs the whole pipeline under spark-submit on the artefacts: minutes
-# of child processes. When it is selected, that work starts on a thread at collection (tests/integration/
-# packed_run.py) and the test runs last, so the build and the run overlap the rest of the suite.
+# of child processes. In one process, that work starts on a thread at collection (tests/integration/
+# packed_run.py) and the test runs last, so the build and the run overlap the rest of the suite. On pytest-xdist
+# workers (scripts/run_tests.sh) every worker collects every test but one runs it: the test goes first, and the
+# worker that gets it starts the work and waits for it while the other worker goes on with the suite.
 DIST_TEST = "tests/integration/test_dist.py"
 PACKED_RUN = pytest.StashKey[object]()
 
 
+def on_xdist_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     dist_items = [item for item in items if item.nodeid.startswith(DIST_TEST)]
-    items[:] = [item for item in items if item not in dist_items] + dist_items
+    others = [item for item in items if item not in dist_items]
+    items[:] = dist_items + others if on_xdist_worker(config) else others + dist_items
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Starts the packed run once the selection is final (``-k`` and ``-m`` applied), if it kept the test."""
+    """Starts the packed run once the selection is final (``-k`` and ``-m`` applied), if it kept the test and
+    this process runs every test it collected."""
     from tests.integration.packed_run import PackedPipeline
 
-    if any(item.nodeid.startswith(DIST_TEST) for item in session.items):
+    if not on_xdist_worker(session.config) and any(item.nodeid.startswith(DIST_TEST) for item in session.items):
         packed = PackedPipeline()
         packed.start()
         session.config.stash[PACKED_RUN] = packed
@@ -144,7 +152,14 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 
 @pytest.fixture(scope="session")
 def packed_run(request: pytest.FixtureRequest):
-    """The finished `make dist` + spark-submit run (:class:`tests.integration.packed_run.PackedRun`)."""
+    """The finished `make dist` + spark-submit run (:class:`tests.integration.packed_run.PackedRun`); started
+    here when collection did not start it (an xdist worker)."""
+    from tests.integration.packed_run import PackedPipeline
+
+    if PACKED_RUN not in request.config.stash:
+        started = PackedPipeline()
+        started.start()
+        request.config.stash[PACKED_RUN] = started
     packed = request.config.stash[PACKED_RUN]
     packed.join(timeout=2400)
     result = packed.result
