@@ -31,6 +31,11 @@ for _key, _value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "t
                      "AWS_DEFAULT_REGION": "us-east-1"}.items():
     os.environ.setdefault(_key, _value)
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# pytest-xdist's workers run as `python -c`: a __main__ with neither __spec__ nor __file__, which
+# pyspark.sql.connect (imported by Great Expectations) takes for its own doctest run and exits on; name it
+_main = sys.modules["__main__"]
+if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
+    _main.__file__ = "<pytest-xdist worker>"
 
 
 @pytest.fixture(scope="session")
