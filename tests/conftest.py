@@ -141,12 +141,16 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Starts the packed run once the selection is final (``-k`` and ``-m`` applied), if it kept the test and
     this process runs every test it collected."""
+    if not on_xdist_worker(session.config) and any(item.nodeid.startswith(DIST_TEST) for item in session.items):
+        start_packed_run(session.config)
+
+
+def start_packed_run(config: pytest.Config) -> None:
     from tests.integration.packed_run import PackedPipeline
 
-    if not on_xdist_worker(session.config) and any(item.nodeid.startswith(DIST_TEST) for item in session.items):
-        packed = PackedPipeline()
-        packed.start()
-        session.config.stash[PACKED_RUN] = packed
+    packed = PackedPipeline()
+    packed.start()
+    config.stash[PACKED_RUN] = packed
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -159,12 +163,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def packed_run(request: pytest.FixtureRequest):
     """The finished `make dist` + spark-submit run (:class:`tests.integration.packed_run.PackedRun`); started
     here when collection did not start it (an xdist worker)."""
-    from tests.integration.packed_run import PackedPipeline
-
     if PACKED_RUN not in request.config.stash:
-        started = PackedPipeline()
-        started.start()
-        request.config.stash[PACKED_RUN] = started
+        start_packed_run(request.config)
     packed = request.config.stash[PACKED_RUN]
     packed.join(timeout=2400)
     result = packed.result

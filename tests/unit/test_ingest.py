@@ -11,6 +11,7 @@ from pyspark.sql import functions as F
 from cdp_spark.catalog import INGESTION_LOG
 from cdp_spark.config import SourceSettings
 from cdp_spark.ingest.files import LineTotals, with_duplicates_flagged
+from cdp_spark.ingest.rules import sql_name, sql_string
 from cdp_spark.io.files import FileRejected, detect_separator, file_info, numbered_lines, read_csv_header
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.pipelines.ingest import checked_rows, ingest_file
@@ -215,6 +216,14 @@ def test_first_valid_line_of_a_source_key_wins_and_later_ones_name_it(spark, ctx
         (7, "duplicate_source_key", "first seen at line 6"),
     ], "_row long, reason string, detail string")
     assert_df_equality(quarantine, expected_quarantine, ignore_nullable=True)
+
+
+@pytest.mark.parametrize("text", ["plain", "O'Brien", "back\\slash \\n not a newline", "yyyy-MM-dd'T'HH:mm", "\\.",
+                                  "tick`name", "\u241f\u2400"])
+def test_sql_text_helpers_keep_any_value_and_name_as_it_is(spark, text):
+    frame = spark.createDataFrame([("x",)], "v string").withColumnRenamed("v", text)
+    row = frame.selectExpr(f"{sql_string(text)} AS literal", f"{sql_name(text)} AS named").first()
+    assert (row.literal, row.named) == (text, "x")
 
 
 def test_a_file_without_repeated_keys_is_not_joined_again(spark, tmp_path):
