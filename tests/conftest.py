@@ -1,5 +1,5 @@
 """One Spark session for the whole run (a session costs ~7 s here), tuned like splink's test setup:
-one shuffle partition, no UI, small driver, the JIT's first tier only."""
+one shuffle partition, no UI, small driver, the JIT's first tier only, interpreted stand-alone projections."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from pyspark.sql import SparkSession
 
 from cdp_spark.config import SparkSettings
 from cdp_spark.session import LOCAL_CONF, build_session
+from tests.integration.packed_run import PackedPipeline, PackedRun
 
 POSTGRES_JAR = "/usr/share/java/postgresql.jar"
 # delta-spark and hadoop-aws as `make jars` fetched them (jvm/pom.xml); absent jars leave the spark-engine
@@ -53,7 +55,13 @@ def spark() -> Iterator[SparkSession]:
               # small data through many code paths: the JIT's first tier alone costs less than the optimising
               # compiler's work on two cores (test_ingest 106 -> 92 s, test_rfm + test_scores 62 -> 50 s)
               "spark.driver.extraJavaOptions": " ".join(
-                  [LOCAL_CONF["spark.driver.extraJavaOptions"], "-XX:TieredStopAtLevel=1"])},
+                  [LOCAL_CONF["spark.driver.extraJavaOptions"], "-XX:TieredStopAtLevel=1"]),
+              # projections outside whole-stage code generation interpreted, as Spark's own tests can run
+              # them: on small data, generating their Java source (regex passes over it) and compiling it cost
+              # more than the rows (a fifth of the driver JVM's samples in a flight recording of the demo
+              # pipeline; test_ingest + both end-to-end tests 582 -> 476 s). Whole-stage code generation
+              # stays on, and the packaging test runs the pipeline with the product's settings.
+              "spark.sql.codegen.factoryMode": "NO_CODEGEN"},
     )
     session = build_session(settings)
     session.sparkContext.setCheckpointDir(checkpoint_dir)
@@ -120,22 +128,42 @@ def fault_proxy(s3_server):
 
 
 # The packaging test builds `make dist` and runs the whole pipeline under spark-submit on the artefacts: minutes
-# of child processes. In one process, that work starts on a thread at collection (tests/integration/
-# packed_run.py) and the test runs last, so the build and the run overlap the rest of the suite. On pytest-xdist
-# workers (scripts/run_tests.sh) every worker collects every test but one runs it: the test goes first, and the
-# worker that gets it starts the work and waits for it while the other worker goes on with the suite.
+# of child processes (niced), started as soon as the selection is known and overlapping the rest of the suite
+# (tests/integration/packed_run.py); the test runs last and checks what the run wrote. In one process the work
+# runs on a thread of the test process. On pytest-xdist workers (scripts/run_tests.sh) it runs on a thread of the
+# controller, started when a worker reports that it collected the test, and saves its outcome to a file that the
+# worker running the test waits for: no worker sits idle while it builds and runs.
 DIST_TEST = "tests/integration/test_dist.py"
-PACKED_RUN = pytest.StashKey[object]()
+PACKED_RUN = pytest.StashKey[PackedPipeline]()
+PACKED_RESULT = pytest.StashKey[Path]()
+PACKED_RESULT_INPUT = "cdp_packed_run_result"  # the workers' key for the controller's result file
 
 
 def on_xdist_worker(config: pytest.Config) -> bool:
     return hasattr(config, "workerinput")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if not on_xdist_worker(config) and config.getoption("numprocesses", default=None):
+        config.stash[PACKED_RESULT] = Path(tempfile.mkdtemp(prefix="cdp-test-packed-")) / "result.json"
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist controller: tells each worker where the packed run's outcome will be."""
+    node.workerinput[PACKED_RESULT_INPUT] = str(node.config.stash[PACKED_RESULT])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:
+    """xdist controller: starts the packed run once, when a worker's selection holds the packaging test."""
+    if PACKED_RUN not in node.config.stash and any(nodeid.startswith(DIST_TEST) for nodeid in ids):
+        start_packed_run(node.config, node.config.stash[PACKED_RESULT])
+
+
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     dist_items = [item for item in items if item.nodeid.startswith(DIST_TEST)]
-    others = [item for item in items if item not in dist_items]
-    items[:] = dist_items + others if on_xdist_worker(config) else others + dist_items
+    items[:] = [item for item in items if item not in dist_items] + dist_items
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -145,10 +173,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         start_packed_run(session.config)
 
 
-def start_packed_run(config: pytest.Config) -> None:
-    from tests.integration.packed_run import PackedPipeline
-
-    packed = PackedPipeline()
+def start_packed_run(config: pytest.Config, result_file: Path | None = None) -> None:
+    packed = PackedPipeline(result_file)
     packed.start()
     config.stash[PACKED_RUN] = packed
 
@@ -157,18 +183,34 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     packed = session.config.stash.get(PACKED_RUN, None)
     if packed is not None:
         packed.stop()  # a no-op wait when the test consumed it; else ends the build or run and cleans up
+    result = session.config.stash.get(PACKED_RESULT, None)
+    if result is not None:
+        shutil.rmtree(result.parent, ignore_errors=True)
+
+
+def finished_packed_run(config: pytest.Config, timeout: float = 2400) -> PackedRun | None:
+    """The packed run's outcome: from the controller's result file on an xdist worker, else from this process's
+    thread (started at collection). None when it did not end within ``timeout`` seconds."""
+    result_file = getattr(config, "workerinput", {}).get(PACKED_RESULT_INPUT)
+    if result_file is None:
+        packed = config.stash[PACKED_RUN]
+        packed.join(timeout=timeout)
+        return None if packed.is_alive() else packed.result
+    deadline = time.monotonic() + timeout
+    while not Path(result_file).exists():
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(1)
+    return PackedRun.load(Path(result_file))
 
 
 @pytest.fixture(scope="session")
 def packed_run(request: pytest.FixtureRequest):
-    """The finished `make dist` + spark-submit run (:class:`tests.integration.packed_run.PackedRun`); started
-    here when collection did not start it (an xdist worker)."""
-    if PACKED_RUN not in request.config.stash:
-        start_packed_run(request.config)
-    packed = request.config.stash[PACKED_RUN]
-    packed.join(timeout=2400)
-    result = packed.result
-    if packed.is_alive() or result.error or result.build_returncode != 0:
+    """The finished `make dist` + spark-submit run (:class:`tests.integration.packed_run.PackedRun`)."""
+    result = finished_packed_run(request.config)
+    if result is None:
+        pytest.fail("make dist or the packed run did not end within 40 minutes")
+    if result.error or result.build_returncode != 0:
         pytest.fail(f"make dist or the packed run did not finish: {result.error or ''}\n"
                     f"{result.build_log.read_text()[-4000:] if result.build_log.exists() else ''}")
     yield result

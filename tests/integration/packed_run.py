@@ -5,6 +5,7 @@ thread of its own (both steps are child processes, niced), so it overlaps the re
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -37,10 +38,32 @@ class PackedRun:
     run: subprocess.CompletedProcess[str] | None = None
     error: str | None = None
 
+    def save(self, path: Path) -> None:
+        """Writes the outcome for a test in another process (an xdist worker); atomic, so a reader that finds
+        the file finds all of it."""
+        run = None if self.run is None else {"args": self.run.args, "returncode": self.run.returncode,
+                                             "stdout": self.run.stdout, "stderr": self.run.stderr}
+        fields = {name: str(getattr(self, name)) for name in ("build_dir", "dist", "node", "data", "build_log")}
+        partial = path.with_suffix(".partial")
+        partial.write_text(json.dumps({**fields, "build_returncode": self.build_returncode, "run": run,
+                                       "error": self.error}))
+        partial.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> PackedRun:
+        saved = json.loads(path.read_text())
+        run = saved["run"]
+        return cls(Path(saved["build_dir"]), Path(saved["dist"]), Path(saved["node"]), Path(saved["data"]),
+                   Path(saved["build_log"]), saved["build_returncode"],
+                   None if run is None else subprocess.CompletedProcess(**run), saved["error"])
+
 
 class PackedPipeline(threading.Thread):
-    def __init__(self) -> None:
+    """``result_file``: where the outcome is saved when it ends, for a test in another process."""
+
+    def __init__(self, result_file: Path | None = None) -> None:
         super().__init__(name="packed-pipeline", daemon=True)
+        self.result_file = result_file
         build_dir = Path(tempfile.mkdtemp(prefix="cdp-test-dist-"))
         self.result = PackedRun(build_dir, build_dir / "dist", build_dir / "node", build_dir / "data",
                                 build_dir / "make-dist.log")
@@ -70,6 +93,8 @@ class PackedPipeline(threading.Thread):
             self._build_and_run()
         except Exception as exc:  # reported by the test, with the step's output
             self.result.error = f"{type(exc).__name__}: {exc}"
+        if self.result_file is not None:
+            self.result.save(self.result_file)
 
     def _build_and_run(self) -> None:
         r = self.result
