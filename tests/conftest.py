@@ -132,7 +132,7 @@ def fault_proxy(s3_server):
 # (tests/integration/packed_run.py); the test runs last and checks what the run wrote. In one process the work
 # runs on a thread of the test process. On pytest-xdist workers (scripts/run_tests.sh) it runs on a thread of the
 # controller, started when a worker reports that it collected the test, and saves its outcome to a file that the
-# worker running the test waits for: no worker sits idle while it builds and runs.
+# worker running the test waits for, instead of a worker starting it and waiting from the start.
 DIST_TEST = "tests/integration/test_dist.py"
 PACKED_RUN = pytest.StashKey[PackedPipeline]()
 PACKED_RESULT = pytest.StashKey[Path]()
