@@ -43,19 +43,21 @@ class PackedRun:
         the file finds all of it."""
         run = None if self.run is None else {"args": self.run.args, "returncode": self.run.returncode,
                                              "stdout": self.run.stdout, "stderr": self.run.stderr}
-        fields = {name: str(getattr(self, name)) for name in ("build_dir", "dist", "node", "data", "build_log")}
+        saved = {**{name: str(getattr(self, name)) for name in PATH_FIELDS},
+                 "build_returncode": self.build_returncode, "run": run, "error": self.error}
         partial = path.with_suffix(".partial")
-        partial.write_text(json.dumps({**fields, "build_returncode": self.build_returncode, "run": run,
-                                       "error": self.error}))
+        partial.write_text(json.dumps(saved))
         partial.replace(path)
 
     @classmethod
     def load(cls, path: Path) -> PackedRun:
         saved = json.loads(path.read_text())
         run = saved["run"]
-        return cls(Path(saved["build_dir"]), Path(saved["dist"]), Path(saved["node"]), Path(saved["data"]),
-                   Path(saved["build_log"]), saved["build_returncode"],
-                   None if run is None else subprocess.CompletedProcess(**run), saved["error"])
+        return cls(**{name: Path(saved[name]) for name in PATH_FIELDS}, build_returncode=saved["build_returncode"],
+                   run=None if run is None else subprocess.CompletedProcess(**run), error=saved["error"])
+
+
+PATH_FIELDS = ("build_dir", "dist", "node", "data", "build_log")
 
 
 class PackedPipeline(threading.Thread):

@@ -5,14 +5,16 @@ tables it writes are read with delta-rs and checked against the end-to-end test'
 
 from __future__ import annotations
 
+import subprocess
 import zipfile
 from collections import defaultdict
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from deltalake import DeltaTable
 
-from tests.integration.packed_run import AS_OF, ROOT
+from tests.integration.packed_run import AS_OF, ROOT, PackedRun
 from tests.integration.test_pipeline_e2e import expected_order_totals, expected_persons
 
 pytestmark = [pytest.mark.integration, pytest.mark.e2e]
@@ -53,3 +55,22 @@ def test_spark_submit_runs_the_whole_pipeline_from_the_packed_artefacts(packed_r
               DeltaTable(str(lake / "gold" / "person_scores")).to_pyarrow_table(
                   columns=["person_id", "orders_total_count", "orders_total_amount"]).to_pylist()}
     assert scores == {pid: totals.get(frozenset(members), (0, Decimal("0.00"))) for pid, members in by_person.items()}
+
+
+@pytest.mark.parametrize("finished", [True, False])
+def test_the_packed_runs_outcome_reaches_another_process_as_it_was(tmp_path, finished):
+    """An xdist worker reads the controller's outcome from the file: every field as the controller had it."""
+    base = tmp_path / "build"
+    run = subprocess.CompletedProcess(["spark-submit", "pipeline.py"], 3, "as of 2026-06-30\n", "ERROR: \"x\"\n")
+    outcome = PackedRun(base, base / "dist", base / "node", base / "data", base / "make-dist.log",
+                        build_returncode=0 if finished else 2, run=run if finished else None,
+                        error=None if finished else "RuntimeError: stopped")
+    outcome.save(tmp_path / "result.json")
+    loaded = PackedRun.load(tmp_path / "result.json")
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no partial file left
+    assert (loaded.build_dir, loaded.dist, loaded.node, loaded.data, loaded.build_log) == (
+        Path(base), base / "dist", base / "node", base / "data", base / "make-dist.log")
+    assert (loaded.build_returncode, loaded.error) == ((0, None) if finished else (2, "RuntimeError: stopped"))
+    assert (None if loaded.run is None else (loaded.run.args, loaded.run.returncode, loaded.run.stdout,
+                                             loaded.run.stderr)) == (
+        (["spark-submit", "pipeline.py"], 3, "as of 2026-06-30\n", 'ERROR: "x"\n') if finished else None)
