@@ -21,6 +21,8 @@ source proposes, its ``pairs``), records/s. Sizes in ``--warm`` are resolved a s
 A fixed Python loop is timed before and after (``cpu_loop_seconds``): this shared 2-core machine's
 speed varies by tens of percent. First, ``--cli-records`` generated records (person files only) go through
 ``cdp run --stages ingest,normalise,resolve`` in a new process, timed wall-clock (``cli``).
+``--thresholds 0.5,0.9,0.99`` also scores every set's candidates once more and reports pairwise precision,
+recall and F1 at each match probability (``by_threshold``): how the threshold trades one for the other.
 Figures go to ``benchmarks/results/er.json``.
 """
 
@@ -48,7 +50,9 @@ from cdp_spark.config import CdpConfig, SparkSettings, load_config
 from cdp_spark.demo.febrl import FEBRL_VARIANTS, febrl_sources, write_febrl
 from cdp_spark.demo.generator import generate
 from cdp_spark.identity.candidates import candidate_pairs
+from cdp_spark.identity.cluster import driver_components
 from cdp_spark.identity.evaluate import evaluate
+from cdp_spark.identity.matching import match
 from cdp_spark.pipelines import ingest, normalise, resolve
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.session import build_session
@@ -73,7 +77,27 @@ def generator_config(data: Path) -> CdpConfig:
                                               if v.entity in cfg.identity.person_sources}})
 
 
-def resolve_and_measure(spark: SparkSession, cfg: CdpConfig, truth: DataFrame, warm: bool) -> dict[str, object]:
+def threshold_sweep(spark: SparkSession, records: DataFrame, cfg: CdpConfig, truth: DataFrame,
+                    thresholds: list[float]) -> dict[str, dict[str, float]]:
+    """Pairwise precision, recall and F1 had ``match_probability`` been each threshold: the candidates are
+    scored once (model fitted as resolve fits it) and the pairs at or above a threshold joined into persons
+    (without the giant-cluster guard, which the sets here never trigger)."""
+    matching = cfg.identity.matching
+    assert matching is not None
+    edges = match(records, matching.model_copy(update={"match_probability": min(thresholds)})).edges.select(
+        "record_a", "record_b", "match_probability").persist()
+    swept = {}
+    for threshold in sorted(thresholds):
+        persons = driver_components(spark, records.select("record_id"),
+                                    edges.where(F.col("match_probability") >= threshold)).components
+        quality = evaluate(persons.withColumnRenamed("component", "person_id"), truth)
+        swept[str(threshold)] = {k: quality[k] for k in ("pairwise_precision", "pairwise_recall", "pairwise_f1")}
+    edges.unpersist()
+    return swept
+
+
+def resolve_and_measure(spark: SparkSession, cfg: CdpConfig, truth: DataFrame, warm: bool,
+                        thresholds: list[float]) -> dict[str, object]:
     ctx = make_context(spark, cfg, AS_OF)
     t0 = time.monotonic()
     ingest.run(spark, cfg, ctx.for_stage())
@@ -96,9 +120,11 @@ def resolve_and_measure(spark: SparkSession, cfg: CdpConfig, truth: DataFrame, w
     registry = ctx.store.read(PERSON_REGISTRY).select("record_id", "person_id")
     matching = cfg.identity.matching
     assert matching is not None
-    candidates = candidate_pairs(resolve.person_records(ctx.for_stage(), cfg), matching.blocking_rules,
-                                 matching.snm_passes, matching.max_block_size)
+    records = resolve.person_records(ctx.for_stage(), cfg)
+    candidates = candidate_pairs(records, matching.blocking_rules, matching.snm_passes, matching.max_block_size)
     quality = evaluate(registry, truth, candidates)
+    if thresholds:
+        quality["by_threshold"] = threshold_sweep(spark, records, cfg, truth, thresholds)
     return {"records": n_records, "persons": counts["persons"], "resolve_seconds": round(seconds, 1),
             "records_per_s": round(n_records / seconds), **warm_figures,
             "ingest_normalise_seconds": round(prepared, 1), **quality,
@@ -106,25 +132,27 @@ def resolve_and_measure(spark: SparkSession, cfg: CdpConfig, truth: DataFrame, w
                                       "giant_clusters") if k in counts}}
 
 
-def run_febrl(spark: SparkSession, name: str, variant: str, work: Path, warm: bool) -> dict[str, object]:
+def run_febrl(spark: SparkSession, name: str, variant: str, work: Path, warm: bool,
+              thresholds: list[float]) -> dict[str, object]:
     data = work / f"{name}-{variant}"
     truth_rows = write_febrl(name, variant, data / "landing")
     truth = spark.createDataFrame(truth_rows, "record_id string, true_person string")
     result = {"dataset": name, "variant": variant, "dropped_columns": FEBRL_VARIANTS[variant],
-              **resolve_and_measure(spark, febrl_config(data), truth, warm)}
+              **resolve_and_measure(spark, febrl_config(data), truth, warm, thresholds)}
     print(json.dumps(result))
     shutil.rmtree(data, ignore_errors=True)
     return result
 
 
-def run_generator(spark: SparkSession, records: int, work: Path, warm: bool) -> dict[str, object]:
+def run_generator(spark: SparkSession, records: int, work: Path, warm: bool,
+                  thresholds: list[float]) -> dict[str, object]:
     data = work / f"er-{records}"
     persons = max(10, int(records / RECORDS_PER_PERSON))
     generate(data / "landing", customers=persons, seed=records, with_events=False)
     truth = (spark.read.option("header", True).csv(str(data / "ground_truth" / "person_records.csv"))
              .select(F.concat_ws(":", "source", "source_key").alias("record_id"), "true_person"))
     result = {"dataset": "generator", "true_persons": persons,
-              **resolve_and_measure(spark, generator_config(data), truth, warm)}
+              **resolve_and_measure(spark, generator_config(data), truth, warm, thresholds)}
     print(json.dumps({k: v for k, v in result.items() if k != "completeness_per_source"}))
     shutil.rmtree(data, ignore_errors=True)
     return result
@@ -167,8 +195,11 @@ def _sizes(text: str) -> list[int]:
               help="sizes (records) also timed in a second, warm run")
 @click.option("--cli-records", default=10000, show_default=True,
               help="records for the timed CLI run of ingest, normalise and resolve (0: skip)")
+@click.option("--thresholds", default="",
+              help="match probabilities to also evaluate every set at (e.g. 0.5,0.9,0.99): by_threshold")
 @click.option("--out", default=str(ROOT / "benchmarks" / "results" / "er.json"), show_default=True)
-def main(datasets: str, variants: str, records: str, warm: str, cli_records: int, out: str) -> None:
+def main(datasets: str, variants: str, records: str, warm: str, cli_records: int, thresholds: str,
+         out: str) -> None:
     os.environ.setdefault("CDP_HASH_KEY", "bench-hash-key")  # the profile's keyed hashes (privacy) need a key
     work = Path(tempfile.mkdtemp(prefix="cdp-bench-er-"))
     cli = run_cli(cli_records, work) if cli_records else None  # before this process's session takes memory
@@ -176,9 +207,10 @@ def main(datasets: str, variants: str, records: str, warm: str, cli_records: int
     spark.sparkContext.setCheckpointDir(str(work / "checkpoints"))
     warm_sizes = set(_sizes(warm))
     cpu_before = cpu_loop_seconds()
-    febrl = [run_febrl(spark, name, variant, work, {"febrl1": 1000, "febrl2": 5000}[name] in warm_sizes)
+    sweep = [float(t) for t in thresholds.split(",") if t]
+    febrl = [run_febrl(spark, name, variant, work, {"febrl1": 1000, "febrl2": 5000}[name] in warm_sizes, sweep)
              for variant in variants.split(",") if variant for name in datasets.split(",") if name]
-    generated = [run_generator(spark, size, work, size in warm_sizes) for size in _sizes(records)]
+    generated = [run_generator(spark, size, work, size in warm_sizes, sweep) for size in _sizes(records)]
     report: dict[str, object] = {
         "benchmark": "entity_resolution", "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cores": 2, "spark_master": "local[2]",

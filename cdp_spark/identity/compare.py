@@ -71,6 +71,21 @@ def _as_date_string(column: Column, type_: T.DataType | None) -> Column:
     return column.cast("string")
 
 
+def one_typo(left: Column, right: Column) -> Column:
+    """Damerau-Levenshtein distance <= 1 in Spark's own functions: one character inserted, dropped or wrong
+    (Levenshtein bounded at 1), or two neighbours swapped with everything else equal."""
+    one_edit = (F.abs(F.length(left) - F.length(right)) <= 1) & (F.levenshtein(left, right, 1) >= 0)
+    at = F.array_position(F.zip_with(F.split(left, ""), F.split(right, ""), lambda a, b: a == b), False)
+    # a swap is two edits apart by Levenshtein; only such pairs split into characters (a CASE, so Spark does
+    # not evaluate the split for every pair as a common subexpression)
+    swapped = F.when((F.length(left) == F.length(right)) & (F.levenshtein(left, right, 2) == 2), (at > 0)
+                     & (left.substr(at, F.lit(1)) == right.substr(at + 1, F.lit(1)))
+                     & (left.substr(at + 1, F.lit(1)) == right.substr(at, F.lit(1)))
+                     & (left.substr(at + 2, F.length(left)) == right.substr(at + 2, F.length(right)))
+                     ).otherwise(F.lit(False))
+    return one_edit | swapped
+
+
 def _levels(c: ComparisonSettings, types: dict[str, T.DataType]) -> list[Level]:
     """The comparison's levels, best first (``exact`` first, ``different`` not listed)."""
     left, right = F.col(f"l.{c.field}"), F.col(f"r.{c.field}")
@@ -101,12 +116,11 @@ def _levels(c: ComparisonSettings, types: dict[str, T.DataType]) -> list[Level]:
     elif c.kind == "email":
         def near() -> Column:
             same_local = F.substring_index(left, "@", 1) == F.substring_index(right, "@", 1)
-            # bounded edit distance (-1 above 1), only for lengths that can be one edit apart
-            one_edit = (F.abs(F.length(left) - F.length(right)) <= 1) & (F.levenshtein(left, right, 1) >= 0)
-            return same_local | one_edit
-        levels.append(Level("same_local_part_or_one_edit", near))
+            return same_local | one_typo(left, right)
+        levels.append(Level("same_local_part_or_one_typo", near))
     elif c.kind == "phone":
         levels.append(Level("same_last_7", lambda: F.substring(left, -7, 7) == F.substring(right, -7, 7)))
+        levels.append(Level("one_typo", lambda: one_typo(left, right)))
     elif c.kind == "date":
         type_ = types.get(c.field)
         ls, rs = _as_date_string(left, type_), _as_date_string(right, type_)
@@ -114,7 +128,7 @@ def _levels(c: ComparisonSettings, types: dict[str, T.DataType]) -> list[Level]:
         def part(text: Column, start: int, length: int) -> Column:
             return F.substring(text, start, length)
 
-        levels.append(Level("one_typo", lambda: similarity[f"dl_{c.field}"] <= 1))
+        levels.append(Level("one_typo", lambda: one_typo(ls, rs)))
         levels.append(Level("day_month_swapped", lambda: (part(ls, 1, 4) == part(rs, 1, 4))
                             & (part(ls, 5, 2) == part(rs, 7, 2)) & (part(ls, 7, 2) == part(rs, 5, 2))))
         levels.append(Level("two_of_three_parts", lambda: (
@@ -128,7 +142,7 @@ def _levels(c: ComparisonSettings, types: dict[str, T.DataType]) -> list[Level]:
             levels.append(Level(f"within_{_fmt(tolerance)}", lambda tolerance=tolerance: F.abs(  # type: ignore[misc]
                 left.cast("double") - right.cast("double")) <= tolerance))
     elif c.kind == "postcode":
-        levels.append(Level("one_typo", lambda: F.levenshtein(left.cast("string"), right.cast("string"), 1) >= 0))
+        levels.append(Level("one_typo", lambda: one_typo(left.cast("string"), right.cast("string"))))
         levels.append(Level("same_area", lambda: F.substring(left, 1, 2) == F.substring(right, 1, 2)))
     elif c.kind == "address":
         return _address_levels(c)
@@ -158,7 +172,7 @@ def _address_levels(c: ComparisonSettings) -> list[Level]:
 
     def postcode_typo() -> Column:
         left, right = F.col(f"l.{parts['postcode']}"), F.col(f"r.{parts['postcode']}")
-        return F.coalesce(F.levenshtein(left.cast("string"), right.cast("string"), 1) >= 0, F.lit(False))
+        return F.coalesce(one_typo(left.cast("string"), right.cast("string")), F.lit(False))
 
     candidates: list[tuple[str, tuple[str, ...], Callable[[], Column]]] = [
         ("exact", tuple(parts), both(*[lambda part=part: eq(part) for part in parts])),
@@ -207,27 +221,16 @@ class Similarity:
     metric: str
     cutoff: int
     field: str
-    as_date: bool = False
+    """the column both sides are read from; similarities of one column share its strings"""
 
-    @property
-    def source(self) -> str:
-        """The input both sides are read from; similarities of one input share its strings."""
-        return f"{self.field}_date" if self.as_date else self.field
-
-    def sides(self, types: dict[str, T.DataType]) -> tuple[Column, Column]:
-        left, right = F.col(f"l.{self.field}"), F.col(f"r.{self.field}")
-        if self.as_date:
-            type_ = types.get(self.field)
-            return _as_date_string(left, type_), _as_date_string(right, type_)
-        return left.cast("string"), right.cast("string")
+    def sides(self) -> tuple[Column, Column]:
+        return F.col(f"l.{self.field}").cast("string"), F.col(f"r.{self.field}").cast("string")
 
 
 def _similarities(comparisons: Sequence[ComparisonSettings]) -> list[Similarity]:
     """Every string similarity the comparisons need."""
     specs: list[Similarity] = []
     for c in comparisons:
-        if c.kind == "date":
-            specs.append(Similarity(f"dl_{c.field}", "damerau_levenshtein", 1, c.field, as_date=True))
         if c.kind == "address" and "street" in c.parts:
             specs.append(Similarity(f"jw_{c.field}", "jaro_winkler", 0, c.parts["street"]))
         if c.kind not in ("name", "text"):
@@ -241,11 +244,11 @@ def _similarities(comparisons: Sequence[ComparisonSettings]) -> list[Similarity]
 
 
 def similarity_udf(specs: Sequence[Similarity]) -> Any:
-    """A pandas UDF over a struct of ``<source>_l`` / ``<source>_r`` strings (each input once, however many
+    """A pandas UDF over a struct of ``<field>_l`` / ``<field>_r`` strings (each input once, however many
     similarities read it) returning a struct of the similarities (Jaro-Winkler in [0, 1]; Damerau-Levenshtein
-    distance, cutoff + 1 when further), NaN where a side is null."""
+    distance, cutoff + 1 when further), NaN where a side is null or the pair was not sent."""
     # plain tuples travel to the workers
-    metrics = [(spec.name, spec.metric, spec.cutoff, spec.source) for spec in specs]
+    metrics = [(spec.name, spec.metric, spec.cutoff, spec.field) for spec in specs]
     schema = T.StructType([T.StructField(name, T.DoubleType()) for name, _, _, _ in metrics])
 
     @F.pandas_udf(schema)  # type: ignore[call-overload]
@@ -255,12 +258,12 @@ def similarity_udf(specs: Sequence[Similarity]) -> Any:
 
         out = {}
         sides: dict[str, tuple[np.ndarray, list[str], list[str]]] = {}
-        for name, metric, cutoff, source in metrics:
-            if source not in sides:
-                left, right = pairs[f"{source}_l"], pairs[f"{source}_r"]
+        for name, metric, cutoff, column in metrics:
+            if column not in sides:
+                left, right = pairs[f"{column}_l"], pairs[f"{column}_r"]
                 both = (left.notna() & right.notna()).to_numpy()
-                sides[source] = (both, left[both].tolist(), right[both].tolist())
-            mask, lefts, rights = sides[source]
+                sides[column] = (both, left[both].tolist(), right[both].tolist())
+            mask, lefts, rights = sides[column]
             values = np.full(len(pairs), np.nan)
             if mask.any():
                 if metric == "jaro_winkler":
@@ -301,11 +304,16 @@ def compare(pairs: DataFrame, comparisons: Sequence[ComparisonSettings]) -> Data
     with_similarity = pairs
     if specs:
         inputs: list[Column] = []
-        for spec in {spec.source: spec for spec in specs}.values():
-            left, right = spec.sides(types)
+        for spec in {spec.field: spec for spec in specs}.values():
+            left, right = spec.sides()
             undecided = left != right  # equal and null pairs cross to Python as nulls
-            inputs += [F.when(undecided, left).alias(f"{spec.source}_l"),
-                       F.when(undecided, right).alias(f"{spec.source}_r")]
+            reads = [other for other in specs if other.field == spec.field]
+            if all(other.metric == "damerau_levenshtein" for other in reads):
+                # lengths further apart than the cutoff are further by the distance too: not sent
+                reach = max(other.cutoff for other in reads)
+                undecided = undecided & (F.abs(F.length(left) - F.length(right)) <= reach)
+            inputs += [F.when(undecided, left).alias(f"{spec.field}_l"),
+                       F.when(undecided, right).alias(f"{spec.field}_r")]
         with_similarity = pairs.withColumn(SIMILARITY, similarity_udf(specs)(F.struct(*inputs)))
     out = with_similarity.select("*", *[_level(c, types).alias(f"lvl_{c.field}") for c in comparisons])
     return out.drop(SIMILARITY) if specs else out

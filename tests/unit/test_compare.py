@@ -6,9 +6,10 @@ from datetime import date
 
 import pytest
 from chispa import assert_df_equality
+from pyspark.sql import functions as F
 
 from cdp_spark.config import ComparisonSettings
-from cdp_spark.identity.compare import attach_records, compare, exact_key, level_names
+from cdp_spark.identity.compare import attach_records, compare, exact_key, level_names, one_typo
 
 
 def levels_of(spark, records, pairs, comparisons):
@@ -99,19 +100,36 @@ def test_number_email_phone_postcode_and_exact_levels(spark):
                    ComparisonSettings(field="email", kind="email"), ComparisonSettings(field="phone", kind="phone"),
                    ComparisonSettings(field="postcode", kind="postcode"),
                    ComparisonSettings(field="gender", kind="exact")]
+    assert [level_names(c) for c in comparisons[1:3]] == [
+        ["different", "same_local_part_or_one_typo", "exact"], ["different", "one_typo", "same_last_7", "exact"]]
     records = ([("a", "12", "jo@x.es", "+34611222333", "28013", "f"),
                 ("b", "12", "jo@x.es", "+34611222333", "28013", "f"),
                 ("c", "14", "jo@y.org", "+34601222333", "28018", "m"),   # within 2; same local part; last 7; typo
-                ("d", "12a", "oj@x.es", "+33611000000", "28999", None),   # text number; two edits; same area
-                ("e", "40", "ajo@x.es", None, "46001", "m")],             # one insertion
+                ("d", "12a", "oj@x.es", "+33611000000", "28999", None),   # text number; neighbours swapped; same area
+                ("e", "40", "ajo@x.es", None, "46001", "m"),              # one insertion
+                ("f", "99", "ja@z.es", "+34611223233", "28013", "f"),     # two substitutions; neighbours swapped
+                ("g", None, "jojo@x.es", "+3461122233", "28031", None)],  # two insertions; a digit dropped; swap
                "record_id string, house string, email string, phone string, postcode string, gender string")
     expected = spark.createDataFrame([
-        ("a", "b", 2, 2, 2, 3, 1), ("a", "c", 1, 1, 1, 2, 0), ("a", "d", 0, 0, 0, 1, -1),
-        ("a", "e", 0, 1, -1, 0, 0)],
+        ("a", "b", 2, 2, 3, 3, 1), ("a", "c", 1, 1, 2, 2, 0), ("a", "d", 0, 1, 0, 1, -1),
+        ("a", "e", 0, 1, -1, 0, 0), ("a", "f", 0, 0, 1, 3, 1), ("a", "g", -1, 0, 1, 2, -1)],
         "record_a string, record_b string, lvl_house int, lvl_email int, lvl_phone int, lvl_postcode int, "
         "lvl_gender int")
-    assert_df_equality(levels_of(spark, records, [("a", x) for x in "bcde"], comparisons), expected,
+    assert_df_equality(levels_of(spark, records, [("a", x) for x in "bcdefg"], comparisons), expected,
                        ignore_nullable=True)
+
+
+def test_one_typo_is_damerau_levenshtein_of_at_most_one(spark):
+    pairs = [("1", "abcd", "abcd", True), ("2", "abcd", "bacd", True),  # equal; first two swapped
+             ("3", "abcd", "abdc", True), ("4", "abcd", "abxd", True),  # last two swapped; one wrong
+             ("5", "abcd", "abd", True), ("6", "", "a", True),          # one dropped; one added to nothing
+             ("7", "abcd", "badc", False), ("8", "abcd", "acbe", False),  # two swaps; a swap and a wrong one
+             ("9", "abcd", "cbad", False), ("10", "abcd", "ab", False),   # far neighbours swapped; two dropped
+             ("11", "1324", "1234", True)]
+    got = (spark.createDataFrame([p[:3] for p in pairs], "id string, l string, r string")
+           .select("id", one_typo(F.col("l"), F.col("r")).alias("one_typo")))
+    expected = spark.createDataFrame([(p[0], p[3]) for p in pairs], "id string, one_typo boolean")
+    assert_df_equality(got, expected, ignore_nullable=True, ignore_row_order=True)
 
 
 def test_address_levels_treat_the_address_as_one_comparison(spark):
