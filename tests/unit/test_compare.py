@@ -57,11 +57,14 @@ def test_text_levels_for_addresses_and_ids(spark):
     records = ([("a", "calle mayor", "12345678"), ("b", "calle mayor", "12345678"),
                 ("c", "calle mayro", "12345687"),     # JW 0.98; two digits swapped: one edit
                 ("d", "c mayor", "12395688"),         # JW 0.848: the 0.8 band; two substitutions
-                ("e", "avenida sol", "99999999")],
+                ("e", "avenida sol", "99999999"),
+                ("f", None, "123456"),                # two dropped: lengths as far apart as the widest band
+                ("g", None, "1234")],                 # four dropped: never sent to the similarity UDF
                "record_id string, street string, ident string")
-    expected = spark.createDataFrame([("a", "b", 3, 3), ("a", "c", 2, 2), ("a", "d", 1, 1), ("a", "e", 0, 0)],
+    expected = spark.createDataFrame([("a", "b", 3, 3), ("a", "c", 2, 2), ("a", "d", 1, 1), ("a", "e", 0, 0),
+                                      ("a", "f", -1, 1), ("a", "g", -1, 0)],
                                      "record_a string, record_b string, lvl_street int, lvl_ident int")
-    assert_df_equality(levels_of(spark, records, [("a", x) for x in "bcde"], [street, ident]), expected,
+    assert_df_equality(levels_of(spark, records, [("a", x) for x in "bcdefg"], [street, ident]), expected,
                        ignore_nullable=True)
     assert level_names(ident) == ["different", "damerau_levenshtein<=2", "damerau_levenshtein<=1", "exact"]
 
