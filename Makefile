@@ -10,7 +10,7 @@ CONF ?= conf
 ENV ?= local
 AS_OF ?= 2026-06-30
 
-.PHONY: help venv install install-test system-deps check-java jars demo-data run test lint typecheck clean test-spark40 bench bench-ingest bench-er bench-scores bench-pipeline dist
+.PHONY: help venv install install-test system-deps check-java jars demo-data run test lint typecheck clean test-spark40 bench bench-ingest bench-er bench-scores bench-pipeline bench-jvm-start dist
 
 help:
 	@echo "make run     install, generate demo data, run the whole pipeline locally, print a summary"
@@ -116,7 +116,11 @@ PIPELINE_ARGS ?=  # e.g. --keep /data/bench (keep and reuse the generated data) 
 bench-pipeline: install
 	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python scripts/bench_pipeline.py --persons $(PIPELINE_PERSONS) $(PIPELINE_ARGS)
 
-bench: bench-ingest bench-er bench-scores bench-pipeline
+# a new process's fixed cost with and without the JVM's class-data-sharing archive (docs/design.md §9)
+bench-jvm-start: install
+	SPARK_LOCAL_IP=127.0.0.1 $(BIN)/python scripts/bench_jvm_start.py
+
+bench: bench-ingest bench-er bench-scores bench-pipeline bench-jvm-start
 
 # Cluster artefacts (see docs/deployment.md, "Run on a cluster"); DIST_PYTHON_PREFIX=/usr for EMR's Python.
 DIST ?= dist

@@ -45,6 +45,11 @@ class SparkSettings(Model):
     """extra jars on the classpath, e.g. the JDBC driver; missing files are skipped"""
     conf: dict[str, str] = Field(default_factory=dict)
     """any other Spark setting, verbatim"""
+    class_data_sharing: bool = True
+    """local mode: the driver JVM maps the classes an earlier run loaded from an archive (written when the first
+    run's JVM exits), so it starts and runs its first queries sooner (docs/design.md §9, "JVM start")"""
+    class_archive_dir: str | None = None
+    """where those archives are kept (about 150 MB each); default $XDG_CACHE_HOME or ~/.cache, /cdp-spark/jvm"""
 
 
 class StorageSettings(Model):

@@ -13,8 +13,11 @@ import os
 import sys
 from pathlib import Path
 
+from pyspark import SparkContext
+from pyspark.find_spark_home import _find_spark_home
 from pyspark.sql import SparkSession
 
+from cdp_spark.class_archive import archive_in, archive_key, class_archive_options, default_archive_dir, java_executable
 from cdp_spark.config import SparkSettings
 
 log = logging.getLogger(__name__)
@@ -112,19 +115,59 @@ def bind_local_mode_to_loopback(master: str | None) -> None:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 
+def driver_class_path(conf: dict[str, str]) -> list[Path]:
+    """The local driver JVM's class path as spark-submit builds it: the extra class path, then Spark's jars."""
+    extra = [Path(entry) for entry in conf.get("spark.driver.extraClassPath", "").split(os.pathsep) if entry]
+    return [*extra, *sorted((Path(_find_spark_home()) / "jars").glob("*.jar"))]
+
+
+def with_class_archive(settings: SparkSettings, conf: dict[str, str]) -> dict[str, str]:
+    """``conf`` with the driver JVM options that map (or, the first time, write) the class-data-sharing
+    archive for this JVM and class path (``cdp_spark.class_archive``); unchanged on clusters, when switched
+    off, without a java to inspect, or when the JVM already runs (this process's, or spark-submit's)."""
+    java = java_executable()
+    jvm_running = SparkContext._gateway is not None or "PYSPARK_GATEWAY_PORT" in os.environ
+    local = (settings.master or "").startswith("local")
+    if not settings.class_data_sharing or not local or java is None or jvm_running:
+        return conf
+    options = conf.get("spark.driver.extraJavaOptions", "")
+    key = archive_key(java, driver_class_path(conf), conf.get("spark.driver.memory", ""))
+    directory = Path(settings.class_archive_dir).expanduser() if settings.class_archive_dir else default_archive_dir()
+    try:
+        archive = class_archive_options(directory, key)
+    except OSError as exc:  # a read-only or full cache folder costs speed, never the run
+        log.info("no class-data-sharing archive (%s)", exc)
+        return conf
+    return {**conf, "spark.driver.extraJavaOptions": f"{options} {archive}".strip()}
+
+
+def _start(settings: SparkSettings, app_name: str | None, conf: dict[str, str]) -> SparkSession:
+    builder = SparkSession.builder.appName(app_name or settings.app_name)
+    if settings.master:
+        builder = builder.master(settings.master)
+    for key, value in conf.items():
+        builder = builder.config(key, value)
+    return builder.getOrCreate()
+
+
 def build_session(settings: SparkSettings, app_name: str | None = None) -> SparkSession:
     """Returns a SparkSession for the settings (creates or reuses the active one)."""
-    builder = SparkSession.builder.appName(app_name or settings.app_name)
     master, conf = session_conf(settings)
-    if master:
-        builder = builder.master(master)
     if "spark.pyspark.python" in conf:
         # PySpark takes the workers' interpreter from this variable only, when the context starts.
         os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
     bind_local_mode_to_loopback(master)
-    for key, value in conf.items():
-        builder = builder.config(key, value)
-    spark = builder.getOrCreate()
+    archived = with_class_archive(settings, conf)
+    archive = archive_in(archived.get("spark.driver.extraJavaOptions", ""))
+    try:
+        spark = _start(settings, app_name, archived)
+    except Exception:
+        if archive is None:
+            raise
+        # a damaged archive can stop the JVM from starting: drop it, start without (the next run writes one)
+        log.warning("the driver JVM did not start with class archive %s: removed, starting without it", archive)
+        archive.unlink(missing_ok=True)
+        spark = _start(settings, app_name, conf)
     spark.sparkContext.setLogLevel("WARN")
     return spark
 

@@ -158,25 +158,39 @@ def run_generator(spark: SparkSession, records: int, work: Path, warm: bool,
     return result
 
 
-def run_cli(records: int, work: Path) -> dict[str, object]:
-    """The user's path, timed from outside: ``cdp run --stages ingest,normalise,resolve`` in a new process
-    (its own Spark session, cold JVM) on the generator's person files only."""
-    data = work / f"cli-{records}"
+def person_files(records: int, data: Path) -> Path:
+    """The generator's person files only (crm, ecommerce, loyalty) for about ``records`` source records, in
+    ``data/landing``."""
     generate(data / "landing", customers=max(10, int(records / RECORDS_PER_PERSON)), seed=records,
              with_events=False)
     person_folders = {"crm", "ecommerce", "loyalty"}
     for folder in (data / "landing").iterdir():
         if folder.name not in person_folders:
             shutil.rmtree(folder)
+    return data
+
+
+def time_cli(data: Path, overrides: tuple[str, ...] = ()) -> dict[str, object]:
+    """``cdp run --stages ingest,normalise,resolve`` in a new process on ``data`` (a fresh lake), timed from
+    outside: wall seconds, the stages' own seconds and the persons found."""
+    shutil.rmtree(data / "lake", ignore_errors=True)
+    shutil.rmtree(data / "checkpoints", ignore_errors=True)
     command = [sys.executable, "-m", "cdp_spark", "--conf", str(ROOT / "conf"), "--data-dir", str(data),
-               "--as-of", AS_OF.isoformat(), "run", "--stages", "ingest,normalise,resolve", "--json"]
+               "--as-of", AS_OF.isoformat(), *[arg for o in overrides for arg in ("--set", o)],
+               "run", "--stages", "ingest,normalise,resolve", "--json"]
     t0 = time.monotonic()
     done = subprocess.run(command, capture_output=True, text=True, check=True,
                           env={**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"})
     wall = time.monotonic() - t0
     summary = json.loads(done.stdout[done.stdout.index("{"):])
-    result = {"records": records, "command": "cdp run --stages ingest,normalise,resolve",
-              "wall_seconds": round(wall, 1), "stage_seconds": summary["seconds"], "persons": summary["persons"]}
+    return {"wall_seconds": round(wall, 1), "stage_seconds": summary["seconds"], "persons": summary["persons"]}
+
+
+def run_cli(records: int, work: Path) -> dict[str, object]:
+    """The user's path, timed from outside: ``cdp run --stages ingest,normalise,resolve`` in a new process
+    (its own Spark session, cold JVM) on the generator's person files only."""
+    data = person_files(records, work / f"cli-{records}")
+    result = {"records": records, "command": "cdp run --stages ingest,normalise,resolve", **time_cli(data)}
     print(json.dumps(result))
     shutil.rmtree(data, ignore_errors=True)
     return result

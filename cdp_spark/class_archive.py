@@ -1,0 +1,95 @@
+"""The local driver JVM's class-data-sharing archive (docs/design.md §9, "JVM start").
+
+A new JVM spends most of a small job's first seconds loading and verifying Spark's classes. HotSpot can map
+the classes an earlier run loaded from an archive instead (dynamic class-data sharing, JDK 13+): a run with
+``-XX:ArchiveClassesAtExit=<file>`` writes the archive when its JVM exits, later runs start with
+``-XX:SharedArchiveFile=<file>``. An archive only fits the JVM and the class path it was written with, so its
+name is a digest of both (``archive_key``); a JVM that cannot use one ignores it.
+
+The archive is written after the Python process ends (the JVM exits when its gateway closes), under a
+``.partial`` name. HotSpot writes the header, which begins with the archive's magic number, after every
+region, so a partial file that starts with the magic is complete: the next session start renames it to its
+final name (``class_archive_options``), and one whose writer stopped early is removed after an hour.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+import shlex
+import shutil
+import time
+from collections.abc import Iterable
+from pathlib import Path
+
+DYNAMIC_ARCHIVE_MAGIC = bytes.fromhex("a8ab0bf0")  # 0xf00baba8, little-endian, at offset 0
+ABANDONED_AFTER_S = 3600
+QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # a JVM that cannot use the archive says so on stderr otherwise
+
+
+def default_archive_dir() -> Path:
+    """``$XDG_CACHE_HOME/cdp-spark/jvm``, else ``~/.cache/cdp-spark/jvm``."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "cdp-spark" / "jvm"
+
+
+def java_executable() -> Path | None:
+    """The java that spark-submit runs: ``$JAVA_HOME/bin/java``, else ``java`` on the PATH (resolved)."""
+    home = os.environ.get("JAVA_HOME")
+    found = str(Path(home) / "bin" / "java") if home else shutil.which("java")
+    return Path(found).resolve() if found and Path(found).exists() else None
+
+
+def _stamp(path: Path) -> str:
+    stat = path.stat()
+    return f"{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def archive_key(java: Path, class_path: Iterable[Path], jvm_options: str = "") -> str:
+    """A digest of what an archive depends on: the JDK (its ``release`` file and the java binary), every
+    class-path entry's path, size and modification time, and the options that change the heap's layout
+    (``-Xmx``: compressed object pointers end at 32 GB)."""
+    digest = hashlib.sha256()
+    release = java.parent.parent / "release"
+    digest.update((release.read_text() if release.is_file() else "").encode())
+    digest.update(_stamp(java).encode())
+    for entry in class_path:
+        digest.update(b"\0" + (_stamp(entry) if entry.exists() else str(entry)).encode())
+    digest.update(b"\0" + jvm_options.encode())
+    return digest.hexdigest()[:24]
+
+
+def _is_complete(path: Path) -> bool:
+    with path.open("rb") as archive:
+        return archive.read(len(DYNAMIC_ARCHIVE_MAGIC)) == DYNAMIC_ARCHIVE_MAGIC
+
+
+def settle_partials(directory: Path, key: str) -> None:
+    """Renames a complete ``<key>.*.partial`` to ``<key>.jsa``; removes incomplete ones older than an hour."""
+    for partial in directory.glob(f"{key}.*.partial"):
+        try:
+            if _is_complete(partial):
+                partial.replace(directory / f"{key}.jsa")
+            elif time.time() - partial.stat().st_mtime > ABANDONED_AFTER_S:
+                partial.unlink()
+        except FileNotFoundError:  # another session start settled it first
+            continue
+
+
+def class_archive_options(directory: Path, key: str) -> str:
+    """The driver JVM options: map ``<key>.jsa`` when it exists, else write one when this JVM exits."""
+    settle_partials(directory, key) if directory.is_dir() else directory.mkdir(parents=True, exist_ok=True)
+    final = directory / f"{key}.jsa"
+    if final.is_file():
+        return f"{shlex.quote(f'-XX:SharedArchiveFile={final}')} {QUIET}"
+    partial = directory / f"{key}.{os.getpid()}-{secrets.token_hex(4)}.partial"
+    return f"{shlex.quote(f'-XX:ArchiveClassesAtExit={partial}')} {QUIET}"
+
+
+def archive_in(options: str) -> Path | None:
+    """The archive a JVM started with ``options`` maps, if any."""
+    for option in shlex.split(options):
+        if option.startswith("-XX:SharedArchiveFile="):
+            return Path(option.split("=", 1)[1])
+    return None
