@@ -49,7 +49,7 @@ class SparkSettings(Model):
     """local mode: the driver JVM maps the classes an earlier run loaded from an archive (written when the first
     run's JVM exits), so it starts and runs its first queries sooner (docs/design.md §9, "JVM start")"""
     class_archive_dir: str | None = None
-    """where those archives are kept (about 150 MB each); default $XDG_CACHE_HOME or ~/.cache, /cdp-spark/jvm"""
+    """where those archives are kept (about 200 MB each); default $XDG_CACHE_HOME or ~/.cache, /cdp-spark/jvm"""
 
 
 class StorageSettings(Model):
