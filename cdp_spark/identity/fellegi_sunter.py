@@ -424,7 +424,8 @@ def score(compared: DataFrame, model: FsModel, tf_tables: Mapping[str, DataFrame
     row = F.coalesce(F.col("anchor") + 1, F.lit(0))
     for name in model.fields:
         level = F.col(f"lvl_{name}")
-        table = F.array(*[F.lit(w) for w in _weight_table(model, name)])
+        # one SQL array of double literals (``1.5D``): a lit per weight was a JVM round trip each
+        table = F.expr(f"array({', '.join(f'{float(w)!r}D' for w in _weight_table(model, name))})")
         width = len(model.levels[name]) + 1
         contribution = F.element_at(table, row * width + level + 2)  # 1-based; the null level is -1
         if tf_tables and name in tf_tables:
