@@ -79,7 +79,10 @@ def settle_partials(directory: Path, key: str) -> None:
 
 def class_archive_options(directory: Path, key: str) -> str:
     """The driver JVM options: map ``<key>.jsa`` when it exists, else write one when this JVM exits."""
-    settle_partials(directory, key) if directory.is_dir() else directory.mkdir(parents=True, exist_ok=True)
+    if directory.is_dir():
+        settle_partials(directory, key)
+    else:
+        directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{key}.jsa"
     if final.is_file():
         return f"{shlex.quote(f'-XX:SharedArchiveFile={final}')} {QUIET}"
