@@ -60,7 +60,8 @@ def archive_key(java: Path, class_path: Iterable[Path], jvm_options: str = "") -
     return digest.hexdigest()[:24]
 
 
-def _is_complete(path: Path) -> bool:
+def is_complete(path: Path) -> bool:
+    """Whether HotSpot has finished writing the archive: its header, which it writes last, starts with the magic."""
     with path.open("rb") as archive:
         return archive.read(len(DYNAMIC_ARCHIVE_MAGIC)) == DYNAMIC_ARCHIVE_MAGIC
 
@@ -69,7 +70,7 @@ def settle_partials(directory: Path, key: str) -> None:
     """Renames a complete ``<key>.*.partial`` to ``<key>.jsa``; removes incomplete ones older than an hour."""
     for partial in directory.glob(f"{key}.*.partial"):
         try:
-            if _is_complete(partial):
+            if is_complete(partial):
                 partial.replace(directory / f"{key}.jsa")
             elif time.time() - partial.stat().st_mtime > ABANDONED_AFTER_S:
                 partial.unlink()

@@ -26,7 +26,7 @@ import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cdp_spark.class_archive import DYNAMIC_ARCHIVE_MAGIC
+from cdp_spark.class_archive import is_complete
 from scripts.bench_common import cpu_loop_seconds
 from scripts.bench_er import ROOT, person_files, time_cli
 
@@ -36,7 +36,7 @@ def wait_for_archive(folder: Path, timeout: float = 600) -> Path:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for path in [*folder.glob("*.partial"), *folder.glob("*.jsa")]:
-            if path.read_bytes()[:4] == DYNAMIC_ARCHIVE_MAGIC:
+            if is_complete(path):
                 return path
         time.sleep(1)
     raise RuntimeError(f"the first run wrote no class archive into {folder}")

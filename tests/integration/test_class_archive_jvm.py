@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from cdp_spark.class_archive import DYNAMIC_ARCHIVE_MAGIC
+from cdp_spark.class_archive import is_complete
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.integration
@@ -36,7 +36,7 @@ def written_archive(folder, timeout: float = 300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         for partial in folder.glob("*.partial"):
-            if partial.read_bytes()[:4] == DYNAMIC_ARCHIVE_MAGIC:
+            if is_complete(partial):
                 return partial
         time.sleep(1)
     raise AssertionError(f"no archive written in {folder}: {sorted(p.name for p in folder.iterdir())}")

@@ -320,3 +320,13 @@ def test_matching_reads_only_compared_blocking_rule_and_snm_columns(spark):
     # too few columns); tier, email and loyalty are read by nothing
     assert matched_columns(records, settings).columns == ["record_id", "first", "last", "street", "pc", "born",
                                                           "phone", "city", "city_code"]
+
+
+def test_weight_histogram_counts_each_whole_bit_bin_and_puts_the_tails_in_the_end_bins(spark):
+    from cdp_spark.identity.matching import HISTOGRAM_BINS, weight_histogram
+
+    weights = spark.createDataFrame([(-35.0,), (-20.5,), (-3.5,), (-3.0,), (0.2,), (6.99,), (6.0,), (50.0,), (80.0,)],
+                                    "match_weight double")
+    row = weights.agg(*weight_histogram("match_weight")).first().asDict()
+    assert list(row) == [f"w{b}" for b in HISTOGRAM_BINS]
+    assert {k: v for k, v in row.items() if v} == {"w-20": 2, "w-4": 1, "w-3": 1, "w0": 1, "w6": 2, "w50": 2}
