@@ -9,11 +9,17 @@ name is a digest of both (``archive_key``); a JVM that cannot use one ignores it
 The archive is written after the Python process ends (the JVM exits when its gateway closes), under a
 ``.partial`` name. HotSpot writes the header, which begins with the archive's magic number, after every
 region, so a partial file that starts with the magic is complete: the next session start renames it to its
-final name (``class_archive_options``), and one whose writer stopped early is removed after an hour.
+final name (``class_archive_options``), and one whose writer stopped early is removed after an hour. While a
+partial of the same key is still being written (a run that started seconds after the last one ended), a session
+neither maps nor writes one: two JVMs of one key would write the same archive twice.
+
+Every archive is ~200 MB and a new JDK, jar or checkout gives a new key, so the folder keeps the archives of the
+``KEEP_ARCHIVES`` keys used last (a mapped archive's modification time is its last use) and removes the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import secrets
@@ -25,6 +31,7 @@ from pathlib import Path
 
 DYNAMIC_ARCHIVE_MAGIC = bytes.fromhex("a8ab0bf0")  # 0xf00baba8, little-endian, at offset 0
 ABANDONED_AFTER_S = 3600
+KEEP_ARCHIVES = 3
 QUIET = "-Xlog:cds=off -Xlog:cds+dynamic=off"  # a JVM that cannot use the archive says so on stderr otherwise
 
 
@@ -66,27 +73,70 @@ def is_complete(path: Path) -> bool:
         return archive.read(len(DYNAMIC_ARCHIVE_MAGIC)) == DYNAMIC_ARCHIVE_MAGIC
 
 
-def settle_partials(directory: Path, key: str) -> None:
-    """Renames a complete ``<key>.*.partial`` to ``<key>.jsa``; removes incomplete ones older than an hour."""
-    for partial in directory.glob(f"{key}.*.partial"):
+def _key_of(path: Path) -> str:
+    return path.name.split(".", 1)[0]
+
+
+def settle_partials(directory: Path, key: str) -> bool:
+    """Renames a complete ``<key>.*.partial`` to ``<key>.jsa`` and removes the other complete ones (two JVMs of
+    one key each wrote one); removes incomplete ones older than an hour. True while one is still being written."""
+    writing = False
+    for partial in sorted(directory.glob(f"{key}.*.partial")):
         try:
             if is_complete(partial):
-                partial.replace(directory / f"{key}.jsa")
+                final = directory / f"{key}.jsa"
+                if final.exists():
+                    partial.unlink()
+                else:
+                    partial.replace(final)
             elif time.time() - partial.stat().st_mtime > ABANDONED_AFTER_S:
                 partial.unlink()
+            else:
+                writing = True
         except FileNotFoundError:  # another session start settled it first
             continue
+    return writing
+
+
+def remove_unused(directory: Path, key: str, keep: int = KEEP_ARCHIVES) -> None:
+    """Removes the archives of all keys but ``key`` and the ``keep - 1`` other keys used last, and other keys'
+    partials that stopped being written over an hour ago; partials still being written are left alone."""
+    last_use: dict[str, float] = {}
+    for path in directory.iterdir():
+        try:
+            if path.suffix == ".jsa" or (path.suffix == ".partial" and is_complete(path)):
+                last_use[_key_of(path)] = max(last_use.get(_key_of(path), 0.0), path.stat().st_mtime)
+            elif path.suffix == ".partial" and _key_of(path) != key \
+                    and time.time() - path.stat().st_mtime > ABANDONED_AFTER_S:
+                path.unlink()
+        except FileNotFoundError:
+            continue
+    kept = {key, *sorted((k for k in last_use if k != key), key=last_use.__getitem__, reverse=True)[:keep - 1]}
+    for stale in set(last_use) - kept:
+        for path in directory.glob(f"{stale}.*"):
+            try:
+                if path.suffix == ".jsa" or is_complete(path):
+                    path.unlink()
+            except FileNotFoundError:
+                continue
 
 
 def class_archive_options(directory: Path, key: str) -> str:
-    """The driver JVM options: map ``<key>.jsa`` when it exists, else write one when this JVM exits."""
+    """The driver JVM options: map ``<key>.jsa`` when it exists, else write one when this JVM exits (nothing
+    while another JVM is writing this key's archive)."""
+    writing = False
     if directory.is_dir():
-        settle_partials(directory, key)
+        writing = settle_partials(directory, key)
+        remove_unused(directory, key)
     else:
         directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"{key}.jsa"
     if final.is_file():
+        with contextlib.suppress(PermissionError):  # a folder shared with another user: mapped all the same
+            os.utime(final)  # its last use, for remove_unused
         return f"{shlex.quote(f'-XX:SharedArchiveFile={final}')} {QUIET}"
+    if writing:
+        return ""
     partial = directory / f"{key}.{os.getpid()}-{secrets.token_hex(4)}.partial"
     return f"{shlex.quote(f'-XX:ArchiveClassesAtExit={partial}')} {QUIET}"
 

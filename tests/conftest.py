@@ -51,6 +51,9 @@ def spark() -> Iterator[SparkSession]:
         shuffle_partitions=1,
         driver_memory="3g",
         jars=[POSTGRES_JAR, *JVM_JARS],
+        # no class-data-sharing archive in the user's cache (two workers would dump ~200 MB each at exit on
+        # every new checkout); tests/integration/test_class_archive_jvm.py runs it in a temporary folder
+        class_data_sharing=False,
         conf={"spark.sql.adaptive.enabled": "false", "spark.sql.autoBroadcastJoinThreshold": "-1",
               # small data through many code paths: the JIT's first tier alone costs less than the optimising
               # compiler's work on two cores (test_ingest 106 -> 92 s, test_rfm + test_scores 62 -> 50 s)

@@ -49,10 +49,10 @@ def test_a_first_start_writes_the_archive_at_exit_and_later_starts_map_it(tmp_pa
     assert written.parent == folder and written.name.startswith("k1.") and written.suffix == ".partial"
     assert archive_in(first) is None
 
-    # the JVM has not finished writing it: still no archive to map, and the partial file is left alone
+    # the JVM has not finished writing it: no archive to map, none written twice, the partial file left alone
     written.write_bytes(b"\0" * 64)
-    assert class_archive_options(folder, "k1").startswith("-XX:ArchiveClassesAtExit=")
-    assert written.exists()
+    assert class_archive_options(folder, "k1") == ""
+    assert sorted(p.name for p in folder.iterdir()) == [written.name]
     # finished (HotSpot writes the header, magic first, last): renamed to the key's archive and mapped
     written.write_bytes(DYNAMIC_ARCHIVE_MAGIC + b"\1" * 60)
     later = class_archive_options(folder, "k1")
@@ -69,8 +69,41 @@ def test_an_abandoned_partial_archive_is_removed_after_an_hour(tmp_path):
         partial.write_bytes(b"\0" * 8)
     hours_ago = time.time() - ABANDONED_AFTER_S - 60
     os.utime(stale, (hours_ago, hours_ago))
-    assert class_archive_options(tmp_path, "k").startswith("-XX:ArchiveClassesAtExit=")
+    assert class_archive_options(tmp_path, "k") == ""  # the fresh one may still be written
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.2-b.partial"]
+
+
+def _archive(path, mtime: float | None = None):
+    path.write_bytes(DYNAMIC_ARCHIVE_MAGIC + b"\1" * 12)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def test_two_complete_partials_of_one_key_leave_one_archive(tmp_path):
+    first, second = _archive(tmp_path / "k.1-a.partial"), _archive(tmp_path / "k.2-b.partial")
+    assert class_archive_options(tmp_path, "k") == f"-XX:SharedArchiveFile={tmp_path / 'k.jsa'} {QUIET}"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.jsa"] and not first.exists() and not second.exists()
+
+
+def test_only_the_archives_of_the_keys_used_last_are_kept(tmp_path):
+    now = time.time()
+    for age, name in enumerate(["k4.jsa", "k3.1-a.partial", "k2.jsa", "k1.jsa"], start=1):
+        _archive(tmp_path / name, now - 86400 * age)  # k4 used a day ago, k1 four days ago
+    (tmp_path / "k9.3-c.partial").write_bytes(b"\0" * 8)  # its JVM stopped writing two hours ago
+    os.utime(tmp_path / "k9.3-c.partial", (now - 7200, now - 7200))
+    (tmp_path / "k8.4-d.partial").write_bytes(b"\0" * 8)  # being written now
+    (tmp_path / "notes.txt").write_text("not an archive")
+    options = class_archive_options(tmp_path, "k0")  # a new key: it and the two others used last are kept
+    assert options.startswith(f"-XX:ArchiveClassesAtExit={tmp_path}/k0.")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "k3.1-a.partial", "k4.jsa", "k8.4-d.partial", "notes.txt"]
+    # mapping an archive marks its use: k4's archive is the newest after k3's start
+    assert class_archive_options(tmp_path, "k3") == f"-XX:SharedArchiveFile={tmp_path / 'k3.jsa'} {QUIET}"
+    assert (tmp_path / "k3.jsa").stat().st_mtime >= now
+    _archive(tmp_path / "k5.jsa", now - 3600)
+    class_archive_options(tmp_path, "k6")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k3.jsa", "k5.jsa", "k8.4-d.partial", "notes.txt"]
 
 
 def test_only_a_local_session_started_by_this_process_gets_the_options(tmp_path, monkeypatch):
