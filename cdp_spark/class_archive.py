@@ -77,6 +77,11 @@ def _key_of(path: Path) -> str:
     return path.name.split(".", 1)[0]
 
 
+def _abandoned(partial: Path) -> bool:
+    """An incomplete partial untouched for an hour: its JVM stopped before it finished writing."""
+    return time.time() - partial.stat().st_mtime > ABANDONED_AFTER_S
+
+
 def settle_partials(directory: Path, key: str) -> bool:
     """Renames a complete ``<key>.*.partial`` to ``<key>.jsa`` and removes the other complete ones (two JVMs of
     one key each wrote one); removes incomplete ones older than an hour. True while one is still being written."""
@@ -89,7 +94,7 @@ def settle_partials(directory: Path, key: str) -> bool:
                     partial.unlink()
                 else:
                     partial.replace(final)
-            elif time.time() - partial.stat().st_mtime > ABANDONED_AFTER_S:
+            elif _abandoned(partial):
                 partial.unlink()
             else:
                 writing = True
@@ -106,8 +111,7 @@ def remove_unused(directory: Path, key: str, keep: int = KEEP_ARCHIVES) -> None:
         try:
             if path.suffix == ".jsa" or (path.suffix == ".partial" and is_complete(path)):
                 last_use[_key_of(path)] = max(last_use.get(_key_of(path), 0.0), path.stat().st_mtime)
-            elif path.suffix == ".partial" and _key_of(path) != key \
-                    and time.time() - path.stat().st_mtime > ABANDONED_AFTER_S:
+            elif path.suffix == ".partial" and _key_of(path) != key and _abandoned(path):
                 path.unlink()
         except FileNotFoundError:
             continue

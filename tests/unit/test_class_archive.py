@@ -86,6 +86,16 @@ def test_two_complete_partials_of_one_key_leave_one_archive(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["k.jsa"] and not first.exists() and not second.exists()
 
 
+def test_an_archive_another_user_owns_is_mapped_without_marking_its_use(tmp_path, monkeypatch):
+    _archive(tmp_path / "k.jsa")
+
+    def not_owner(path, *args):
+        raise PermissionError(1, "Operation not permitted", str(path))
+
+    monkeypatch.setattr("cdp_spark.class_archive.os.utime", not_owner)
+    assert class_archive_options(tmp_path, "k") == f"-XX:SharedArchiveFile={tmp_path / 'k.jsa'} {QUIET}"
+
+
 def test_only_the_archives_of_the_keys_used_last_are_kept(tmp_path):
     now = time.time()
     for age, name in enumerate(["k4.jsa", "k3.1-a.partial", "k2.jsa", "k1.jsa"], start=1):
