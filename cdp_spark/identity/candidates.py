@@ -3,16 +3,13 @@
 ``block_keys(records, rules)``
     in:  record_id + the rules' fields;  out: (record_id, rule, block_key), one row per record and rule whose
     fields are all non-null. ``any_order`` rules sort the values first, so swapped names share a key.
-``rule_blocks(records, rules)``
-    out: (rule, block_key, ids, size): every block of two or more records, its record ids sorted (one
-    aggregation per rule and key, shared by the two below; single-record blocks give nothing to either).
-``oversized_blocks(blocks, rules, max_block_size)``
+``oversized_blocks(records, rules, max_block_size)``
     out: (rule, block_key, records) for blocks larger than their rule's limit: they give no pairs. Small
     (placeholder values, very common names), collected by the caller to report them and to ignore junk
     identifiers in comparisons.
-``block_pairs(blocks, rules, max_block_size)``
+``block_pairs(records, rules, max_block_size)``
     out: (record_a, record_b, source) with record_a < record_b: every pair inside each block within the
-    limit, generated from the block's sorted ids.
+    limit (one aggregation per rule and key, the pairs generated from the block's sorted ids).
 ``snm_pairs(records, passes)``
     Per pass: key = the pass's SQL expression; records are sorted by (key, record_id) inside partitions of
     the key's first ``prefix_length`` characters, and each record is paired with the next ``window - 1``
@@ -20,8 +17,7 @@
     characters (the adaptive window: dense regions of similar keys look further). All passes share one
     shuffle and sort: a row per (record, pass), partitioned by (pass, prefix).
 ``candidate_masks`` is their union, each pair once, with a bit mask of the rules and passes that proposed it
-    (``source_labels`` names the bits); given the ``rule_blocks`` of the same records, it pairs those instead of
-    grouping again. ``candidate_pairs`` the same with the labels as an array.
+    (``source_labels`` names the bits); ``candidate_pairs`` the same with the labels as an array.
 ``key_pairs(records, keys, max_group)``
     the exact-key mode (no probabilistic matching): every record of a key value linked to the value's
     smallest record_id (k-1 pairs per value, not k²); values shared by more than ``max_group`` records give
@@ -71,21 +67,19 @@ def _limits(rules: Sequence[BlockingRule], max_block_size: int) -> Column:
     return _per_row([r.max_block_size or max_block_size for r in rules], F.col("rule"))
 
 
-def rule_blocks(records: DataFrame, rules: Sequence[BlockingRule]) -> DataFrame:
-    return (block_keys(records, rules).groupBy("rule", "block_key")
-            .agg(F.array_sort(F.collect_list("record_id")).alias("ids"))
-            .withColumn("size", F.size("ids")).where(F.col("size") >= 2))
+def oversized_blocks(records: DataFrame, rules: Sequence[BlockingRule], max_block_size: int) -> DataFrame:
+    sizes = block_keys(records, rules).groupBy("rule", "block_key").agg(F.count(F.lit(1)).alias("records"))
+    return sizes.where(F.col("records") > _limits(rules, max_block_size)).select(
+        _per_row([r.name for r in rules], F.col("rule")).alias("rule"), "block_key", "records")
 
 
-def oversized_blocks(blocks: DataFrame, rules: Sequence[BlockingRule], max_block_size: int) -> DataFrame:
-    return blocks.where(F.col("size") > _limits(rules, max_block_size)).select(
-        _per_row([r.name for r in rules], F.col("rule")).alias("rule"), "block_key", F.col("size").alias("records"))
-
-
-def block_pairs(blocks: DataFrame, rules: Sequence[BlockingRule], max_block_size: int) -> DataFrame | None:
+def block_pairs(records: DataFrame, rules: Sequence[BlockingRule], max_block_size: int) -> DataFrame | None:
     if not rules:
         return None
-    blocks = blocks.where(F.col("size") <= _limits(rules, max_block_size))
+    blocks = (block_keys(records, rules).groupBy("rule", "block_key")
+              .agg(F.array_sort(F.collect_list("record_id")).alias("ids"))
+              .withColumn("size", F.size("ids"))
+              .where((F.col("size") >= 2) & (F.col("size") <= _limits(rules, max_block_size))))
     # pair i with every later id: slice(ids, i + 1, size - i) after element i (1-based)
     pairs = F.flatten(F.transform(F.sequence(F.lit(1), F.col("size") - 1), lambda i: F.transform(
         F.slice("ids", i + 1, F.col("size") - i),
@@ -142,13 +136,11 @@ def source_names(mask: Column, labels: Sequence[str]) -> Column:
 
 
 def candidate_masks(records: DataFrame, rules: Sequence[BlockingRule], passes: Sequence[SnmPass],
-                    max_block_size: int, blocks: DataFrame | None = None) -> DataFrame:
+                    max_block_size: int) -> DataFrame:
     """(record_a, record_b, source_mask): every candidate pair once; bit i of the mask says that source
-    ``source_labels(rules, passes)[i]`` proposed it (an integer OR aggregates far faster than a set).
-    ``blocks``: ``rule_blocks(records, rules)`` when the caller has them already."""
+    ``source_labels(rules, passes)[i]`` proposed it (an integer OR aggregates far faster than a set)."""
     labels = source_labels(rules, passes)
-    grouped = blocks if blocks is not None else rule_blocks(records, rules)
-    parts = [p for p in (block_pairs(grouped, rules, max_block_size), snm_pairs(records, passes)) if p is not None]
+    parts = [p for p in (block_pairs(records, rules, max_block_size), snm_pairs(records, passes)) if p is not None]
     if not parts:
         raise ValueError("matching needs at least one blocking rule or SNM pass")
     pairs = parts[0] if len(parts) == 1 else parts[0].unionByName(parts[1])

@@ -22,13 +22,7 @@ from pyspark.sql import Column, DataFrame, Observation
 from pyspark.sql import functions as F
 
 from cdp_spark.config import MatchingSettings
-from cdp_spark.identity.candidates import (
-    candidate_masks,
-    oversized_blocks,
-    rule_blocks,
-    source_labels,
-    source_names,
-)
+from cdp_spark.identity.candidates import candidate_masks, oversized_blocks, source_labels, source_names
 from cdp_spark.identity.compare import attach_records, compare, exact_key, level_names
 from cdp_spark.identity.fellegi_sunter import (
     Agreement,
@@ -232,9 +226,7 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
     candidates (flagged ``random``), so the comparisons run once and one aggregation feeds the model."""
     rules = settings.blocking_rules
     numbered = numbered_records(matched_columns(records, settings)).persist()
-    # grouped once for the size guard and the block pairs (grouped again below if junk values are nulled)
-    grouped = rule_blocks(numbered, rules).persist()
-    oversized = oversized_blocks(grouped, rules, settings.max_block_size).collect()
+    oversized = oversized_blocks(numbered, rules, settings.max_block_size).collect()
     identifier_rules = {r.name: r.fields[0] for r in rules if r.identifier and len(r.fields) == 1}
     junk: dict[str, list[str]] = {}
     for row in oversized:
@@ -245,8 +237,7 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
         cleaned = null_junk_identifiers(numbered, junk).persist()
         numbered.unpersist()
         numbered = cleaned
-    pairs = candidate_masks(numbered, rules, settings.snm_passes, settings.max_block_size,
-                            None if junk else grouped)
+    pairs = candidate_masks(numbered, rules, settings.snm_passes, settings.max_block_size)
     if touching is not None:
         ids = F.broadcast(numbered.join(touching.select(F.col("record_id").alias("record_name")), "record_name",
                                         "left_semi").select("record_id"))
@@ -315,7 +306,7 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
               "junk_identifiers": sum(len(v) for v in junk.values()),
               "threshold_weight": round(_threshold_weight(settings.match_probability), 4),
               "weight_histogram": histogram}
-    for frame in (compared, slim, numbered, grouped):
+    for frame in (compared, slim, numbered):
         frame.unpersist()
     log.info("matching: %(candidate_pairs)d candidate pairs, %(accepted_pairs)d accepted", counts)
     return MatchResult(edges, model, counts)

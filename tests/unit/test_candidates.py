@@ -12,7 +12,6 @@ from cdp_spark.identity.candidates import (
     candidate_pairs,
     key_pairs,
     oversized_blocks,
-    rule_blocks,
     snm_pairs,
     source_labels,
 )
@@ -25,7 +24,7 @@ def test_blocking_rule_gives_every_pair_of_a_block_and_needs_every_field(spark):
                                      ("r4", "ana", None), ("r5", "eva", "ruiz"), ("r6", "", "ruiz")],
                                     "record_id string, first string, last string")
     rule = BlockingRule(name="names", fields=["first", "last"])
-    pairs = block_pairs(rule_blocks(records, [rule]), [rule], max_block_size=10)
+    pairs = block_pairs(records, [rule], max_block_size=10)
     assert pairs is not None
     expected = spark.createDataFrame([("r1", "r2", "block:names"), ("r1", "r3", "block:names"),
                                       ("r2", "r3", "block:names")], PAIRS)
@@ -36,7 +35,7 @@ def test_any_order_rule_pairs_swapped_names(spark):
     records = spark.createDataFrame([("r1", "ana", "ruiz"), ("r2", "ruiz", "ana"), ("r3", "ana", "ana")],
                                     "record_id string, first string, last string")
     rule = BlockingRule(name="names", fields=["first", "last"], any_order=True)
-    pairs = block_pairs(rule_blocks(records, [rule]), [rule], max_block_size=10)
+    pairs = block_pairs(records, [rule], max_block_size=10)
     assert pairs is not None
     assert_df_equality(pairs, spark.createDataFrame([("r1", "r2", "block:names")], PAIRS), ignore_nullable=True)
 
@@ -47,13 +46,13 @@ def test_blocks_over_the_size_limit_give_no_pairs_and_are_reported(spark):
     records = spark.createDataFrame(rows, "record_id string, phone string, city string")
     rules = [BlockingRule(name="phone", fields=["phone"], identifier=True),
              BlockingRule(name="city", fields=["city"], max_block_size=8)]
-    pairs = block_pairs(rule_blocks(records, rules), rules, max_block_size=3)
+    pairs = block_pairs(records, rules, max_block_size=3)
     assert pairs is not None
     # the placeholder phone (4 records) is over the limit of 3; the city rule's own limit is 8 (8 records)
     got = sorted((r.record_a, r.record_b, r.source) for r in pairs.collect())
     assert [p for p in got if p[2] == "block:phone"] == [("r8", "r9", "block:phone")]
     assert len([p for p in got if p[2] == "block:city"]) == 8 * 7 // 2
-    oversized = oversized_blocks(rule_blocks(records, rules), rules, max_block_size=3).collect()
+    oversized = oversized_blocks(records, rules, max_block_size=3).collect()
     assert [(r.rule, r.block_key, r.records) for r in oversized] == [("phone", "000000000", 4)]
 
 
@@ -112,9 +111,6 @@ def test_candidates_union_rules_and_passes_once_with_their_sources(spark):
     labels = source_labels(rules, passes)
     masks = {(r.record_a, r.record_b): r.source_mask for r in candidate_masks(records, rules, passes, 10).collect()}
     assert labels == ["block:email", "snm:s"] and masks == {("r1", "r2"): 1, ("r1", "r3"): 2, ("r2", "r3"): 2}
-    # the blocks the size guard grouped give the same candidates (match groups them once for both)
-    given = candidate_masks(records, rules, passes, 10, blocks=rule_blocks(records, rules))
-    assert {(r.record_a, r.record_b): r.source_mask for r in given.collect()} == masks
 
 
 def test_key_pairs_link_each_value_to_its_smallest_record(spark):
