@@ -100,6 +100,11 @@ def model_levels(settings: MatchingSettings) -> dict[str, list[str]]:
     return {c.field: level_names(c) for c in settings.comparisons}
 
 
+def term_frequency_fields(settings: MatchingSettings) -> list[str]:
+    """The comparisons whose exact agreement is weighed by how common the shared value is."""
+    return [c.field for c in settings.comparisons if c.term_frequency]
+
+
 def model_fits(model: FsModel, settings: MatchingSettings) -> bool:
     """Whether a stored model was fitted for these comparisons (same fields and levels)."""
     return model.levels == model_levels(settings) and model.fields == [c.field for c in settings.comparisons]
@@ -182,7 +187,7 @@ def fit_model(patterns: LevelPatterns, settings: MatchingSettings, records: int,
                          if a.pairs and f in levels})
     trained = train_sessions(candidates, counts, u, fields, levels, blocks, settings.em_iterations)
     prior = random_match_prior(trained.share, float(counts.sum()), records)
-    tf_fields = [c.field for c in settings.comparisons if c.term_frequency]
+    tf_fields = term_frequency_fields(settings)
     tf_base = {f: agreements[f].share for f in tf_fields if f in agreements and agreements[f].pairs}
     anchors = [r.name for r in settings.blocking_rules if trained.conditional_u.get(r.name)]
     return FsModel(fields, levels, trained.m, u, prior, first.iterations + trained.iterations, tf_fields,
@@ -256,10 +261,17 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
                                                  F.lit(True).alias("random")))
     forced_match, forced_nonmatch = _any_rule(settings.force_match), _any_rule(settings.force_nonmatch)
     fields = [c.field for c in settings.comparisons]
-    # the levels and the forced decision are all that scoring needs of l and r. The cached pairs hold no
-    # strings: the left record's term-frequency values are looked up again by record_a after the cache
+    tf_fields = model.tf_fields if model is not None else term_frequency_fields(settings)
+    exact_level = {field: len(names) - 1 for field, names in model_levels(settings).items()}
+    # all that scoring needs of l and r: the levels, the forced decision and the left record's value of each
+    # term-frequency field. With broadcast records that value is looked up again after the cache (the cache
+    # holds no strings); otherwise the lookup would shuffle every candidate, so the cache keeps the value
+    # where the field agrees exactly (the only level its adjustment touches) and a null elsewhere
+    exact_terms = [] if broadcast else [
+        F.when(F.col(f"lvl_{name}") == exact_level[name], F.col(f"l.{name}")).alias(term_column(name))
+        for name in tf_fields]
     compared = compare(attach_records(pairs, slim, broadcast), settings.comparisons).select(
-        "record_a", "record_b", "source_mask", "random", *[f"lvl_{f}" for f in fields],
+        "record_a", "record_b", "source_mask", "random", *[f"lvl_{f}" for f in fields], *exact_terms,
         F.when(forced_nonmatch, F.lit("nonmatch")).when(forced_match, F.lit("match")).alias("forced")).persist()
     with activity(records.sparkSession, "comparing candidate pairs"):
         patterns = LevelPatterns.collect(compared, fields)
@@ -270,10 +282,10 @@ def match(records: DataFrame, settings: MatchingSettings, model: FsModel | None 
         model = fit_model(patterns, settings, total, agreements)
     tf = term_frequencies(numbered, model.tf_fields, total)
     candidates = compared.where(~F.col("random")).drop("random")
-    if model.tf_fields:
+    if model.tf_fields and broadcast:
         terms = slim.select(F.col("record_id").alias("record_a"),
                             *[F.col(name).alias(term_column(name)) for name in model.tf_fields])
-        candidates = candidates.join(F.broadcast(terms) if broadcast else terms, "record_a", "left")
+        candidates = candidates.join(F.broadcast(terms), "record_a", "left")
     labels = source_labels(rules, settings.snm_passes)
     candidates = candidates.withColumn("anchor", anchor_index(F.col("source_mask"), model, labels))
     decided = score(candidates, model, tf, settings.tf_max_boost, settings.tf_max_penalty).withColumn(

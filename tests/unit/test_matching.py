@@ -285,6 +285,36 @@ def test_match_with_a_given_model_accepts_forces_ignores_junk_and_counts(spark):
     assert sum(counts["weight_histogram"].values()) == 7
 
 
+@pytest.mark.parametrize("broadcast_records", [500_000, 0])  # left values looked up again / kept in the cache
+def test_match_weighs_an_exact_agreement_by_how_common_the_shared_value_is(spark, broadcast_records):
+    from cdp_spark.identity.matching import match
+
+    records = spark.createDataFrame([
+        ("a:1", "ana", date(1990, 1, 2)), ("a:2", "ana", date(1990, 1, 2)),
+        ("e:1", "eva", date(1980, 3, 3)), ("e:2", "eva", date(1980, 3, 3)),
+        ("e:3", "eva", date(1970, 4, 4)), ("e:4", "eva", date(1960, 5, 5)),
+    ], "record_id string, first string, born date")
+    settings = MatchingSettings(
+        blocking_rules=[BlockingRule(name="first", fields=["first"])],
+        comparisons=[ComparisonSettings(field="first", kind="exact", term_frequency=True),
+                     ComparisonSettings(field="born", kind="exact")], match_probability=0.5,
+        broadcast_records=broadcast_records)
+    model = FsModel(["first", "born"], {f: ["different", "exact"] for f in ("first", "born")},
+                    m={"first": [0.1, 0.9], "born": [0.1, 0.9]}, u={"first": [0.9, 0.1], "born": [0.9, 0.1]},
+                    prior=0.05, tf_fields=["first"], tf_base={"first": 0.25})
+    result = match(records, settings, model=model)
+    agree = math.log2(0.05 / 0.95) + 2 * math.log2(0.9 / 0.1)
+    # "ana" is on 2 of 6 records, "eva" on 4: the commoner name weighs less (log2(base / tf) bits)
+    expected = spark.createDataFrame([
+        ("a:1", "a:2", round(agree + math.log2(0.25 / (2 / 6)), 4), round(math.log2(9) + math.log2(0.25 / (2 / 6)), 4)),
+        ("e:1", "e:2", round(agree + math.log2(0.25 / (4 / 6)), 4), round(math.log2(9) + math.log2(0.25 / (4 / 6)), 4)),
+    ], "record_a string, record_b string, match_weight double, first_weight double")
+    assert_df_equality(result.edges.select("record_a", "record_b", "match_weight",
+                                           F.col("field_weights")["first"].alias("first_weight")),
+                       expected, ignore_nullable=True, ignore_row_order=True)
+    assert result.counts["candidate_pairs"] == 7 and result.counts["accepted_pairs"] == 2
+
+
 def test_match_fits_a_model_that_separates_matches_on_literal_records(spark):
     from cdp_spark.identity.matching import match, model_fits
 
