@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import combinations
+
 import pytest
 from chispa import assert_df_equality
 
@@ -51,7 +53,8 @@ def test_blocks_over_the_size_limit_give_no_pairs_and_are_reported(spark):
     # the placeholder phone (4 records) is over the limit of 3; the city rule's own limit is 8 (8 records)
     got = sorted((r.record_a, r.record_b, r.source) for r in pairs.collect())
     assert [p for p in got if p[2] == "block:phone"] == [("r8", "r9", "block:phone")]
-    assert len([p for p in got if p[2] == "block:city"]) == 8 * 7 // 2
+    city = sorted(f"r{i}" for i in (0, 1, 2, 3, 4, 5, 8, 9))
+    assert [p for p in got if p[2] == "block:city"] == [(a, b, "block:city") for a, b in combinations(city, 2)]
     oversized = oversized_blocks(records, rules, max_block_size=3).collect()
     assert [(r.rule, r.block_key, r.records) for r in oversized] == [("phone", "000000000", 4)]
 
@@ -111,6 +114,20 @@ def test_candidates_union_rules_and_passes_once_with_their_sources(spark):
     labels = source_labels(rules, passes)
     masks = {(r.record_a, r.record_b): r.source_mask for r in candidate_masks(records, rules, passes, 10).collect()}
     assert labels == ["block:email", "snm:s"] and masks == {("r1", "r2"): 1, ("r1", "r3"): 2, ("r2", "r3"): 2}
+
+
+def test_candidate_masks_set_the_bit_of_every_source_that_proposed_a_pair(spark):
+    records = spark.createDataFrame([("r1", "a@x", "smith", "x"), ("r2", "a@x", "smithe", None),
+                                     ("r3", None, "smyth", "x")],
+                                    "record_id string, email string, surname string, city string")
+    # labels sort as block:city, block:email, snm:s (bits 1, 2, 4), not in the rules' order
+    rules = [BlockingRule(name="email", fields=["email"]), BlockingRule(name="city", fields=["city"])]
+    passes = [SnmPass(name="s", key="surname", window=2, prefix_length=0)]
+    assert source_labels(rules, passes) == ["block:city", "block:email", "snm:s"]
+    expected = spark.createDataFrame([("r1", "r2", 6), ("r1", "r3", 1), ("r2", "r3", 4)],
+                                     "record_a string, record_b string, source_mask long")
+    assert_df_equality(candidate_masks(records, rules, passes, 10).orderBy("record_a", "record_b"), expected,
+                       ignore_nullable=True)
 
 
 def test_key_pairs_link_each_value_to_its_smallest_record(spark):
