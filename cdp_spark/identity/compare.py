@@ -105,9 +105,13 @@ def _levels(c: ComparisonSettings, types: dict[str, T.DataType]) -> list[Level]:
         if c.kind == "name":
             def contained() -> Column:
                 words_l, words_r = F.split(left, " "), F.split(right, " ")
-                # word counts can differ only when a side has a space: most pairs never split
+                # word counts can differ only when a side has a space, and a side's words can be among the
+                # other's only when its first word occurs in the other's text: most pairs never split (compound
+                # surnames put a space in most pairs)
                 spaced = (F.instr(left, " ") > 0) | (F.instr(right, " ") > 0)
-                return spaced & (F.size(words_l) != F.size(words_r)) & (
+                first_word_shared = ((F.position(F.substring_index(left, " ", 1), right) > 0)
+                                     | (F.position(F.substring_index(right, " ", 1), left) > 0))
+                return spaced & first_word_shared & (F.size(words_l) != F.size(words_r)) & (
                     (F.size(F.array_except(words_l, words_r)) == 0) | (F.size(F.array_except(words_r, words_l)) == 0))
             levels.append(Level("words_contained", contained))
         for similar in jaro_winkler_bands(c):

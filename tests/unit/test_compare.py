@@ -38,6 +38,23 @@ def test_name_levels_nickname_swap_edit_words_and_jaro_winkler(spark):
     assert_df_equality(levels_of(spark, records, pairs, [first, last]), expected, ignore_nullable=True)
 
 
+def test_words_contained_needs_every_word_of_one_side_among_the_others(spark):
+    last = ComparisonSettings(field="last", kind="name", jaro_winkler=[], damerau_levenshtein=[])
+    assert level_names(last) == ["different", "words_contained", "exact"]
+    records = ([("a", "garcia lopez"), ("b", "garcia"), ("c", "lopez"), ("d", "lopez garcia maria"),
+                ("e", "ana maria"), ("f", "mariana lopez"), ("g", "maria ana"), ("h", "maria"), ("i", "mariana"),
+                ("j", "ana maria")], "record_id string, last string")
+    pairs = [("a", "b"), ("a", "c"), ("a", "d"),  # a side's words among the other's, in any order
+             ("e", "f"),  # "ana" occurs in "mariana lopez" but is not one of its words
+             ("e", "g"),  # the same words, as many on each side: not this level
+             ("h", "i"),  # no space on either side
+             ("e", "j")]
+    expected = spark.createDataFrame([("a", "b", 1), ("a", "c", 1), ("a", "d", 1), ("e", "f", 0), ("e", "g", 0),
+                                      ("e", "j", 2), ("h", "i", 0)],
+                                     "record_a string, record_b string, lvl_last int")
+    assert_df_equality(levels_of(spark, records, pairs, [last]), expected, ignore_nullable=True)
+
+
 def test_jaro_winkler_bands_are_configurable(spark):
     first = ComparisonSettings(field="first", kind="name", jaro_winkler=[0.92, 0.85], damerau_levenshtein=[])
     records = ([("x", "martha"), ("y", "marhta"), ("z", "dwayne"), ("w", "duane"), ("v", "josefa"), ("u", "jose")],
