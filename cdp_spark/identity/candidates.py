@@ -7,10 +7,11 @@
     out: (rule, block_key, records) for blocks larger than their rule's limit: they give no pairs. Small
     (placeholder values, very common names), collected by the caller to report them and to ignore junk
     identifiers in comparisons.
-``block_pairs(records, rules, max_block_size)``
+``block_pairs(records, rules, max_block_size, sources=None)``
     out: (record_a, record_b, source) with record_a < record_b: every pair inside each block within the
-    limit (one aggregation per rule and key, the pairs generated from the block's sorted ids).
-``snm_pairs(records, passes)``
+    limit (one aggregation per rule and key, the pairs generated from the block's sorted ids). ``source`` is
+    the rule's label, or its entry of ``sources`` (``candidate_masks`` passes each source's bit).
+``snm_pairs(records, passes, sources=None)``
     Per pass: key = the pass's SQL expression; records are sorted by (key, record_id) inside partitions of
     the key's first ``prefix_length`` characters, and each record is paired with the next ``window - 1``
     records, or up to ``max_window - 1`` while the next record's key shares its first ``dense_prefix``
@@ -83,11 +84,11 @@ def block_pairs(records: DataFrame, rules: Sequence[BlockingRule], max_block_siz
               .withColumn("size", F.size("ids"))
               .where((F.col("size") >= 2) & (F.col("size") <= _limits(rules, max_block_size))))
     # each id but the last (0-based position i) paired with every later id: two explodes, which Spark compiles
-    # (lambda functions over the arrays run interpreted: 18-21 s instead of 14 s for 17.5M pairs at 1M records)
+    # (lambda functions over arrays run interpreted; docs/identity.md, "Speed")
     firsts = blocks.select("rule", "ids", "size",
                            F.posexplode(F.slice("ids", 1, F.col("size") - 1)).alias("i", "record_a"))
     later = F.slice("ids", F.col("i") + 2, F.col("size") - F.col("i") - 1)
-    labels = _per_row(sources or [f"block:{r.name}" for r in rules], F.col("rule"))
+    labels = _per_row(sources if sources is not None else [f"block:{r.name}" for r in rules], F.col("rule"))
     return firsts.select("record_a", F.explode(later).alias("record_b"), labels.alias("source"))
 
 
@@ -123,7 +124,7 @@ def snm_pairs(records: DataFrame, passes: Sequence[SnmPass],
 
     pairs = (with_next.select("record_id", "pass", F.explode(F.array(*[kept(o) for o in offsets])).alias("other"))
              .where(F.col("other").isNotNull()))
-    labels = _per_row(sources or [f"snm:{snm.name}" for snm in passes], F.col("pass"))
+    labels = _per_row(sources if sources is not None else [f"snm:{snm.name}" for snm in passes], F.col("pass"))
     return pairs.select(*_ordered("record_id", "other"), labels.alias("source"))
 
 
