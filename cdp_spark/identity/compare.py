@@ -73,17 +73,18 @@ def _as_date_string(column: Column, type_: T.DataType | None) -> Column:
 
 def one_typo(left: Column, right: Column) -> Column:
     """Damerau-Levenshtein distance <= 1 in Spark's own functions: one character inserted, dropped or wrong
-    (Levenshtein bounded at 1), or two neighbours swapped with everything else equal."""
-    one_edit = (F.abs(F.length(left) - F.length(right)) <= 1) & (F.levenshtein(left, right, 1) >= 0)
+    (Levenshtein distance <= 1), or two neighbours swapped with everything else equal (a swap is two edits
+    apart by Levenshtein). One bounded Levenshtein serves both tests; null when a side is null."""
+    distance = F.levenshtein(left, right, 2)  # -1 when further than 2
     at = F.array_position(F.zip_with(F.split(left, ""), F.split(right, ""), lambda a, b: a == b), False)
-    # a swap is two edits apart by Levenshtein; only such pairs split into characters (a CASE, so Spark does
-    # not evaluate the split for every pair as a common subexpression)
-    swapped = F.when((F.length(left) == F.length(right)) & (F.levenshtein(left, right, 2) == 2), (at > 0)
-                     & (left.substr(at, F.lit(1)) == right.substr(at + 1, F.lit(1)))
-                     & (left.substr(at + 1, F.lit(1)) == right.substr(at, F.lit(1)))
-                     & (left.substr(at + 2, F.length(left)) == right.substr(at + 2, F.length(right)))
-                     ).otherwise(F.lit(False))
-    return one_edit | swapped
+    # only pairs two edits apart split into characters (a CASE, so Spark does not evaluate the split for
+    # every pair as a common subexpression)
+    swapped = ((at > 0) & (left.substr(at, F.lit(1)) == right.substr(at + 1, F.lit(1)))
+               & (left.substr(at + 1, F.lit(1)) == right.substr(at, F.lit(1)))
+               & (left.substr(at + 2, F.length(left)) == right.substr(at + 2, F.length(right))))
+    return (F.when(distance.isin(0, 1), F.lit(True))
+            .when((distance == 2) & (F.length(left) == F.length(right)), swapped)
+            .when(distance.isNotNull(), F.lit(False)))
 
 
 def _levels(c: ComparisonSettings, types: dict[str, T.DataType]) -> list[Level]:
