@@ -145,7 +145,7 @@ def test_one_typo_is_damerau_levenshtein_of_at_most_one(spark):
              ("5", "abcd", "abd", True), ("6", "", "a", True),          # one dropped; one added to nothing
              ("7", "abcd", "badc", False), ("8", "abcd", "acbe", False),  # two swaps; a swap and a wrong one
              ("9", "abcd", "cbad", False), ("10", "abcd", "ab", False),   # far neighbours swapped; two dropped
-             ("11", "1324", "1234", True)]
+             ("11", "1324", "1234", True), ("12", None, "abcd", None)]  # nothing to compare: null
     got = (spark.createDataFrame([p[:3] for p in pairs], "id string, l string, r string")
            .select("id", one_typo(F.col("l"), F.col("r")).alias("one_typo")))
     expected = spark.createDataFrame([(p[0], p[3]) for p in pairs], "id string, one_typo boolean")
