@@ -101,10 +101,24 @@ def test_added_since_reads_appended_files_and_none_after_a_rewrite(spark, store)
 
 
 def test_merge_rejects_duplicate_source_keys(spark, store):
-    store.write("silver.people", frame(spark, [(1, "ana", None)]))
-    with pytest.raises(Exception, match="duplicate"):
-        store.merge("silver.people", frame(spark, [(1, "a", None), (1, "b", None)]), keys=["id"])
-    assert_df_equality(store.read("silver.people"), frame(spark, [(1, "ana", None)]), ignore_nullable=True)
+    store.write("silver.people", frame(spark, [(1, "ana", None), (5, "eve", None)]))
+    files = sorted(Path(store.path("silver.people")).glob("*.parquet"))
+    with pytest.raises(Exception, match=r"duplicate keys \['id'\], e\.g\. \[7\]"):
+        store.merge("silver.people", frame(spark, [(1, "a", None), (7, "b", None), (7, "c", None)]), keys=["id"])
+    assert store.version("silver.people") == 0
+    assert_df_equality(sorted_frame(store.read("silver.people")), frame(spark, [(1, "ana", None), (5, "eve", None)]),
+                       ignore_nullable=True)
+    assert sorted(Path(store.path("silver.people")).glob("*.parquet")) == files  # the rewrite's never placed
+
+
+def test_merge_into_a_new_table_rejects_duplicate_source_keys_and_creates_nothing(spark, store):
+    with pytest.raises(Exception, match=r"duplicate keys \['id'\], e\.g\. \[2\]"):
+        store.merge("silver.people", frame(spark, [(2, "a", None), (2, "b", None), (3, "c", None)]), keys=["id"])
+    assert not store.exists("silver.people")
+    assert not list(Path(store.path("silver.people")).rglob("*.parquet"))
+    with pytest.raises(TableError, match=r"merge keys \['ident'\] are not columns of the source"):
+        store.merge("silver.people", frame(spark, [(2, "a", None)]), keys=["ident"])
+    assert not store.exists("silver.people")
 
 
 def test_time_travel_by_version_and_timestamp(spark, store):

@@ -116,11 +116,17 @@ def check_new_columns(df: DataFrame, target: StructType, table: str, evolve_sche
     return new_columns
 
 
-def reject_duplicate_keys(df: DataFrame, keys: list[str], table: str) -> None:
-    """A merge source must hold each key once (both engines give the same error)."""
+def reject_missing_keys(df: DataFrame, keys: Sequence[str], table: str) -> None:
+    """The merge keys must be columns of the source (no Spark job)."""
     missing = [k for k in keys if k not in df.columns]
     if missing:
         raise TableError(f"{table}: merge keys {missing} are not columns of the source")
+
+
+def reject_duplicate_keys(df: DataFrame, keys: Sequence[str], table: str) -> None:
+    """A merge source must hold each key once (both engines give the same error). One aggregation over
+    ``df``: the rs engine runs it on the files it staged, not on the source's plan (docs/design.md §2)."""
+    reject_missing_keys(df, keys, table)
     dups = df.groupBy(*keys).count().where("count > 1").limit(1).collect()
     if dups:
         raise TableError(f"{table}: merge source has duplicate keys {keys}, e.g. "

@@ -31,6 +31,7 @@ from cdp_spark.io.tables.protocol import (
     column_types,
     nullable_schema,
     reject_duplicate_keys,
+    reject_missing_keys,
     split_name,
     with_conflict_retries,
 )
@@ -126,12 +127,18 @@ class RsDeltaStore:
         return self._parquet(table, current, [f for f in now if f not in before])
 
     # ---- writes --------------------------------------------------------------------------------
-    def _stage_files(self, df: DataFrame, table_path: str) -> tuple[list[Any], int]:
-        """Writes ``df`` as parquet into the table directory; returns AddActions and the row count."""
+    def _stage_files(self, df: DataFrame, table_path: str, unique_keys: Sequence[str] = (),
+                     table: str = "") -> tuple[list[Any], int]:
+        """Writes ``df`` as parquet into the table directory; returns AddActions and the row count. With
+        ``unique_keys`` (a merge's), the staged rows are checked to hold each key once before any file is
+        placed: reading back a few columns of the written files is far cheaper than computing the source's
+        plan a second time for the check (docs/design.md §2)."""
         staging = f"{table_path}/.staging-{uuid.uuid4().hex}"
         adds, rows = [], 0
         try:
             df.write.mode("overwrite").option("compression", "snappy").parquet(staging)
+            if unique_keys:
+                reject_duplicate_keys(self.spark.read.schema(df.schema).parquet(staging), unique_keys, table)
             for part in sorted(Path(staging).glob("part-*.parquet")):
                 meta = pq.read_metadata(part)
                 if meta.num_rows == 0:
@@ -176,7 +183,8 @@ class RsDeltaStore:
         return with_conflict_retries(table, lambda: self._write_once(table, df, mode, txn, evolve_schema, metadata))
 
     def _write_once(self, table: str, df: DataFrame, mode: WriteMode, txn: Txn | None, evolve_schema: bool,
-                    metadata: dict[str, str] | None) -> WriteResult:
+                    metadata: dict[str, str] | None, unique_keys: Sequence[str] = ()) -> WriteResult:
+        """``unique_keys``: a merge into a table that did not exist, whose rows must hold each key once."""
         from deltalake import Schema
         from deltalake.exceptions import DeltaError
         from deltalake.transaction import create_table_with_add_actions
@@ -188,7 +196,8 @@ class RsDeltaStore:
         Path(table_path).mkdir(parents=True, exist_ok=True)
         if not self.exists(table):
             schema = nullable_schema(df.schema)
-            adds, rows = self._stage_files(df.select(*[F.col(f"`{c}`") for c in df.columns]), table_path)
+            adds, rows = self._stage_files(df.select(*[F.col(f"`{c}`") for c in df.columns]), table_path,
+                                           unique_keys, table)
             try:
                 create_table_with_add_actions(table_path, Schema.from_arrow(arrow_schema_of(schema)), adds,
                                               mode="error",
@@ -213,7 +222,7 @@ class RsDeltaStore:
             if new_columns:
                 self._add_columns(dt, aligned.schema, new_columns)
                 dt = self._open(table)
-        adds, rows = self._stage_files(aligned, table_path)
+        adds, rows = self._stage_files(aligned, table_path, unique_keys, table)
         self._commit(table, adds, lambda: dt.create_write_transaction(
             adds, mode=mode, schema=arrow_schema_of(schema),
             commit_properties=self._commit_properties(txn, mode.upper(), metadata)))
@@ -291,8 +300,10 @@ class RsDeltaStore:
         """Upsert on ``keys``: source rows replace target rows with the same key, others are inserted.
 
         Copy-on-write at file level: only the files holding a matched key are rewritten, and the
-        removes and adds are committed as one transaction. Source keys must be unique. A merge that loses
-        a commit race is computed again from the new version (``with_conflict_retries``).
+        removes and adds are committed as one transaction. Source keys must be unique: checked on the staged
+        files (the source and the kept rows of the files it touches), so a source with a repeated key fails
+        before anything is committed and its files are never placed. A merge that loses a commit race is
+        computed again from the new version (``with_conflict_retries``).
         """
         return with_conflict_retries(table, lambda: self._merge_once(table, df, keys, txn, evolve_schema, metadata))
 
@@ -303,9 +314,9 @@ class RsDeltaStore:
         done = self._already_applied(table, txn)
         if done:
             return done
-        reject_duplicate_keys(df, keys, table)
+        reject_missing_keys(df, keys, table)
         if not self.exists(table):
-            return self.write(table, df, "append", txn, metadata=metadata)
+            return self._write_once(table, df, "append", txn, False, metadata, unique_keys=keys)
         dt = self._open(table)
         base_version = dt.version()
         current = StructType.fromJson(json.loads(dt.schema().to_json()))
@@ -322,7 +333,7 @@ class RsDeltaStore:
         if new_columns:
             self._add_columns(dt, source.schema, new_columns)
             dt = self._open(table)
-        adds, rows = self._stage_files(rewritten, self.path(table))
+        adds, rows = self._stage_files(rewritten, self.path(table), keys, table)
         now = int(time.time() * 1000)
         by_uri = {uri: Path(uri.removeprefix("file://")).name for uri in dt.file_uris()}
         removes = [RemoveAction(path=by_uri[_normalise_uri(u, by_uri)], data_change=True, deletion_timestamp=now)
