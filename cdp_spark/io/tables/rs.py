@@ -137,12 +137,11 @@ class RsDeltaStore:
         adds, rows = [], 0
         try:
             df.write.mode("overwrite").option("compression", "snappy").parquet(staging)
-            if unique_keys:
-                reject_duplicate_keys(self.spark.read.schema(df.schema).parquet(staging), unique_keys, table)
-            for part in sorted(Path(staging).glob("part-*.parquet")):
-                meta = pq.read_metadata(part)
-                if meta.num_rows == 0:
-                    continue
+            staged = {part: pq.read_metadata(part) for part in sorted(Path(staging).glob("part-*.parquet"))}
+            staged = {part: meta for part, meta in staged.items() if meta.num_rows > 0}
+            if unique_keys and staged:  # by file: Spark warns that it ignores the hidden staging directory
+                reject_duplicate_keys(self.spark.read.schema(df.schema).parquet(*map(str, staged)), unique_keys, table)
+            for part, meta in staged.items():
                 final_name = f"part-{uuid.uuid4().hex}-c000.snappy.parquet"
                 os.replace(part, f"{table_path}/{final_name}")
                 adds.append(self._add_action(table_path, final_name, meta))
