@@ -305,8 +305,12 @@ MIN_FREE_FIELDS = 3
 """fields a training block must leave free (observed in its pairs) for EM to estimate its share of matches:
 a two-class mixture over fewer indicators is not identifiable (any share in a range fits equally well, and EM
 stops where the start puts it, typically sending every disagreement to the non-matches)"""
-U_SHRINKAGE = 200.0
-"""pseudo-pairs pulling a training block's u towards the population's"""
+U_SHRINKAGE = 5000.0
+"""pseudo-pairs pulling a training block's u towards the population's: a block whose non-matches are many (an
+address block's households: tens of thousands of pairs) keeps its own u, one whose non-matches are a few hundred
+(an identifier's block, nearly all matches) keeps about the population's. EM's non-match class in such a block is
+mostly matches with several typos (the fields' independence does not hold for them), and u estimated from it
+would weigh agreement given the block far too little (docs/identity.md, "Estimation")"""
 
 
 @dataclass

@@ -12,6 +12,7 @@ from pyspark.sql import functions as F
 
 from cdp_spark.config import BlockingRule, ComparisonSettings, MatchingSettings, SnmPass
 from cdp_spark.identity.fellegi_sunter import (
+    U_SHRINKAGE,
     Agreement,
     FsModel,
     TrainingBlock,
@@ -88,9 +89,9 @@ def test_training_blocks_leave_out_their_own_fields_average_m_and_keep_their_u()
               TrainingBlock("on_b", np.array([False, False, True, True]), frozenset({"b"}))]
     trained = train_sessions(patterns, counts, u, ["a", "b", "c"], LEVELS, blocks, 200)
     on_a = expectation_maximisation(np.array([[1, 1], [0, 0]]), np.array([80.0, 20.0]), u, ["b", "c"], LEVELS, 200,
-                                    prior=0.5, update_u=True, u_shrinkage=200.0)
+                                    prior=0.5, update_u=True, u_shrinkage=U_SHRINKAGE)
     on_b = expectation_maximisation(np.array([[1, 1], [0, 0]]), np.array([70.0, 30.0]), u, ["a", "c"], LEVELS, 200,
-                                    prior=0.5, update_u=True, u_shrinkage=200.0)
+                                    prior=0.5, update_u=True, u_shrinkage=U_SHRINKAGE)
     c_mean = (np.asarray(on_a.m["c"]) + np.asarray(on_b.m["c"])) / 2
     assert trained.m["a"] == pytest.approx(on_b.m["a"]) and trained.m["b"] == pytest.approx(on_a.m["b"])
     assert trained.m["c"] == pytest.approx(list(c_mean / c_mean.sum()))
@@ -100,6 +101,22 @@ def test_training_blocks_leave_out_their_own_fields_average_m_and_keep_their_u()
     share = expectation_maximisation(patterns, counts, u, ["a", "b", "c"], LEVELS, 200, prior=0.1,
                                      m_start=trained.m, update_m=False, update_u=True)
     assert trained.share == pytest.approx(share.prior)
+
+
+def test_a_block_keeps_its_own_u_only_where_its_non_matches_are_many():
+    # u of every field [0.99, 0.01]; both blocks fix a. An identifier's block: 10,000 matches, 300 matches with
+    # typos in c and d, 50 non-matches. EM's non-match class takes the 300 typo matches, which agree on b: with
+    # 200 pseudo-pairs its u of agreeing on b would be 0.55 (agreement on b given a worth almost nothing); the
+    # shrinkage keeps it near the population's. A households' block: 15,000 non-matches share b (a surname):
+    # its own u of agreeing on b stays high
+    four = {f: ["different", "exact"] for f in "abcd"}
+    u = {f: [0.99, 0.01] for f in "abcd"}
+    patterns = np.array([[1, 1, 1, 1], [1, 1, 0, 0], [1, 0, 0, 0]])
+    on_a = [TrainingBlock("on_a", np.array([True, True, True]), frozenset("a"))]
+    identifier = train_sessions(patterns, np.array([10000.0, 300.0, 50.0]), u, list("abcd"), four, on_a, 500)
+    households = train_sessions(patterns, np.array([3000.0, 15000.0, 5000.0]), u, list("abcd"), four, on_a, 500)
+    assert identifier.conditional_u["on_a"]["b"] == pytest.approx([0.93458, 0.06542], abs=1e-4)
+    assert households.conditional_u["on_a"]["b"] == pytest.approx([0.39800, 0.60200], abs=1e-4)
 
 
 def test_a_level_no_block_can_contain_is_estimated_on_all_candidates():
@@ -112,7 +129,7 @@ def test_a_level_no_block_can_contain_is_estimated_on_all_candidates():
     block = TrainingBlock("on_b", np.array([True, True, False, False]), frozenset({"b"}))
     trained = train_sessions(patterns, counts, u, ["a", "b", "c"], levels, [block], 200)
     in_block = expectation_maximisation(patterns[:2][:, [0, 2]], counts[:2], u, ["a", "c"], levels, 200, prior=0.5,
-                                        update_u=True, u_shrinkage=200.0)
+                                        update_u=True, u_shrinkage=U_SHRINKAGE)
     assert in_block.m["a"][1] < 0.005  # the block saw no swap: one pseudo-pair's worth
     assert trained.m["a"][1] > 0.05 and sum(trained.m["a"]) == pytest.approx(1.0)
     assert trained.m["c"] == pytest.approx(in_block.m["c"])
