@@ -471,7 +471,7 @@ class MatchingSettings(Model):
                                                        "pairs (k records give k(k-1)/2 pairs)")
     comparisons: list[ComparisonSettings] = Field(min_length=1)
     """fields compared and how; each gives a level with an m/u weight"""
-    match_probability: float = Field(0.99, gt=0, lt=1, description="accept pairs at or above this probability "
+    match_probability: float = Field(0.95, gt=0, lt=1, description="accept pairs at or above this probability "
                                      "(the prior is the chance that two random records match)")
     tf_max_boost: float = Field(1.0, ge=0, description="bits a rare value may add to an exact match's weight")
     tf_max_penalty: float = Field(5.0, ge=0, description="bits a common value may take from it")

@@ -87,8 +87,24 @@ def one_typo(left: Column, right: Column) -> Column:
             .when(distance.isNotNull(), F.lit(False)))
 
 
-def _levels(c: ComparisonSettings, types: dict[str, T.DataType]) -> list[Level]:
-    """The comparison's levels, best first (``exact`` first, ``different`` not listed)."""
+def full_swap_fields(comparisons: Sequence[ComparisonSettings]) -> frozenset[str]:
+    """The name comparisons that swap with one listed before them which swaps back: their swapped level is
+    ``swapped_both_ways`` (both names crossed), so that one crosswise agreement (a given name equal to the
+    other record's surname) counts once, at the comparison listed first, and a full swap twice, as two
+    names agreeing (docs/identity.md, "Comparisons and levels")."""
+    partners: dict[str, str] = {}
+    both_ways = set()
+    for c in comparisons:
+        if c.swap_with and partners.get(c.swap_with) == c.field:
+            both_ways.add(c.field)
+        if c.swap_with:
+            partners[c.field] = c.swap_with
+    return frozenset(both_ways)
+
+
+def _levels(c: ComparisonSettings, types: dict[str, T.DataType], both_ways: bool = False) -> list[Level]:
+    """The comparison's levels, best first (``exact`` first, ``different`` not listed); ``both_ways``: its
+    swapped level needs both names crossed (``full_swap_fields``)."""
     left, right = F.col(f"l.{c.field}"), F.col(f"r.{c.field}")
     similarity = F.col(SIMILARITY)
     levels = [Level("exact", lambda: left == right)]
@@ -98,7 +114,9 @@ def _levels(c: ComparisonSettings, types: dict[str, T.DataType]) -> list[Level]:
             levels.append(Level("nickname", lambda: F.col(f"l.{canonical}") == F.col(f"r.{canonical}")))
         if c.swap_with:
             other = c.swap_with
-            levels.append(Level("swapped", lambda: (left == F.col(f"r.{other}")) | (right == F.col(f"l.{other}"))))
+            crossed_l, crossed_r = left == F.col(f"r.{other}"), right == F.col(f"l.{other}")
+            levels.append(Level("swapped_both_ways", lambda: crossed_l & crossed_r) if both_ways
+                          else Level("swapped", lambda: crossed_l | crossed_r))
     if c.kind in ("name", "text"):
         for distance in damerau_levenshtein_bands(c):
             levels.append(Level(f"damerau_levenshtein<={distance}",
@@ -213,9 +231,10 @@ def exact_key(c: ComparisonSettings) -> Column:
     return F.col(c.field)
 
 
-def level_names(c: ComparisonSettings) -> list[str]:
-    """The comparison's level names, worst (``different``, index 0) to best (``exact``)."""
-    return ["different", *[level.name for level in reversed(_levels(c, {}))]]
+def level_names(c: ComparisonSettings, both_ways: bool = False) -> list[str]:
+    """The comparison's level names, worst (``different``, index 0) to best (``exact``); ``both_ways`` as
+    ``full_swap_fields`` says."""
+    return ["different", *[level.name for level in reversed(_levels(c, {}, both_ways))]]
 
 
 @dataclass(frozen=True)
@@ -292,8 +311,8 @@ def attach_records(pairs: DataFrame, records: DataFrame, broadcast: bool = False
             .join(packed.withColumnRenamed("v", "r"), F.col("record_b") == F.col("_id")).drop("_id"))
 
 
-def _level(c: ComparisonSettings, types: dict[str, T.DataType]) -> Column:
-    levels = _levels(c, types)
+def _level(c: ComparisonSettings, types: dict[str, T.DataType], both_ways: bool) -> Column:
+    levels = _levels(c, types, both_ways)
     level = F.when(_null(c), F.lit(NULL_LEVEL))
     for index, spec in zip(range(len(levels), 0, -1), levels, strict=True):
         level = level.when(spec.condition(), F.lit(index))
@@ -320,5 +339,7 @@ def compare(pairs: DataFrame, comparisons: Sequence[ComparisonSettings]) -> Data
             inputs += [F.when(undecided, left).alias(f"{spec.field}_l"),
                        F.when(undecided, right).alias(f"{spec.field}_r")]
         with_similarity = pairs.withColumn(SIMILARITY, similarity_udf(specs)(F.struct(*inputs)))
-    out = with_similarity.select("*", *[_level(c, types).alias(f"lvl_{c.field}") for c in comparisons])
+    both_ways = full_swap_fields(comparisons)
+    out = with_similarity.select("*", *[_level(c, types, c.field in both_ways).alias(f"lvl_{c.field}")
+                                        for c in comparisons])
     return out.drop(SIMILARITY) if specs else out

@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from cdp_spark.config import MatchingSettings
 from cdp_spark.identity.candidates import candidate_masks, oversized_blocks, source_labels, source_names
-from cdp_spark.identity.compare import attach_records, compare, exact_key, level_names
+from cdp_spark.identity.compare import attach_records, compare, exact_key, full_swap_fields, level_names
 from cdp_spark.identity.fellegi_sunter import (
     Agreement,
     FsModel,
@@ -97,7 +97,8 @@ def numbered_records(records: DataFrame) -> DataFrame:
 
 def model_levels(settings: MatchingSettings) -> dict[str, list[str]]:
     """Field -> level names, worst first, as the configuration defines them."""
-    return {c.field: level_names(c) for c in settings.comparisons}
+    both_ways = full_swap_fields(settings.comparisons)
+    return {c.field: level_names(c, c.field in both_ways) for c in settings.comparisons}
 
 
 def term_frequency_fields(settings: MatchingSettings) -> list[str]:

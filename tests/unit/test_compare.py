@@ -9,7 +9,14 @@ from chispa import assert_df_equality
 from pyspark.sql import functions as F
 
 from cdp_spark.config import ComparisonSettings
-from cdp_spark.identity.compare import attach_records, compare, exact_key, level_names, one_typo
+from cdp_spark.identity.compare import (
+    attach_records,
+    compare,
+    exact_key,
+    full_swap_fields,
+    level_names,
+    one_typo,
+)
 
 
 def levels_of(spark, records, pairs, comparisons):
@@ -29,13 +36,22 @@ def test_name_levels_nickname_swap_edit_words_and_jaro_winkler(spark):
                 ("d", "garcia lopez", "garcia lopez", "jose"),   # given name and surname swapped
                 ("e", "jsoe", "jsoe", "garcya lopez"),    # one transposition; one substitution
                 ("f", "josefa", "josefa", "lopez"),       # JW 0.933; a word of the other surname
-                ("g", None, None, "garcia lopez")],
+                ("g", None, None, "garcia lopez"),
+                ("h", "garcia lopez", "garcia lopez", "ruiz"),   # one crosswise agreement: a's surname
+                ("i", "maria", "maria", "jose")],                # one crosswise agreement: a's given name
                "record_id string, first string, canon string, last string")
-    pairs = [("a", x) for x in "bcdefg"]
+    pairs = [("a", x) for x in "bcdefghi"]
+    # a full swap is two names agreeing: both comparisons say so; one crosswise agreement counts once, at the
+    # comparison listed first, and the surnames of a / h and a / i are compared as they are
     expected = spark.createDataFrame([
         ("a", "b", 8, 7), ("a", "c", 7, 4), ("a", "d", 6, 6), ("a", "e", 5, 5), ("a", "f", 3, 4),
-        ("a", "g", -1, 7)], "record_a string, record_b string, lvl_first int, lvl_last int")
+        ("a", "g", -1, 7), ("a", "h", 6, 0), ("a", "i", 6, 0)],
+        "record_a string, record_b string, lvl_first int, lvl_last int")
     assert_df_equality(levels_of(spark, records, pairs, [first, last]), expected, ignore_nullable=True)
+    assert full_swap_fields([first, last]) == {"last"} and full_swap_fields([last, first]) == {"first"}
+    assert level_names(last, both_ways=True) == ["different", "jaro_winkler>=0.7", "jaro_winkler>=0.85",
+                                                 "jaro_winkler>=0.92", "words_contained", "damerau_levenshtein<=1",
+                                                 "swapped_both_ways", "exact"]
 
 
 def test_words_contained_needs_every_word_of_one_side_among_the_others(spark):
