@@ -49,11 +49,11 @@ def test_a_merge_that_loses_a_commit_race_is_computed_again_from_the_winners_ver
     stage = store._stage_files  # type: ignore[attr-defined]
     raced = []
 
-    def stage_then_let_another_writer_win(df, path, *checks):  # type: ignore[no-untyped-def]
+    def stage_then_let_another_writer_win(df, table, *keys):  # type: ignore[no-untyped-def]
         if not raced:  # the other writer commits between our snapshot and our commit, once
             raced.append(True)
             store.merge("silver.t", spark.createDataFrame([("a", 10), ("d", 4)], SCHEMA), ["id"])
-        return stage(df, path, *checks)
+        return stage(df, table, *keys)
 
     monkeypatch.setattr(store, "_stage_files", stage_then_let_another_writer_win)
     result = store.merge("silver.t", spark.createDataFrame([("a", 100), ("c", 3)], SCHEMA), ["id"])
@@ -71,11 +71,11 @@ def test_a_merge_that_keeps_losing_fails_clearly_after_its_attempts_and_leaves_t
     stage = store._stage_files  # type: ignore[attr-defined]
     winners: list[int] = []
 
-    def stage_then_let_another_writer_win(df, path, *checks):  # type: ignore[no-untyped-def]
+    def stage_then_let_another_writer_win(df, table, *keys):  # type: ignore[no-untyped-def]
         if len(winners) < 3 and df.where("n >= 100").count():  # our attempts only, not the winners' merges
             winners.append(10 * (len(winners) + 1))
             store.merge("silver.t", spark.createDataFrame([("a", winners[-1])], SCHEMA), ["id"])
-        return stage(df, path, *checks)
+        return stage(df, table, *keys)
 
     monkeypatch.setattr(store, "_stage_files", stage_then_let_another_writer_win)
     with pytest.raises(TableError, match=r"silver.t: another writer changed the same data first .*\(after 3 "

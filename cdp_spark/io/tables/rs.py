@@ -127,18 +127,18 @@ class RsDeltaStore:
         return self._parquet(table, current, [f for f in now if f not in before])
 
     # ---- writes --------------------------------------------------------------------------------
-    def _stage_files(self, df: DataFrame, table_path: str, unique_keys: Sequence[str] = (),
-                     table: str = "") -> tuple[list[Any], int]:
-        """Writes ``df`` as parquet into the table directory; returns AddActions and the row count. With
+    def _stage_files(self, df: DataFrame, table: str, unique_keys: Sequence[str] = ()) -> tuple[list[Any], int]:
+        """Writes ``df`` as parquet into the table's directory; returns AddActions and the row count. With
         ``unique_keys`` (a merge's), the staged rows are checked to hold each key once before any file is
         placed: reading back a few columns of the written files is far cheaper than computing the source's
         plan a second time for the check (docs/design.md §2)."""
+        table_path = self.path(table)
         staging = f"{table_path}/.staging-{uuid.uuid4().hex}"
         adds, rows = [], 0
         try:
             df.write.mode("overwrite").option("compression", "snappy").parquet(staging)
-            staged = {part: pq.read_metadata(part) for part in sorted(Path(staging).glob("part-*.parquet"))}
-            staged = {part: meta for part, meta in staged.items() if meta.num_rows > 0}
+            staged = {part: meta for part in sorted(Path(staging).glob("part-*.parquet"))
+                      if (meta := pq.read_metadata(part)).num_rows > 0}
             if unique_keys and staged:  # by file: Spark warns that it ignores the hidden staging directory
                 reject_duplicate_keys(self.spark.read.schema(df.schema).parquet(*map(str, staged)), unique_keys, table)
             for part, meta in staged.items():
@@ -195,8 +195,7 @@ class RsDeltaStore:
         Path(table_path).mkdir(parents=True, exist_ok=True)
         if not self.exists(table):
             schema = nullable_schema(df.schema)
-            adds, rows = self._stage_files(df.select(*[F.col(f"`{c}`") for c in df.columns]), table_path,
-                                           unique_keys, table)
+            adds, rows = self._stage_files(df.select(*[F.col(f"`{c}`") for c in df.columns]), table, unique_keys)
             try:
                 create_table_with_add_actions(table_path, Schema.from_arrow(arrow_schema_of(schema)), adds,
                                               mode="error",
@@ -221,7 +220,7 @@ class RsDeltaStore:
             if new_columns:
                 self._add_columns(dt, aligned.schema, new_columns)
                 dt = self._open(table)
-        adds, rows = self._stage_files(aligned, table_path, unique_keys, table)
+        adds, rows = self._stage_files(aligned, table, unique_keys)
         self._commit(table, adds, lambda: dt.create_write_transaction(
             adds, mode=mode, schema=arrow_schema_of(schema),
             commit_properties=self._commit_properties(txn, mode.upper(), metadata)))
@@ -332,7 +331,7 @@ class RsDeltaStore:
         if new_columns:
             self._add_columns(dt, source.schema, new_columns)
             dt = self._open(table)
-        adds, rows = self._stage_files(rewritten, self.path(table), keys, table)
+        adds, rows = self._stage_files(rewritten, table, keys)
         now = int(time.time() * 1000)
         by_uri = {uri: Path(uri.removeprefix("file://")).name for uri in dt.file_uris()}
         removes = [RemoveAction(path=by_uri[_normalise_uri(u, by_uri)], data_change=True, deletion_timestamp=now)
