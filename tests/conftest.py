@@ -51,7 +51,7 @@ def spark() -> Iterator[SparkSession]:
         shuffle_partitions=1,
         driver_memory="3g",
         jars=[POSTGRES_JAR, *JVM_JARS],
-        # no class-data-sharing archive in the user's cache (two workers would dump ~200 MB each at exit on
+        # no class-data-sharing archive in the user's cache (each worker would dump ~200 MB at exit on
         # every new checkout); tests/integration/test_class_archive_jvm.py runs it in a temporary folder
         class_data_sharing=False,
         conf={"spark.sql.adaptive.enabled": "false", "spark.sql.autoBroadcastJoinThreshold": "-1",
