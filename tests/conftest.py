@@ -1,5 +1,5 @@
 """One Spark session for the whole run (a session costs ~7 s here), tuned like splink's test setup:
-one shuffle partition, no UI, small driver, the JIT's first tier only, interpreted stand-alone projections."""
+one shuffle partition, no UI, small driver, the JIT's first tier only, no generated code."""
 
 from __future__ import annotations
 
@@ -59,11 +59,12 @@ def spark() -> Iterator[SparkSession]:
               # compiler's work on two cores (test_ingest 106 -> 92 s, test_rfm + test_scores 62 -> 50 s)
               "spark.driver.extraJavaOptions": " ".join(
                   [LOCAL_CONF["spark.driver.extraJavaOptions"], "-XX:TieredStopAtLevel=1"]),
-              # projections outside whole-stage code generation interpreted, as Spark's own tests can run
-              # them: on small data, generating their Java source (regex passes over it) and compiling it cost
-              # more than the rows (a fifth of the driver JVM's samples in a flight recording of the demo
-              # pipeline; test_ingest + both end-to-end tests 582 -> 476 s). Whole-stage code generation
-              # stays on, and the packaging test runs the pipeline with the product's settings.
+              # no generated code, as Spark's own tests can run: on small data, generating Java source (regex
+              # passes over it) and compiling it cost more than the rows (a fifth of the driver JVM's samples
+              # in a flight recording of the demo pipeline; test_ingest + both end-to-end tests 582 -> 476 s).
+              # This mode also turns whole-stage code generation off (Spark's CollapseCodegenStages checks
+              # it); the packaging test runs the pipeline with the product's settings, and the tests that need
+              # generated code (test_session.py) set the mode for themselves.
               "spark.sql.codegen.factoryMode": "NO_CODEGEN"},
     )
     session = build_session(settings)

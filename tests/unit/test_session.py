@@ -76,3 +76,26 @@ def test_local_mode_binds_to_loopback_unless_told_otherwise(monkeypatch):
     monkeypatch.setenv("SPARK_LOCAL_IP", "10.1.2.3")
     bind_local_mode_to_loopback("local[2]")
     assert os.environ["SPARK_LOCAL_IP"] == "10.1.2.3"
+
+
+def test_a_long_lived_session_reuses_its_compiled_code(spark):
+    """A pipeline run generates about 900 classes: the session keeps them (not Spark's default 100), so a
+    plan seen before is not compiled again after many others (planned and compiled, no job run)."""
+    compilations = spark._jvm.org.apache.spark.metrics.source.CodegenMetrics.METRIC_COMPILATION_TIME()
+
+    def compile_plan(factor: int) -> None:  # the literal is part of the generated code: one new class each
+        spark.range(3).selectExpr(f"id * {factor} + 1 AS x")._jdf.queryExecution().executedPlan().execute()
+
+    suite_mode = spark.conf.get("spark.sql.codegen.factoryMode")
+    spark.conf.set("spark.sql.codegen.factoryMode", "FALLBACK")  # the product's code generation (conftest)
+    try:
+        compile_plan(70001)
+        before = compilations.getCount()
+        for factor in range(70002, 70152):
+            compile_plan(factor)
+        between = compilations.getCount()
+        compile_plan(70001)
+        after = compilations.getCount()
+    finally:
+        spark.conf.set("spark.sql.codegen.factoryMode", suite_mode)
+    assert (between - before, after - between) == (150, 0)
