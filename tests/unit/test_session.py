@@ -98,5 +98,5 @@ def test_a_long_lived_session_reuses_its_compiled_code(spark):
         after = compilations.getCount()
     finally:
         spark.conf.set("spark.sql.codegen.factoryMode", suite_mode)
-    # at least the 150 new classes (more only if another thread compiled meanwhile), then none
-    assert (between - before >= 150, after - between) == (True, 0)
+    assert between - before >= 150  # the 150 new classes (more only if another thread compiled meanwhile)
+    assert after == between  # the first plan's class was still kept: nothing compiled
