@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import click
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -74,14 +76,22 @@ class StageMemory(logging.Handler):
         self._thread.join()
 
 
+def delta_columns(table: Path, columns: list[str]) -> pa.Table:
+    """``columns`` of the local Delta table's current version. Its data files are read by pyarrow itself, as
+    the rs engine reads them: a scan through deltalake's own file system (``to_pyarrow_table``) leaves a
+    thread that aborts the process at exit ("terminate called without an active exception", delta-rs
+    issue 2184; deltalake 1.6 with pyarrow 26), and this script's child must exit cleanly."""
+    from deltalake import DeltaTable
+
+    return pq.read_table(DeltaTable(str(table)).file_uris(), columns=columns)
+
+
 def stage_rows(lake: Path, persons: int) -> dict[str, int]:
     """The rows each stage works through: source rows for ingest and normalise, person records for
     resolve, persons for the stages after it."""
-    from deltalake import DeltaTable
-
-    log = DeltaTable(str(lake / "meta" / "ingestion_log")).to_pyarrow_table(columns=["rows_read"])
+    log = delta_columns(lake / "meta" / "ingestion_log", ["rows_read"])
     source_rows = int(sum(log.column("rows_read").to_pylist()))
-    records = DeltaTable(str(lake / "gold" / "person_registry")).to_pyarrow_table(columns=["record_id"]).num_rows
+    records = delta_columns(lake / "gold" / "person_registry", ["record_id"]).num_rows
     return {"ingest": source_rows, "normalise": source_rows, "resolve": records, "score": persons,
             "predict": persons, "report": persons, "validate": persons, "sync": persons, "export": persons}
 
@@ -154,10 +164,8 @@ def fixed_costs(lake: Path, run_id: str, seconds: dict[str, float]) -> dict[str,
     """Seconds per landing file ingested and per table validated in the run (from meta.ingestion_log and
     quality.results): at the smallest size nearly all of those stages is per-item overhead (Spark jobs,
     commits, suite set-up), not rows."""
-    from deltalake import DeltaTable
-
     def run_rows(table: str, column: str) -> set[str]:
-        rows = DeltaTable(str(lake / table)).to_pyarrow_table(columns=["run_id", column]).to_pylist()
+        rows = delta_columns(lake / table, ["run_id", column]).to_pylist()
         return {r[column] for r in rows if r["run_id"] == run_id}
 
     files = len(run_rows("meta/ingestion_log", "file"))
