@@ -66,8 +66,11 @@ def spark_scores(work: Path, out: Path, shuffle_partitions: int) -> dict[str, ob
     try:
         start = time.monotonic()
         read = {name: spark.read.parquet(str(work / name)) for name in TABLES}
-        facts = order_facts(read["orders"], read["registry"], read["stores"], settings.business_timezone, AS_OF)
-        categories = category_orders(facts, order_items(read["order_items"], read["products"]))
+        # persisted as the score stage persists them (pipelines/score.py, purchase_facts: predict and the
+        # report read them too)
+        facts = order_facts(read["orders"], read["registry"], read["stores"], settings.business_timezone,
+                            AS_OF).persist()
+        categories = category_orders(facts, order_items(read["order_items"], read["products"])).persist()
         library = score_library(read["registry"].select("person_id").distinct(), facts, categories, AS_OF,
                                 settings.lifecycle).persist()
         cuts = cut_points(library, settings.rfm.groups)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -30,7 +31,8 @@ ITEMS = [("o1", "A", 2), ("o1", "B", 1), ("o2", "B", 1), ("o3", "B", 1), ("o4", 
          ("o7", "A", 1), ("o8", "C", 1), ("o9", "B", 2)]
 
 
-def test_score_library_hand_computed(spark):
+def _inputs(spark):
+    """(persons, facts, categories) of the literal dataset above."""
     orders = spark.createDataFrame(ORDERS, "order_id string, customer_source string, customer_key string, "
                                            "store_id string, channel string, order_ts timestamp, "
                                            "gross_amount decimal(12,2), discount_amount decimal(12,2)")
@@ -43,8 +45,12 @@ def test_score_library_hand_computed(spark):
                                      "product_id string, category string")
     items = order_items(spark.createDataFrame(ITEMS, "order_id string, product_id string, quantity int"), products)
     facts = order_facts(orders, registry, stores, "Europe/Madrid", AS_OF)
-    persons = registry.select("person_id").distinct()
-    got = score_library(persons, facts, category_orders(facts, items), AS_OF, LifecycleSettings()).orderBy("person_id")
+    return registry.select("person_id").distinct(), facts, category_orders(facts, items)
+
+
+def test_score_library_hand_computed(spark):
+    persons, facts, categories = _inputs(spark)
+    got = score_library(persons, facts, categories, AS_OF, LifecycleSettings()).orderBy("person_id")
     assert got.columns == ["person_id", "as_of", *[s.column for s in SCORES if not s.column.startswith("rfm_")]]
     expected = spark.createDataFrame([
         # P1: o1, o2, o4 (o3 refund, o5 after as-of): gaps 10, 10 -> mu 10, sigma max(0, 2.5); t = 9: approaching
@@ -72,6 +78,40 @@ def test_score_library_hand_computed(spark):
        "discounted_orders_rate double, average_discount_rate double, days_since_last_order int, "
        "days_since_first_order int, hibernation_state string")
     assert_df_equality(got, expected, ignore_nullable=True)
+
+
+def _shuffles(plan: str) -> list[tuple[str, str]]:
+    """(exchange, its child) of each shuffle in a physical plan's text, without the plans of cached frames
+    (the subtree under an InMemoryRelation) and without expression ids and plan ids."""
+    lines, cached_at = [], None
+    for line in plan.splitlines():
+        depth = len(line) - len(line.lstrip(" :+-"))
+        if cached_at is not None and depth > cached_at:
+            continue
+        cached_at = depth if "InMemoryRelation" in line else None
+        lines.append(re.sub(r"#\d+|, \[plan_id=\d+\]", "", line.strip(" :+-")))
+    return [(line, lines[i + 1].split(" +- ")[0]) for i, line in enumerate(lines)
+            if re.match(r"Exchange ", line)]
+
+
+def test_the_library_shuffles_only_the_persons_once_facts_and_categories_are_persisted(spark):
+    """The order facts and the per-category purchases come partitioned by person_id (docs/design.md §5,
+    "Layout of the order facts"): over their persisted copies, as the score stage reads them, every
+    aggregation and join of the library keeps that partitioning, and the only shuffle left is the persons'."""
+    partitions = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", "4")  # more than one, or any layout would satisfy a join
+    try:
+        persons, facts, categories = _inputs(spark)
+        facts, categories = facts.persist(), categories.persist()
+        library = score_library(persons, facts, categories, AS_OF, LifecycleSettings())
+        library.collect()
+        shuffles = _shuffles(str(library._jdf.queryExecution().executedPlan().toString()))
+        assert shuffles == [("Exchange hashpartitioning(person_id, 4), ENSURE_REQUIREMENTS",
+                             "HashAggregate(keys=[person_id], functions=[], output=[person_id])")]
+        facts.unpersist()
+        categories.unpersist()
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", partitions)
 
 
 def test_scores_list_prints_the_registry():
