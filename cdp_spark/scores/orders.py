@@ -32,8 +32,8 @@ from pyspark.sql import functions as F
 
 def _person_partitions(frame: DataFrame) -> int:
     """The session's shuffle partitions. Partitioned by person_id into that many, a frame lines up with every
-    other shuffle on person_id, so joins and aggregations on it keep its partitioning. A fixed number: adaptive
-    execution's coalescing would leave a partitioning the other side of a join cannot match."""
+    other shuffle on person_id, so joins and aggregations on it keep its partitioning. A fixed number, which
+    adaptive execution does not coalesce, so the partitioning stays the one those other shuffles produce."""
     return int(frame.sparkSession.conf.get("spark.sql.shuffle.partitions") or 1)
 
 
