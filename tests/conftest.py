@@ -40,6 +40,32 @@ if getattr(_main, "__spec__", None) is None and not hasattr(_main, "__file__"):
     _main.__file__ = "<pytest-xdist worker>"
 
 
+# The suite's SQL settings (see the session below). A test that runs the product's entry points in this process
+# builds its session with the product's settings, which applies them to this shared session; they are set back
+# after every test, so the tests after it run as the suite intends and not as whichever test ran before.
+SUITE_SQL_CONF = {"spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabled": "false",
+                  "spark.sql.autoBroadcastJoinThreshold": "-1",
+                  # no generated code, as Spark's own tests can run: on small data, generating Java source
+                  # (regex passes over it) and compiling it cost more than the rows (a fifth of the driver JVM's
+                  # samples in a flight recording of the demo pipeline; test_ingest + both end-to-end tests
+                  # 582 -> 476 s). This mode also turns whole-stage code generation off (Spark's
+                  # CollapseCodegenStages checks it); the packaging test runs the pipeline with the product's
+                  # settings, and the tests that need generated code (test_session.py) set the mode for
+                  # themselves.
+                  "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+
+
+@pytest.fixture(autouse=True)
+def _suite_sql_settings() -> Iterator[None]:
+    yield
+    session = SparkSession.getActiveSession()
+    if session is None:
+        return
+    for key, value in SUITE_SQL_CONF.items():
+        if session.conf.get(key, None) != value:
+            session.conf.set(key, value)
+
+
 @pytest.fixture(scope="session")
 def spark() -> Iterator[SparkSession]:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -54,18 +80,11 @@ def spark() -> Iterator[SparkSession]:
         # no class-data-sharing archive in the user's cache (each worker would dump ~200 MB at exit on
         # every new checkout); tests/integration/test_class_archive_jvm.py runs it in a temporary folder
         class_data_sharing=False,
-        conf={"spark.sql.adaptive.enabled": "false", "spark.sql.autoBroadcastJoinThreshold": "-1",
+        conf={**SUITE_SQL_CONF,
               # small data through many code paths: the JIT's first tier alone costs less than the optimising
               # compiler's work on two cores (test_ingest 106 -> 92 s, test_rfm + test_scores 62 -> 50 s)
               "spark.driver.extraJavaOptions": " ".join(
-                  [LOCAL_CONF["spark.driver.extraJavaOptions"], "-XX:TieredStopAtLevel=1"]),
-              # no generated code, as Spark's own tests can run: on small data, generating Java source (regex
-              # passes over it) and compiling it cost more than the rows (a fifth of the driver JVM's samples
-              # in a flight recording of the demo pipeline; test_ingest + both end-to-end tests 582 -> 476 s).
-              # This mode also turns whole-stage code generation off (Spark's CollapseCodegenStages checks
-              # it); the packaging test runs the pipeline with the product's settings, and the tests that need
-              # generated code (test_session.py) set the mode for themselves.
-              "spark.sql.codegen.factoryMode": "NO_CODEGEN"},
+                  [LOCAL_CONF["spark.driver.extraJavaOptions"], "-XX:TieredStopAtLevel=1"])},
     )
     session = build_session(settings)
     session.sparkContext.setCheckpointDir(checkpoint_dir)
