@@ -55,15 +55,19 @@ SUITE_SQL_CONF = {"spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabl
                   "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
 
 
+def restore_suite_sql_conf(session: SparkSession) -> None:
+    """Sets ``SUITE_SQL_CONF`` on the session where a test changed it."""
+    for key, value in SUITE_SQL_CONF.items():
+        if session.conf.get(key, None) != value:
+            session.conf.set(key, value)
+
+
 @pytest.fixture(autouse=True)
 def _suite_sql_settings() -> Iterator[None]:
     yield
     session = SparkSession.getActiveSession()
-    if session is None:
-        return
-    for key, value in SUITE_SQL_CONF.items():
-        if session.conf.get(key, None) != value:
-            session.conf.set(key, value)
+    if session is not None:
+        restore_suite_sql_conf(session)
 
 
 @pytest.fixture(scope="session")

@@ -98,24 +98,23 @@ def test_the_library_shuffles_only_the_persons_once_facts_and_categories_are_per
     """The order facts and the per-category purchases come partitioned by person_id (docs/design.md §5,
     "Layout of the order facts"): over their persisted copies, as the score stage reads them, every
     aggregation and join of the library keeps that partitioning, and the only shuffle left is the persons'."""
-    # more than one partition, or any layout would satisfy a join; adaptive execution off, as the suite's
-    # session starts (tests that run the product's entry points in this process apply its settings to the
-    # shared session, adaptive execution included), so the plan's text has no adaptive query stages
+    # more than one partition, or any layout would satisfy a join (the suite runs on one); adaptive execution
+    # off, as the suite's session has it, so the plan's text has no adaptive query stages
     settings = {"spark.sql.shuffle.partitions": "4", "spark.sql.adaptive.enabled": "false"}
     before = {key: spark.conf.get(key) for key in settings}
     for key, value in settings.items():
         spark.conf.set(key, value)
+    persons, facts, categories = _inputs(spark)
+    facts, categories = facts.persist(), categories.persist()
     try:
-        persons, facts, categories = _inputs(spark)
-        facts, categories = facts.persist(), categories.persist()
         library = score_library(persons, facts, categories, AS_OF, LifecycleSettings())
         library.collect()
         shuffles = _shuffles(str(library._jdf.queryExecution().executedPlan().toString()))
         assert shuffles == [("Exchange hashpartitioning(person_id, 4), ENSURE_REQUIREMENTS",
                              "HashAggregate(keys=[person_id], functions=[], output=[person_id])")]
+    finally:
         facts.unpersist()
         categories.unpersist()
-    finally:
         for key, value in before.items():
             spark.conf.set(key, value)
 

@@ -5,13 +5,14 @@ import sys
 
 from cdp_spark.config import SparkSettings, load_config
 from cdp_spark.session import (
+    build_session,
     delta_spark_available,
     existing_jars,
     jdbc_driver_loadable,
     s3a_available,
     session_conf,
 )
-from tests.conftest import JVM_JARS, REPO_ROOT
+from tests.conftest import JVM_JARS, REPO_ROOT, SUITE_SQL_CONF, restore_suite_sql_conf
 
 
 def test_local_mode_is_tuned_for_two_cores():
@@ -23,6 +24,20 @@ def test_local_mode_is_tuned_for_two_cores():
     assert conf["spark.pyspark.python"] == os.environ.get("PYSPARK_PYTHON", sys.executable)
     # wide generated projections (matching's comparison levels) must be JIT-compiled, not interpreted
     assert "-XX:-DontCompileHugeMethods" in conf["spark.driver.extraJavaOptions"].split()
+
+
+def test_a_product_session_in_the_suites_process_is_set_back_to_the_suites_sql_settings(spark):
+    """An entry point run in a test's process builds its session with the product's settings: getOrCreate
+    returns the suite's session with them applied. The suite's autouse fixture sets its own back after every
+    test (``restore_suite_sql_conf``), so no later test runs with what an earlier one left."""
+    keys = list(SUITE_SQL_CONF)
+    try:
+        product = build_session(load_config(REPO_ROOT / "conf", "local").spark)
+        assert product is spark
+        assert [spark.conf.get(key) for key in keys] == ["4", "true", "-1", "NO_CODEGEN"]
+    finally:
+        restore_suite_sql_conf(spark)
+    assert [spark.conf.get(key) for key in keys] == ["1", "false", "-1", "NO_CODEGEN"]
 
 
 def test_cluster_never_sets_master_or_local_tuning():
