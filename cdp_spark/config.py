@@ -50,6 +50,10 @@ class SparkSettings(Model):
     run's JVM exits), so it starts and runs its first queries sooner (docs/design.md §9, "JVM start")"""
     class_archive_dir: str | None = None
     """where those archives are kept (about 200 MB each); default $XDG_CACHE_HOME or ~/.cache, /cdp-spark/jvm"""
+    generated_code_min_rows: int = Field(200_000, ge=0)
+    """``cdp run``: normalise, score, predict, report and validate run on Spark's expression interpreter, without
+    generated code, while the lake's largest bronze table holds fewer rows (docs/design.md §9, "Compiled code");
+    0 always generates code"""
 
 
 class StorageSettings(Model):

@@ -11,6 +11,8 @@ import glob
 import logging
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pyspark import SparkContext
@@ -208,3 +210,26 @@ def jdbc_driver_loadable(spark: SparkSession, driver_class: str) -> bool:
         return True
     except Exception:
         return False
+
+
+CODEGEN_FACTORY_MODE = "spark.sql.codegen.factoryMode"
+
+
+@contextmanager
+def interpreted(spark: SparkSession, active: bool = True) -> Iterator[None]:
+    """Queries planned and run inside use Spark's expression interpreter instead of generated Java (which also
+    turns whole-stage code generation off) when ``active``; the session's own setting is back afterwards. On
+    small data compiling a class per query and running it cold in the JVM costs more than interpreting
+    (docs/design.md §9, "Compiled code")."""
+    if not active:
+        yield
+        return
+    before = spark.conf.get(CODEGEN_FACTORY_MODE)
+    spark.conf.set(CODEGEN_FACTORY_MODE, "NO_CODEGEN")
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(CODEGEN_FACTORY_MODE)
+        else:
+            spark.conf.set(CODEGEN_FACTORY_MODE, before)

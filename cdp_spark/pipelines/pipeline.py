@@ -39,6 +39,7 @@ from cdp_spark.pipelines import export, ingest, normalise, predict, report, reso
 from cdp_spark.pipelines.common import RunContext, StageError, make_context, record_manifest, unchanged_since
 from cdp_spark.progress import StageProgress
 from cdp_spark.quality.gate import preload_ge
+from cdp_spark.session import interpreted
 
 log = logging.getLogger("cdp.pipeline")
 
@@ -48,13 +49,17 @@ class Stage:
     """One stage: ``run(spark, cfg, ctx)``. A ``dated`` stage runs once per as-of date of a backfill. A
     ``reusable`` stage is skipped when its last run for the date is still current (``unchanged_since``), given
     the hash of its settings (``settings_hash``, default the config's fingerprint) and, when it writes outside
-    the lake, that those results are still there (``results_present``)."""
+    the lake, that those results are still there (``results_present``). Ingest and resolve always run generated
+    code: ingest's size is its new files, and resolve compares many candidate pairs per record, where generated
+    code was faster at every size measured (docs/design.md §9, "Compiled code")."""
 
     run: Callable[[SparkSession, CdpConfig, RunContext], Any]
     dated: bool = False
     reusable: bool = False
     settings_hash: Callable[[RunContext], str] | None = None
     results_present: Callable[[RunContext], bool] | None = None
+    interpreted_when_small: bool = False
+    """run on Spark's expression interpreter while the lake is small (``spark.generated_code_min_rows``)"""
 
     def reusable_run(self, name: str, ctx: RunContext) -> str | None:
         """The id of the run whose results this stage would compute again, or None."""
@@ -68,12 +73,13 @@ class Stage:
 
 STAGES: dict[str, Stage] = {
     "ingest": Stage(ingest.run),
-    "normalise": Stage(normalise.run, reusable=True),
+    "normalise": Stage(normalise.run, reusable=True, interpreted_when_small=True),
     "resolve": Stage(resolve.run, reusable=True),
-    "score": Stage(score.run, dated=True, reusable=True),
-    "predict": Stage(predict.run, dated=True, reusable=True),
-    "report": Stage(report.run, dated=True, reusable=True, results_present=report.html_present),
-    "validate": Stage(validate.run, reusable=True, settings_hash=validate.settings_hash),
+    "score": Stage(score.run, dated=True, reusable=True, interpreted_when_small=True),
+    "predict": Stage(predict.run, dated=True, reusable=True, interpreted_when_small=True),
+    "report": Stage(report.run, dated=True, reusable=True, results_present=report.html_present,
+                    interpreted_when_small=True),
+    "validate": Stage(validate.run, reusable=True, settings_hash=validate.settings_hash, interpreted_when_small=True),
     "sync": Stage(sync.run),
     "export": Stage(export.run),
 }
@@ -109,6 +115,34 @@ def summarise(ctx: RunContext, seconds: dict[str, float], skipped: dict[str, str
     if PERSON_PROFILE in summary.tables:
         summary.persons = int(summary.tables[PERSON_PROFILE]["rows"])
     return summary
+
+
+def largest_bronze_rows(ctx: RunContext) -> int:
+    """Rows of the largest bronze table of the configured sources (0 before anything was ingested): the lake's
+    size, read from the tables' logs."""
+    tables = sorted({bronze_of(source.entity) for source in ctx.cfg.all_sources().values()})
+    return max((ctx.store.row_count(table) for table in tables if ctx.store.exists(table)), default=0)
+
+
+class LakeSize:
+    """Whether the lake is small enough for the interpreter (``spark.generated_code_min_rows``): measured once
+    per run, when a stage first asks, which is after ingest (the first stage of a plan)."""
+
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        self.rows: int | None = None
+
+    def small(self) -> bool:
+        limit = self.ctx.cfg.spark.generated_code_min_rows
+        if not limit:
+            return False
+        if self.rows is None:
+            self.rows = largest_bronze_rows(self.ctx)
+            interpreting = [name for name, spec in STAGES.items() if spec.interpreted_when_small]
+            log.info("largest bronze table: %d rows (spark.generated_code_min_rows %d): %s", self.rows, limit,
+                     f"{', '.join(interpreting)} run on Spark's interpreter" if self.rows < limit
+                     else "every stage runs generated code")
+        return self.rows < limit
 
 
 def as_of_dates(since: date | None, until: date, every_days: int = 1) -> list[date]:
@@ -167,6 +201,7 @@ def _run_plan(spark: SparkSession, cfg: CdpConfig, ctx: RunContext, plan: list[t
     current = ""
     if cfg.quality.enabled and "validate" in {stage for stage, _ in plan}:
         preload_ge()
+    lake = LakeSize(ctx)
     try:
         for current, as_of in plan:
             started = time.monotonic()
@@ -179,8 +214,9 @@ def _run_plan(spark: SparkSession, cfg: CdpConfig, ctx: RunContext, plan: list[t
                          "--full-refresh recomputes)", current, previous, as_of)
             else:
                 log.info("stage %s: started (run %s, as of %s)", current, ctx.run_id, as_of)
-                with StageProgress(spark, current):
-                    STAGES[current].run(spark, cfg, stage_ctx)
+                spec = STAGES[current]
+                with StageProgress(spark, current), interpreted(spark, spec.interpreted_when_small and lake.small()):
+                    spec.run(spark, cfg, stage_ctx)
                 quarantined += int(stage_ctx.counts.get("ingest", {}).get("rows_quarantined", 0))
             took = time.monotonic() - started
             seconds[current] = round(seconds.get(current, 0.0) + took, 1)

@@ -1,14 +1,17 @@
 """The stage plan of a run: which stage runs as of which date, with and without --since; the frames the
-stages of a run share."""
+stages of a run share; which stages run on Spark's interpreter."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
+from pyspark.sql import types as T
 
+from cdp_spark.catalog import bronze_of
 from cdp_spark.pipelines.common import SharedFrames, StageError, make_context, stage
-from cdp_spark.pipelines.pipeline import STAGES, as_of_dates, stage_plan
+from cdp_spark.pipelines.pipeline import STAGES, as_of_dates, run, stage_plan
 
 D = date.fromisoformat
 
@@ -129,3 +132,35 @@ def test_a_stage_is_reused_only_while_what_it_read_and_wrote_is_as_it_left_it(sp
     assert Stage(fake_stage, reusable=True, results_present=lambda _: True).reusable_run("fake", ctx) == fourth
     assert Stage(fake_stage, reusable=True, results_present=lambda _: False).reusable_run("fake", ctx) is None
     assert Stage(fake_stage).reusable_run("fake", ctx) is None
+
+
+CODEGEN_MODE = "spark.sql.codegen.factoryMode"
+
+
+def test_a_small_lake_runs_the_stages_after_ingest_but_resolve_on_the_interpreter(spark, cfg_factory, monkeypatch,
+                                                                                  tmp_path):
+    """Which code generation each stage runs with, by the lake's largest bronze table measured once, after ingest
+    (whose stand-in here adds three rows to a bronze table of three: six)."""
+    schema = T.StructType([T.StructField("n", T.LongType())])
+    seen: dict[str, list[str | None]] = {}
+
+    def recording(name: str):
+        def run(spark_, cfg_, ctx_):
+            if name == "ingest":
+                ctx_.store.append_rows(bronze_of("customers"), [(4,), (5,), (6,)], schema)
+            seen.setdefault(name, []).append(spark_.conf.get(CODEGEN_MODE))
+        return run
+
+    for name, spec in STAGES.items():
+        monkeypatch.setitem(STAGES, name, replace(spec, run=recording(name), reusable=False))
+    for limit, small in ((7, True), (6, False), (0, False)):
+        cfg = cfg_factory(f"spark.generated_code_min_rows={limit}", "quality.enabled=false",
+                          data_dir=tmp_path / f"limit-{limit}")
+        ctx = make_context(spark, cfg, D("2026-06-30"))
+        ctx.store.append_rows(bronze_of("customers"), [(1,), (2,), (3,)], schema)
+        spark.conf.set(CODEGEN_MODE, "FALLBACK")  # the product's default (the suite interprets)
+        seen.clear()
+        run(spark, cfg, ctx)
+        interpreted = {"normalise", "score", "predict", "report", "validate"} if small else set()
+        assert seen == {name: ["NO_CODEGEN" if name in interpreted else "FALLBACK"] for name in STAGES}, limit
+        assert spark.conf.get(CODEGEN_MODE) == "FALLBACK"

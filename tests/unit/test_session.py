@@ -3,11 +3,14 @@ from __future__ import annotations
 import os
 import sys
 
+import pytest
+
 from cdp_spark.config import SparkSettings, load_config
 from cdp_spark.session import (
     build_session,
     delta_spark_available,
     existing_jars,
+    interpreted,
     jdbc_driver_loadable,
     s3a_available,
     session_conf,
@@ -115,3 +118,22 @@ def test_a_long_lived_session_reuses_its_compiled_code(spark):
         spark.conf.set("spark.sql.codegen.factoryMode", suite_mode)
     assert between - before >= 150  # the 150 new classes (more only if another thread compiled meanwhile)
     assert after == between  # the first plan's class was still kept: nothing compiled
+
+
+def test_interpreted_queries_generate_no_code_and_the_sessions_setting_comes_back(spark):
+    mode = "spark.sql.codegen.factoryMode"
+
+    def whole_stage_code_generated() -> bool:  # Spark marks a whole-stage generated operator "*(n)"
+        return "*(" in spark.range(3).selectExpr("id + 1 AS x")._jdf.queryExecution().executedPlan().toString()
+
+    spark.conf.set(mode, "FALLBACK")  # the product's default (the suite interprets)
+    assert whole_stage_code_generated()
+    with interpreted(spark):
+        assert spark.conf.get(mode) == "NO_CODEGEN" and not whole_stage_code_generated()
+        assert [r.x for r in spark.range(3).selectExpr("id + 1 AS x").collect()] == [1, 2, 3]
+    assert spark.conf.get(mode) == "FALLBACK" and whole_stage_code_generated()
+    with pytest.raises(ValueError), interpreted(spark):
+        raise ValueError("a failing stage")
+    assert spark.conf.get(mode) == "FALLBACK"
+    with interpreted(spark, active=False):
+        assert spark.conf.get(mode) == "FALLBACK"
