@@ -49,9 +49,10 @@ class Stage:
     """One stage: ``run(spark, cfg, ctx)``. A ``dated`` stage runs once per as-of date of a backfill. A
     ``reusable`` stage is skipped when its last run for the date is still current (``unchanged_since``), given
     the hash of its settings (``settings_hash``, default the config's fingerprint) and, when it writes outside
-    the lake, that those results are still there (``results_present``). Ingest and resolve always run generated
-    code: ingest's size is its new files, and resolve compares many candidate pairs per record, where generated
-    code was faster at every size measured (docs/design.md §9, "Compiled code")."""
+    the lake, that those results are still there (``results_present``). Stages not ``interpreted_when_small``
+    always run generated code: ingest's size is its new files, resolve compares many candidate pairs per record,
+    where generated code was faster at every size measured, and sync and export (off locally) were not measured
+    (docs/design.md §9, "Compiled code")."""
 
     run: Callable[[SparkSession, CdpConfig, RunContext], Any]
     dated: bool = False

@@ -137,19 +137,19 @@ def test_a_stage_is_reused_only_while_what_it_read_and_wrote_is_as_it_left_it(sp
 CODEGEN_MODE = "spark.sql.codegen.factoryMode"
 
 
-def test_a_small_lake_runs_the_stages_after_ingest_but_resolve_on_the_interpreter(spark, cfg_factory, monkeypatch,
-                                                                                  tmp_path):
+def test_a_small_lake_runs_normalise_score_predict_report_and_validate_on_the_interpreter(spark, cfg_factory,
+                                                                                         monkeypatch, tmp_path):
     """Which code generation each stage runs with, by the lake's largest bronze table measured once, after ingest
     (whose stand-in here adds three rows to a bronze table of three: six)."""
     schema = T.StructType([T.StructField("n", T.LongType())])
     seen: dict[str, list[str | None]] = {}
 
     def recording(name: str):
-        def run(spark_, cfg_, ctx_):
+        def stand_in(spark_, cfg_, ctx_):
             if name == "ingest":
                 ctx_.store.append_rows(bronze_of("customers"), [(4,), (5,), (6,)], schema)
             seen.setdefault(name, []).append(spark_.conf.get(CODEGEN_MODE))
-        return run
+        return stand_in
 
     for name, spec in STAGES.items():
         monkeypatch.setitem(STAGES, name, replace(spec, run=recording(name), reusable=False))
