@@ -16,7 +16,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from cdp_spark.config import SparkSettings
-from cdp_spark.session import LOCAL_CONF, build_session
+from cdp_spark.session import CODEGEN_FACTORY_MODE, LOCAL_CONF, build_session
 from tests.integration.packed_run import PackedPipeline, PackedRun
 
 POSTGRES_JAR = "/usr/share/java/postgresql.jar"
@@ -52,7 +52,7 @@ SUITE_SQL_CONF = {"spark.sql.shuffle.partitions": "1", "spark.sql.adaptive.enabl
                   # CollapseCodegenStages checks it); the packaging test runs the pipeline with the product's
                   # settings, and the tests that need generated code (test_session.py) set the mode for
                   # themselves.
-                  "spark.sql.codegen.factoryMode": "NO_CODEGEN"}
+                  CODEGEN_FACTORY_MODE: "NO_CODEGEN"}
 
 
 def restore_suite_sql_conf(session: SparkSession) -> None:

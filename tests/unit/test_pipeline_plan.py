@@ -12,6 +12,7 @@ from pyspark.sql import types as T
 from cdp_spark.catalog import bronze_of
 from cdp_spark.pipelines.common import SharedFrames, StageError, make_context, stage
 from cdp_spark.pipelines.pipeline import STAGES, as_of_dates, run, stage_plan
+from cdp_spark.session import CODEGEN_FACTORY_MODE
 
 D = date.fromisoformat
 
@@ -134,8 +135,6 @@ def test_a_stage_is_reused_only_while_what_it_read_and_wrote_is_as_it_left_it(sp
     assert Stage(fake_stage).reusable_run("fake", ctx) is None
 
 
-CODEGEN_MODE = "spark.sql.codegen.factoryMode"
-
 
 def test_a_small_lake_runs_normalise_score_predict_report_and_validate_on_the_interpreter(spark, cfg_factory,
                                                                                          monkeypatch, tmp_path):
@@ -148,7 +147,7 @@ def test_a_small_lake_runs_normalise_score_predict_report_and_validate_on_the_in
         def stand_in(spark_, cfg_, ctx_):
             if name == "ingest":
                 ctx_.store.append_rows(bronze_of("customers"), [(4,), (5,), (6,)], schema)
-            seen.setdefault(name, []).append(spark_.conf.get(CODEGEN_MODE))
+            seen.setdefault(name, []).append(spark_.conf.get(CODEGEN_FACTORY_MODE))
         return stand_in
 
     for name, spec in STAGES.items():
@@ -158,9 +157,9 @@ def test_a_small_lake_runs_normalise_score_predict_report_and_validate_on_the_in
                           data_dir=tmp_path / f"limit-{limit}")
         ctx = make_context(spark, cfg, D("2026-06-30"))
         ctx.store.append_rows(bronze_of("customers"), [(1,), (2,), (3,)], schema)
-        spark.conf.set(CODEGEN_MODE, "FALLBACK")  # the product's default (the suite interprets)
+        spark.conf.set(CODEGEN_FACTORY_MODE, "FALLBACK")  # the product's default (the suite interprets)
         seen.clear()
         run(spark, cfg, ctx)
         interpreted = {"normalise", "score", "predict", "report", "validate"} if small else set()
         assert seen == {name: ["NO_CODEGEN" if name in interpreted else "FALLBACK"] for name in STAGES}, limit
-        assert spark.conf.get(CODEGEN_MODE) == "FALLBACK"
+        assert spark.conf.get(CODEGEN_FACTORY_MODE) == "FALLBACK"

@@ -98,12 +98,10 @@ def test_the_library_shuffles_only_the_persons_once_facts_and_categories_are_per
     """The order facts and the per-category purchases come partitioned by person_id (docs/design.md §5,
     "Layout of the order facts"): over their persisted copies, as the score stage reads them, every
     aggregation and join of the library keeps that partitioning, and the only shuffle left is the persons'."""
-    # more than one partition, or any layout would satisfy a join (the suite runs on one); adaptive execution
-    # off, as the suite's session has it, so the plan's text has no adaptive query stages
-    settings = {"spark.sql.shuffle.partitions": "4", "spark.sql.adaptive.enabled": "false"}
-    before = {key: spark.conf.get(key) for key in settings}
-    for key, value in settings.items():
-        spark.conf.set(key, value)
+    # more than one partition, or any layout would satisfy a join (the suite runs on one, set back after the
+    # test); adaptive execution off, so the plan's text has no adaptive query stages
+    spark.conf.set("spark.sql.shuffle.partitions", "4")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
     persons, facts, categories = _inputs(spark)
     facts, categories = facts.persist(), categories.persist()
     try:
@@ -115,8 +113,6 @@ def test_the_library_shuffles_only_the_persons_once_facts_and_categories_are_per
     finally:
         facts.unpersist()
         categories.unpersist()
-        for key, value in before.items():
-            spark.conf.set(key, value)
 
 
 def test_scores_list_prints_the_registry():

@@ -7,6 +7,7 @@ import pytest
 
 from cdp_spark.config import SparkSettings, load_config
 from cdp_spark.session import (
+    CODEGEN_FACTORY_MODE,
     build_session,
     delta_spark_available,
     existing_jars,
@@ -104,24 +105,20 @@ def test_a_long_lived_session_reuses_its_compiled_code(spark):
     def compile_plan(factor: int) -> None:  # the literal is part of the generated code: one new class each
         spark.range(3).selectExpr(f"id * {factor} + 1 AS x")._jdf.queryExecution().executedPlan().execute()
 
-    suite_mode = spark.conf.get("spark.sql.codegen.factoryMode")
-    spark.conf.set("spark.sql.codegen.factoryMode", "FALLBACK")  # the product's code generation (conftest)
-    try:
-        compile_plan(70001)
-        before = compilations.getCount()
-        for factor in range(70002, 70152):
-            compile_plan(factor)
-        between = compilations.getCount()
-        compile_plan(70001)
-        after = compilations.getCount()
-    finally:
-        spark.conf.set("spark.sql.codegen.factoryMode", suite_mode)
+    spark.conf.set(CODEGEN_FACTORY_MODE, "FALLBACK")  # the product's code generation (the suite's is set back)
+    compile_plan(70001)
+    before = compilations.getCount()
+    for factor in range(70002, 70152):
+        compile_plan(factor)
+    between = compilations.getCount()
+    compile_plan(70001)
+    after = compilations.getCount()
     assert between - before >= 150  # the 150 new classes (more only if another thread compiled meanwhile)
     assert after == between  # the first plan's class was still kept: nothing compiled
 
 
 def test_interpreted_queries_generate_no_code_and_the_sessions_setting_comes_back(spark):
-    mode = "spark.sql.codegen.factoryMode"
+    mode = CODEGEN_FACTORY_MODE
 
     def whole_stage_code_generated() -> bool:  # Spark marks a whole-stage generated operator "*(n)"
         return "*(" in spark.range(3).selectExpr("id + 1 AS x")._jdf.queryExecution().executedPlan().toString()
