@@ -161,10 +161,11 @@ def read_json_header(path: str, sample: bytes | None = None) -> Header:
                   json_array=stripped.startswith(b"[") or stripped == b"{")
 
 
-def numbered_lines(spark: SparkSession, path: str) -> DataFrame:
+def numbered_lines(spark: SparkSession, path: str, size: int | None = None) -> DataFrame:
     """The file's lines as ``_row`` (1-based line number, :func:`numbered`) and ``value`` (text, invalid UTF-8
-    bytes replaced by U+FFFD, no trailing carriage return), computed on the JVM."""
-    lines = numbered(spark.read.option("lineSep", "\n").text(path))
+    bytes replaced by U+FFFD, no trailing carriage return), computed on the JVM. ``size``: the file's bytes,
+    when known (:func:`numbered`)."""
+    lines = numbered(spark.read.option("lineSep", "\n").text(path), one_split(spark, size))
     # Invalid UTF-8 bytes become U+FFFD explicitly (the rules quarantine such lines as invalid_encoding);
     # CRLF files lose the trailing carriage return by a suffix test, cheaper than a regex.
     text = F.make_valid_utf8(F.col("value"))
@@ -174,11 +175,25 @@ def numbered_lines(spark: SparkSession, path: str) -> DataFrame:
     )
 
 
-def numbered(frame: DataFrame) -> DataFrame:
+def one_split(spark: SparkSession, size: int | None) -> bool:
+    """Whether Spark reads a file of ``size`` bytes as one split, known without planning the read: Spark splits
+    files at ``min(maxPartitionBytes, max(openCostInBytes, bytes per core))`` (its ``FilePartition.maxSplitBytes``),
+    never below ``min(maxPartitionBytes, openCostInBytes)`` (4 MB by default). False when unknown."""
+    if size is None:
+        return False
+    conf = spark._jsparkSession.sessionState().conf()
+    return size <= min(conf.filesMaxPartitionBytes(), conf.filesOpenCostInBytes())
+
+
+def numbered(frame: DataFrame, single_split: bool = False) -> DataFrame:
     """``frame`` (one file's rows, its splits in file order) with ``_row``, the 1-based position in the file:
     ``monotonically_increasing_id`` gives the row within each partition, and the partitions' counts give
-    their offsets (no counting pass for a file read as one split)."""
+    their offsets. ``single_split`` (:func:`one_split`): the file is known to be read as one split, so nothing
+    is planned or counted, and the frame says it is one partition, so aggregations over it (the totals) run in
+    its one task without exchanges (docs/design.md §9, "Small files")."""
     tagged = frame.withColumn("_pid", F.spark_partition_id()).withColumn("_mid", F.monotonically_increasing_id())
+    if single_split:
+        return tagged.coalesce(1).select((F.col("_mid") + 1).alias("_row"), *[F.col(f"`{c}`") for c in frame.columns])
     if tagged.rdd.getNumPartitions() == 1:  # a small file is one split: planning only
         counts = [(0, 0)]
     else:

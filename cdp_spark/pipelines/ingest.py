@@ -75,22 +75,23 @@ class FileOutcome:
 
 
 def checked_rows(spark: SparkSession, source: SourceSettings, path: str,
-                 sample: bytes | None = None, has_quotes: bool = True) -> tuple[DataFrame, list[str]]:
+                 sample: bytes | None = None, has_quotes: bool = True,
+                 size: int | None = None) -> tuple[DataFrame, list[str]]:
     """The file's records with typed contract columns, ``_rescued`` and ``_reasons`` (duplicate source keys
     not yet flagged: see :func:`with_duplicates_flagged`); also a CSV header's rescued (unknown) columns.
-    ``has_quotes=False``: the file is known to hold no quote, so no record spans lines.
-    Raises :class:`FileRejected` for file-level problems."""
+    ``has_quotes=False``: the file is known to hold no quote, so no record spans lines. ``size``: its bytes,
+    when known. Raises :class:`FileRejected` for file-level problems."""
     if source.format == "csv":
         header = read_csv_header(path, source.separator, sample)
         columns = csv_columns(path, header.columns, header.separator, source)
         separator = header.separator or ","
-        lines = numbered_lines(spark, path).where(F.col("_row") > 1)
+        lines = numbered_lines(spark, path, size).where(F.col("_row") > 1)
         records = csv_records(lines, separator) if has_quotes else lines
         return checked_csv(records, columns, separator, source, path)
     if source.format == "parquet":
         return checked_json(typed_records(read_parquet(spark, path), source, path), source, path), []
     json_header = read_json_header(path, sample)
-    lines = read_json_array(spark, path) if json_header.json_array else numbered_lines(spark, path)
+    lines = read_json_array(spark, path) if json_header.json_array else numbered_lines(spark, path, size)
     return checked_json(lines, source, path), []  # JSON objects name their own keys: see land
 
 
@@ -111,7 +112,7 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
         return FileOutcome(name, info.lineage, "skipped", message="already ingested (same content)")
     now = datetime.now(UTC)
     try:
-        checked, rescued = checked_rows(spark, source, info.path, sample, info.has_quotes)
+        checked, rescued = checked_rows(spark, source, info.path, sample, info.has_quotes, info.size)
     except FileRejected as exc:
         message = str(exc).replace(info.path, info.lineage)  # name the object, not its staged copy
         log.error("rejected %s", message)

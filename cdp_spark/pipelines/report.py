@@ -190,13 +190,17 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
     views = operations_views(ctx, cfg)
     tables = {"report_headlines": headlines(ctx, views), **report_tables(spark, ctx, cfg, cached)}
     for name, frame in tables.items():
-        local = frame.localCheckpoint()
-        dated = local.withColumn("as_of", F.lit(ctx.as_of))
-        written = (ctx.store.merge(report_table(name), dated, keys=["metric", "as_of"]) if name == "report_headlines"
-                   else ctx.store.write(report_table(name), dated, mode="overwrite"))
+        dated = frame.withColumn("as_of", F.lit(ctx.as_of))
+        if name == "report_headlines":  # one set of figures per as-of date
+            local = dated.localCheckpoint()
+            written = ctx.store.merge(report_table(name), local, keys=["metric", "as_of"])
+            collected[name] = local.drop("as_of").toPandas()
+        else:  # a few rows each: computed once, on the driver for the page and written from there
+            rows = dated.toArrow()
+            written = ctx.store.overwrite_arrow(report_table(name), rows, dated.schema)
+            collected[name] = rows.drop_columns(["as_of"]).to_pandas()
         ctx.wrote(report_table(name), written.version)
         counts[name] = written.rows_written
-        collected[name] = local.toPandas()
     for frame in cached:
         frame.unpersist()
     collected["headlines"] = collected.pop("report_headlines")

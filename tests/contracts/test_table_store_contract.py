@@ -13,6 +13,7 @@ import pytest
 from chispa import assert_df_equality
 from deltalake import DeltaTable
 from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, LongType, StringType, StructField, StructType, TimestampType
 
 from cdp_spark.io.tables import (
@@ -175,6 +176,20 @@ def test_rows_held_by_the_driver_are_appended_once_and_counted(spark, store):
     store.append_rows("meta.runs", [("r5", 2, at, day)], RUN_SCHEMA, evolve_schema=True)
     assert sorted((r.run, r.extra) for r in store.read("meta.runs").collect()) == [
         ("r1", None), ("r2", None), ("r3", None), ("r4", "x"), ("r5", None)]
+
+
+def test_a_result_held_by_the_driver_replaces_the_table_with_its_schema(spark, store):
+    store.write("gold.report_x", frame(spark, [(1, "ana", None), (2, "bo", None)]))
+    result = frame(spark, [(7, "cy", "2001-12-31"), (8, None, None)]).withColumn("share", F.lit(0.25))
+    first = store.overwrite_arrow("gold.report_x", result.toArrow(), result.schema)
+    assert (first.version, first.rows_written) == (1, 2)
+    assert_df_equality(sorted_frame(store.read("gold.report_x")), result, ignore_nullable=True)
+    empty = result.where("id > 100")
+    assert store.overwrite_arrow("gold.report_x", empty.toArrow(), empty.schema).rows_written == 0
+    assert store.read("gold.report_x").collect() == []
+    created = store.overwrite_arrow("gold.report_new", result.toArrow(), result.schema)
+    assert (created.version, created.rows_written) == (0, 2)
+    assert_df_equality(sorted_frame(store.read("gold.report_new")), result, ignore_nullable=True)
 
 
 def test_log_version_and_commit_transactions_read_the_protocol_files():

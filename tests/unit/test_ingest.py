@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -12,7 +13,7 @@ from cdp_spark.catalog import INGESTION_LOG
 from cdp_spark.config import SourceSettings
 from cdp_spark.ingest.files import LineTotals, with_duplicates_flagged
 from cdp_spark.ingest.rules import sql_name, sql_string
-from cdp_spark.io.files import FileRejected, detect_separator, file_info, numbered_lines, read_csv_header
+from cdp_spark.io.files import FileRejected, detect_separator, file_info, numbered_lines, one_split, read_csv_header
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.pipelines.ingest import checked_rows, ingest_file
 
@@ -45,11 +46,32 @@ def test_detect_separator_picks_the_most_frequent_candidate():
     assert [detect_separator(h) for h in headers] == [";", ",", "\t", "|", ","]
 
 
-def test_numbered_lines_follow_file_order(spark, tmp_path):
+@pytest.mark.parametrize("split_bytes", [None, 4096], ids=["one split", "several splits"])
+@pytest.mark.parametrize("size_known", [True, False], ids=["size known", "size unknown"])
+def test_numbered_lines_follow_file_order(spark, tmp_path, split_bytes, size_known):
     path = write_bytes(tmp_path / "lines.txt", "".join(f"line {i}\n" for i in range(1, 2001)).encode())
-    lines = numbered_lines(spark, path).orderBy("_row").collect()
-    assert [(r._row, r.value) for r in lines[:2] + lines[-1:]] == [(1, "line 1"), (2, "line 2"), (2000, "line 2000")]
-    assert all(r.value == f"line {r._row}" for r in lines)
+    split_settings = ("spark.sql.files.maxPartitionBytes", "spark.sql.files.openCostInBytes")
+    for key in split_settings if split_bytes else ():  # the file (18,893 bytes) is read in 5 splits
+        spark.conf.set(key, str(split_bytes))
+    try:
+        size = os.path.getsize(path) if size_known else None
+        assert one_split(spark, size) is (size_known and not split_bytes)
+        lines = numbered_lines(spark, path, size)
+        assert lines.rdd.getNumPartitions() == (5 if split_bytes else 1)
+        rows = lines.orderBy("_row").collect()
+    finally:
+        for key in split_settings:
+            spark.conf.unset(key)
+    assert [(r._row, r.value) for r in rows[:2] + rows[-1:]] == [(1, "line 1"), (2, "line 2"), (2000, "line 2000")]
+    assert all(r.value == f"line {r._row}" for r in rows)
+
+
+def test_a_file_read_as_one_split_is_checked_without_exchanges(spark, tmp_path):
+    path = write_bytes(tmp_path / "keys.csv", "".join(f"k{i % 7}\n" for i in range(100)).encode())
+    lines = numbered_lines(spark, path, os.path.getsize(path))
+    totals = lines.agg(F.count(F.lit(1)), F.count_distinct("value"))
+    assert "Exchange" not in totals._jdf.queryExecution().executedPlan().toString()
+    assert totals.first()[:] == (100, 7)
 
 
 def test_numbered_lines_drop_the_carriage_return_of_crlf_lines_and_mark_invalid_bytes(spark, tmp_path):

@@ -258,6 +258,25 @@ class RsDeltaStore:
             commit_properties=self._commit_properties(txn, "APPEND", metadata)))
         return WriteResult(table, self._open(table).version(), rows_written=len(rows))
 
+    def overwrite_arrow(self, table: str, rows: pa.Table, schema: StructType) -> WriteResult:
+        """Replaces the table's rows (and schema) with ``rows``, a small result the driver holds (``schema``: its
+        Spark schema): written with pyarrow and committed with delta-rs, no Spark job."""
+        from deltalake import Schema
+        from deltalake.transaction import create_table_with_add_actions
+
+        table_path = self.path(table)
+        Path(table_path).mkdir(parents=True, exist_ok=True)
+        arrow_schema = arrow_schema_of(nullable_schema(schema))
+        adds = [self._arrow_file(rows.cast(arrow_schema), table_path)] if rows.num_rows else []
+        if not self.exists(table):
+            create_table_with_add_actions(table_path, Schema.from_arrow(arrow_schema), adds, mode="error",
+                                          commit_properties=self._commit_properties(None, "CREATE"))
+            return WriteResult(table, 0, rows_written=rows.num_rows)
+        dt = self._open(table)
+        self._commit(table, adds, lambda: dt.create_write_transaction(
+            adds, mode="overwrite", schema=arrow_schema, commit_properties=self._commit_properties(None, "OVERWRITE")))
+        return WriteResult(table, self._open(table).version(), rows_written=rows.num_rows)
+
     def _arrow_file(self, rows: pa.Table, table_path: str) -> Any:
         """Writes ``rows`` as one parquet file of the table; returns its AddAction."""
         name = f"part-{uuid.uuid4().hex}-c000.snappy.parquet"

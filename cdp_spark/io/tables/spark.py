@@ -10,6 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+import pyarrow as pa
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import LongType, StringType, StructField, StructType
@@ -183,6 +184,12 @@ class SparkDeltaStore:
         result = self.write(table, self.spark.createDataFrame(list(rows), schema), "append", txn, evolve_schema,
                             metadata)
         return result if result.skipped else replace(result, rows_written=len(rows))
+
+    def overwrite_arrow(self, table: str, rows: pa.Table, schema: StructType) -> WriteResult:
+        """Replaces the table's rows (and schema) with ``rows``, a small result the driver holds (``schema``: its
+        Spark schema), through a Spark write."""
+        result = self.write(table, self.spark.createDataFrame(rows, schema), "overwrite")
+        return replace(result, rows_written=rows.num_rows)
 
     def merge(self, table: str, df: DataFrame, keys: list[str], txn: Txn | None = None,
               evolve_schema: bool = False, metadata: dict[str, str] | None = None) -> WriteResult:
