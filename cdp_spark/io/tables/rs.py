@@ -20,6 +20,7 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql.types import StructType
 
+from cdp_spark.io.files import one_split
 from cdp_spark.io.tables.protocol import (
     CommitConflict,
     TableError,
@@ -140,7 +141,10 @@ class RsDeltaStore:
             staged = {part: meta for part in sorted(Path(staging).glob("part-*.parquet"))
                       if (meta := pq.read_metadata(part)).num_rows > 0}
             if unique_keys and staged:  # by file: Spark warns that it ignores the hidden staging directory
-                reject_duplicate_keys(self.spark.read.schema(df.schema).parquet(*map(str, staged)), unique_keys, table)
+                written = self.spark.read.schema(df.schema).parquet(*map(str, staged))
+                if one_split(self.spark, sum(part.stat().st_size for part in staged)):
+                    written = written.coalesce(1)  # small: checked in one task, no exchange (design §9)
+                reject_duplicate_keys(written, unique_keys, table)
             for part, meta in staged.items():
                 final_name = f"part-{uuid.uuid4().hex}-c000.snappy.parquet"
                 os.replace(part, f"{table_path}/{final_name}")
