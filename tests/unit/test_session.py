@@ -30,6 +30,13 @@ def test_local_mode_is_tuned_for_two_cores():
     assert "-XX:-DontCompileHugeMethods" in conf["spark.driver.extraJavaOptions"].split()
 
 
+def test_the_local_driver_runs_the_throughput_collector(spark):
+    """The suite's session starts its JVM with the local driver options: the collectors it runs are the
+    throughput collector's (docs/design.md §9, "Garbage collector")."""
+    beans = spark.sparkContext._jvm.java.lang.management.ManagementFactory.getGarbageCollectorMXBeans()
+    assert sorted(bean.getName() for bean in beans) == ["PS MarkSweep", "PS Scavenge"]
+
+
 def test_a_product_session_in_the_suites_process_is_set_back_to_the_suites_sql_settings(spark):
     """An entry point run in a test's process builds its session with the product's settings: getOrCreate
     returns the suite's session with them applied. The suite's autouse fixture sets its own back after every
