@@ -191,9 +191,10 @@ def numbered(frame: DataFrame, single_split: bool = False) -> DataFrame:
     their offsets. ``single_split`` (:func:`one_split`): the file is known to be read as one split, so nothing
     is planned or counted, and the frame says it is one partition, so aggregations over it (the totals) run in
     its one task without exchanges (docs/design.md §9, "Small files")."""
+    columns = [F.col(f"`{c}`") for c in frame.columns]
+    if single_split:  # one partition: its ids count from 0
+        return frame.coalesce(1).select((F.monotonically_increasing_id() + 1).alias("_row"), *columns)
     tagged = frame.withColumn("_pid", F.spark_partition_id()).withColumn("_mid", F.monotonically_increasing_id())
-    if single_split:
-        return tagged.coalesce(1).select((F.col("_mid") + 1).alias("_row"), *[F.col(f"`{c}`") for c in frame.columns])
     if tagged.rdd.getNumPartitions() == 1:  # a small file is one split: planning only
         counts = [(0, 0)]
     else:
@@ -206,7 +207,7 @@ def numbered(frame: DataFrame, single_split: bool = False) -> DataFrame:
     for pid, offset in offsets.items():
         offset_col = F.when(F.col("_pid") == pid, F.lit(offset)).otherwise(offset_col)
     in_partition = F.col("_mid") - F.shiftleft(F.col("_pid").cast("long"), 33)
-    return tagged.select((offset_col + in_partition + 1).alias("_row"), *[F.col(f"`{c}`") for c in frame.columns])
+    return tagged.select((offset_col + in_partition + 1).alias("_row"), *columns)
 
 
 def read_parquet(spark: SparkSession, path: str) -> DataFrame:

@@ -235,9 +235,6 @@ class RsDeltaStore:
         """Appends rows held by the driver (run records, log lines): written with pyarrow and committed with
         delta-rs, no Spark job. A table whose columns differ from ``schema`` goes through :meth:`write`
         (alignment, schema evolution). No rows: the table is created if missing, else nothing is committed."""
-        from deltalake import Schema
-        from deltalake.transaction import create_table_with_add_actions
-
         done = self._already_applied(table, txn)
         if done:
             return done
@@ -247,38 +244,33 @@ class RsDeltaStore:
         if exists and column_types(self.spark_schema(table)) != column_types(schema):
             return self.write(table, self.spark.createDataFrame(list(rows), schema), "append", txn, evolve_schema,
                               metadata)
-        table_path = self.path(table)
-        Path(table_path).mkdir(parents=True, exist_ok=True)
         arrow_schema = arrow_schema_of(nullable_schema(schema))
-        adds = [self._arrow_file(pa.Table.from_pylist([dict(zip(schema.names, row, strict=True)) for row in rows],
-                                                      schema=arrow_schema), table_path)] if rows else []
-        if not exists:
-            create_table_with_add_actions(table_path, Schema.from_arrow(arrow_schema), adds, mode="error",
-                                          commit_properties=self._commit_properties(txn, "CREATE", metadata))
-            return WriteResult(table, 0, rows_written=len(rows))
-        dt = self._open(table)
-        self._commit(table, adds, lambda: dt.create_write_transaction(
-            adds, mode="append", schema=arrow_schema,
-            commit_properties=self._commit_properties(txn, "APPEND", metadata)))
-        return WriteResult(table, self._open(table).version(), rows_written=len(rows))
+        return self._commit_driver_rows(table, pa.Table.from_pylist(
+            [dict(zip(schema.names, row, strict=True)) for row in rows], schema=arrow_schema), "append", txn, metadata)
 
     def overwrite_arrow(self, table: str, rows: pa.Table, schema: StructType) -> WriteResult:
         """Replaces the table's rows (and schema) with ``rows``, a small result the driver holds (``schema``: its
         Spark schema): written with pyarrow and committed with delta-rs, no Spark job."""
+        return self._commit_driver_rows(table, rows.cast(arrow_schema_of(nullable_schema(schema))), "overwrite")
+
+    def _commit_driver_rows(self, table: str, rows: pa.Table, mode: WriteMode, txn: Txn | None = None,
+                            metadata: dict[str, str] | None = None) -> WriteResult:
+        """Writes ``rows`` (already in the table's Arrow schema) as one file, none when empty, and commits it with
+        ``mode``; a missing table is created with them."""
         from deltalake import Schema
         from deltalake.transaction import create_table_with_add_actions
 
         table_path = self.path(table)
         Path(table_path).mkdir(parents=True, exist_ok=True)
-        arrow_schema = arrow_schema_of(nullable_schema(schema))
-        adds = [self._arrow_file(rows.cast(arrow_schema), table_path)] if rows.num_rows else []
+        adds = [self._arrow_file(rows, table_path)] if rows.num_rows else []
         if not self.exists(table):
-            create_table_with_add_actions(table_path, Schema.from_arrow(arrow_schema), adds, mode="error",
-                                          commit_properties=self._commit_properties(None, "CREATE"))
+            create_table_with_add_actions(table_path, Schema.from_arrow(rows.schema), adds, mode="error",
+                                          commit_properties=self._commit_properties(txn, "CREATE", metadata))
             return WriteResult(table, 0, rows_written=rows.num_rows)
         dt = self._open(table)
         self._commit(table, adds, lambda: dt.create_write_transaction(
-            adds, mode="overwrite", schema=arrow_schema, commit_properties=self._commit_properties(None, "OVERWRITE")))
+            adds, mode=mode, schema=rows.schema,
+            commit_properties=self._commit_properties(txn, mode.upper(), metadata)))
         return WriteResult(table, self._open(table).version(), rows_written=rows.num_rows)
 
     def _arrow_file(self, rows: pa.Table, table_path: str) -> Any:
