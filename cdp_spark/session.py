@@ -62,8 +62,8 @@ LOCAL_CONF = {
     # HotSpot does not compile methods over 8,000 bytes of bytecode; whole-stage code generation inlines a
     # projection's expressions into one method, so a wide one (matching's comparison levels) ran
     # interpreted: 10.4 s -> 2.9 s for the levels of 1.85M pairs with the limit lifted.
-    # The throughput collector: a batch job's driver wants throughput, not short pauses, and G1's concurrent
-    # work competed for two cores (demo 60.3 -> 57.4 s, 100k resolve + score 78.4 -> 76.0 s, means; design §9).
+    # The throughput collector, not G1: a batch driver wants throughput, and G1's concurrent threads competed
+    # with the work for two cores (docs/design.md §9, "Garbage collector", with the figures).
     "spark.driver.extraJavaOptions": ("-XX:+UseParallelGC -XX:-DontCompileHugeMethods"
                                       " -Dio.netty.tryReflectionSetAccessible=true"
                                       f" -Dlog4j2.configurationFile={Path(__file__).with_name('log4j2.properties')}"),
