@@ -42,6 +42,9 @@ REQUIRED_CONF = {
     # PySpark records the Python call site of every DataFrame/Column call for error messages: five JVM round
     # trips per call, most of the driver's time in a small file's ingest (docs/design.md §9, "Driver cost")
     "spark.python.sql.dataFrameDebugging.enabled": "false",
+    # an aggregation whose input is already sorted by its keys streams over it instead of hashing: the order
+    # facts are sorted by person (docs/design.md §5, "Layout of the order facts")
+    "spark.sql.execution.replaceHashWithSortAgg": "true",
 }
 
 # Local mode on a 2-core machine: few shuffle partitions, no UI, adaptive execution.

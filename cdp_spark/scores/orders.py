@@ -6,9 +6,9 @@
     out: person_id, order_id, order_date (business time zone), order_ts, store_id, store_name, channel,
          net_amount (gross - discount), gross_amount, discount_amount, is_purchase (net_amount > 0); only
          orders dated on or before as_of and linked to a person; hash-partitioned by person_id into the
-         session's shuffle partitions, so the per-person aggregations and joins downstream (the score library,
-         CLV, the report) shuffle none of it again once it is persisted (docs/design.md §5, "Layout of the
-         order facts").
+         session's shuffle partitions and sorted by (person_id, store_name) within them, so the per-person
+         aggregations and joins downstream (the score library, CLV, the report) shuffle none of it again once
+         it is persisted, and aggregate it as it streams by (docs/design.md §5, "Layout of the order facts").
 
 ``order_items(items, products)``: (order_id, category, quantity) for every order line.
 
@@ -18,8 +18,8 @@
     out: person_id, category, orders (purchases with a line of the category), last_ts (the latest such
          purchase), quantity (the lines' quantities), order_days (sorted distinct local dates of those
          purchases); one row per person and category of their purchases, null category for lines without one.
-         Hash-partitioned by person_id as the facts are. Read by the score library, the personas' category
-         matrix and the report's repeat-purchase timing.
+         Hash-partitioned by person_id as the facts are, sorted by (person_id, category) within partitions.
+         Read by the score library, the personas' category matrix and the report's repeat-purchase timing.
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ def order_facts(orders: DataFrame, registry: DataFrame, stores: DataFrame, timez
                      F.coalesce("discount_amount", F.lit(0)).cast("decimal(14,2)").alias("discount_amount"))
              .withColumn("is_purchase", F.col("net_amount") > 0)
              .where(F.col("order_date") <= F.lit(as_of)))
-    return facts.repartition(_person_partitions(orders), "person_id")
+    return (facts.repartition(_person_partitions(orders), "person_id")
+            .sortWithinPartitions("person_id", "store_name"))
 
 
 def order_items(items: DataFrame, products: DataFrame) -> DataFrame:
@@ -67,8 +68,9 @@ def category_orders(facts: DataFrame, items: DataFrame) -> DataFrame:
                  .agg(F.sum("quantity").alias("quantity"), F.max("order_ts").alias("order_ts"),
                       F.max("order_date").alias("order_date")))
     # the join leaves the lines partitioned by order; one shuffle by person serves this aggregation and the
-    # per-person ones that read the result
-    by_person = per_order.repartition(_person_partitions(facts), "person_id")
+    # per-person ones that read the result, and the sort lets both stream (docs/design.md §5)
+    by_person = per_order.repartition(_person_partitions(facts), "person_id").sortWithinPartitions(
+        "person_id", "category")
     return by_person.groupBy("person_id", "category").agg(
         F.count("*").alias("orders"), F.max("order_ts").alias("last_ts"), F.sum("quantity").alias("quantity"),
         F.array_sort(F.collect_set("order_date")).alias("order_days"))

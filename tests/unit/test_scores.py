@@ -115,6 +115,53 @@ def test_the_library_shuffles_only_the_persons_once_facts_and_categories_are_per
         categories.unpersist()
 
 
+def _consumers_of_cached_frames(plan: str) -> list[str]:
+    """The operator that reads each cached frame's rows in a physical plan's text: the first one above each
+    ``InMemoryTableScan`` that is not a projection or a filter (cached frames' own plans left out)."""
+    nodes: list[tuple[int, str]] = []
+    cached_at = None
+    for line in plan.splitlines():
+        depth = len(line) - len(line.lstrip(" :+-"))
+        if cached_at is not None and depth > cached_at:
+            continue
+        cached_at = depth if "InMemoryRelation" in line else None
+        nodes.append((depth, re.split(r"[^A-Za-z]", line.strip(" :+-"), maxsplit=1)[0]))
+    consumers = []
+    for i, (depth, name) in enumerate(nodes):
+        if name != "InMemoryTableScan":
+            continue
+        for above_depth, above in reversed(nodes[:i]):  # the ancestors: each next one less indented
+            if above_depth < depth:
+                depth = above_depth
+                if above not in ("Project", "Filter"):
+                    consumers.append(above)
+                    break
+    return consumers
+
+
+def test_the_librarys_aggregations_stream_over_the_sorted_facts_and_categories(spark):
+    """The order facts come sorted by (person_id, store_name) and the per-category purchases by (person_id,
+    category) within their partitions (docs/design.md §5, "Layout of the order facts"): every aggregation of
+    the library reads them as they stream by, with no sort and no hash table of their rows, and the values are
+    the ones of the hand-computed test above."""
+    spark.conf.set("spark.sql.shuffle.partitions", "4")
+    spark.conf.set("spark.sql.adaptive.enabled", "false")
+    persons, facts, categories = _inputs(spark)
+    facts, categories = facts.persist(), categories.persist()
+    try:
+        library = score_library(persons, facts, categories, AS_OF, LifecycleSettings())
+        got = library.select("person_id", "favourite_store", "top3_categories", "orders_total_count").collect()
+        consumers = _consumers_of_cached_frames(str(library._jdf.queryExecution().executedPlan().toString()))
+        # per-order scores, the favourite store's counts per store, the categories' ranks
+        assert consumers == ["SortAggregate", "SortAggregate", "SortAggregate"]
+        assert sorted(tuple(r) for r in got) == [
+            ("P1", "Madrid", ["Plantas", "Huerto ECO", "Hogar"], 3), ("P2", "Bilbao", ["Hogar", "Huerto ECO"], 3),
+            ("P3", "Madrid", ["Plantas"], 1), ("P4", None, [], 0), ("P5", "Bilbao", [], 1)]
+    finally:
+        facts.unpersist()
+        categories.unpersist()
+
+
 def test_scores_list_prints_the_registry():
     from cdp_spark.cli import main
 
