@@ -42,9 +42,6 @@ REQUIRED_CONF = {
     # PySpark records the Python call site of every DataFrame/Column call for error messages: five JVM round
     # trips per call, most of the driver's time in a small file's ingest (docs/design.md §9, "Driver cost")
     "spark.python.sql.dataFrameDebugging.enabled": "false",
-    # an aggregation whose input is already sorted by its keys streams over it instead of hashing: the order
-    # facts are sorted by person (docs/design.md §5, "Layout of the order facts")
-    "spark.sql.execution.replaceHashWithSortAgg": "true",
 }
 
 # Local mode on a 2-core machine: few shuffle partitions, no UI, adaptive execution.
@@ -218,6 +215,22 @@ def jdbc_driver_loadable(spark: SparkSession, driver_class: str) -> bool:
 
 
 CODEGEN_FACTORY_MODE = "spark.sql.codegen.factoryMode"
+SORT_AGGREGATION_WHEN_SORTED = "spark.sql.execution.replaceHashWithSortAgg"
+
+
+@contextmanager
+def sql_setting(spark: SparkSession, key: str, value: str) -> Iterator[None]:
+    """The session's SQL setting ``key`` is ``value`` for the queries planned and run inside; the session's own
+    value (or its default) is back afterwards, also after an exception."""
+    before = spark.conf.get(key, None)
+    spark.conf.set(key, value)
+    try:
+        yield
+    finally:
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)
 
 
 @contextmanager
@@ -229,12 +242,15 @@ def interpreted(spark: SparkSession, active: bool = True) -> Iterator[None]:
     if not active:
         yield
         return
-    before = spark.conf.get(CODEGEN_FACTORY_MODE)
-    spark.conf.set(CODEGEN_FACTORY_MODE, "NO_CODEGEN")
-    try:
+    with sql_setting(spark, CODEGEN_FACTORY_MODE, "NO_CODEGEN"):
         yield
-    finally:
-        if before is None:
-            spark.conf.unset(CODEGEN_FACTORY_MODE)
-        else:
-            spark.conf.set(CODEGEN_FACTORY_MODE, before)
+
+
+@contextmanager
+def streaming_aggregation(spark: SparkSession) -> Iterator[None]:
+    """Inside, an aggregation whose input already comes sorted by its grouping keys runs as a sort aggregation,
+    which streams over the rows, instead of a hash aggregation. For the score library over the sorted order
+    facts (docs/design.md §5, "Layout of the order facts"); not session-wide, because Spark generates no code
+    for a sort aggregation with keys, and a simple one (sums, counts) runs faster hashed in generated code."""
+    with sql_setting(spark, SORT_AGGREGATION_WHEN_SORTED, "true"):
+        yield

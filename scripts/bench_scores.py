@@ -31,7 +31,7 @@ from cdp_spark.demo.score_data import generate_score_inputs
 from cdp_spark.scores.library import score_library
 from cdp_spark.scores.orders import category_orders, order_facts, order_items
 from cdp_spark.scores.rfm import cut_points, rfm
-from cdp_spark.session import build_session
+from cdp_spark.session import build_session, streaming_aggregation
 from scripts.bench_common import cpu_loop_seconds, jvm_peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,11 +68,13 @@ def spark_scores(work: Path, out: Path, shuffle_partitions: int) -> dict[str, ob
         read = {name: spark.read.parquet(str(work / name)) for name in TABLES}
         # persisted as the score stage persists them (pipelines/score.py, purchase_facts: predict and the
         # report read them too)
-        facts = order_facts(read["orders"], read["registry"], read["stores"], settings.business_timezone,
-                            AS_OF).persist()
-        categories = category_orders(facts, order_items(read["order_items"], read["products"])).persist()
-        library = score_library(read["registry"].select("person_id").distinct(), facts, categories, AS_OF,
-                                settings.lifecycle).persist()
+        with streaming_aggregation(spark):  # as the score stage builds them
+            facts = order_facts(read["orders"], read["registry"], read["stores"], settings.business_timezone,
+                                AS_OF).persist()
+            categories = category_orders(facts, order_items(read["order_items"], read["products"])).persist()
+            library = score_library(read["registry"].select("person_id").distinct(), facts, categories, AS_OF,
+                                    settings.lifecycle).persist()
+            library.count()
         cuts = cut_points(library, settings.rfm.groups)
         rfm(library, cuts, settings.rfm.groups, settings.rfm.segments).write.mode("overwrite").parquet(str(out))
         seconds = time.monotonic() - start

@@ -38,6 +38,7 @@ from cdp_spark.scores.library import score_library
 from cdp_spark.scores.orders import category_orders, order_facts, order_items
 from cdp_spark.scores.rfm import cut_points, rfm
 from cdp_spark.scores.segments import measures, membership_before, segment_changes, segment_membership, state_history
+from cdp_spark.session import streaming_aggregation
 
 log = logging.getLogger("cdp.score")
 
@@ -82,11 +83,15 @@ def purchase_facts(ctx: RunContext, cfg: CdpConfig) -> Purchases:
 def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
     if not ctx.exists(PERSON_PROFILE):
         raise StageError(f"{PERSON_PROFILE} does not exist; run the earlier stages first")
-    bought = purchase_facts(ctx, cfg)  # every score reads the order facts
-    scores = library = score_library(ctx.read(PERSON_PROFILE), bought.facts, bought.categories, ctx.as_of,
-                                     cfg.scores.lifecycle)
+    # the library's aggregations stream over the sorted order facts (docs/design.md §5, "Layout of the order
+    # facts"); a persisted frame's plan is made when it is persisted, so the setting covers that too
+    with streaming_aggregation(spark):
+        bought = purchase_facts(ctx, cfg)  # every score reads the order facts
+        # read by the cut points and again by the scoring
+        scores = library = score_library(ctx.read(PERSON_PROFILE), bought.facts, bought.categories, ctx.as_of,
+                                         cfg.scores.lifecycle).persist()
+        library.count()
     if cfg.scores.rfm:
-        scores = library = library.persist()  # read by the cut points and again by the scoring
         cuts = cut_points(scores, cfg.scores.rfm.groups)
         stored = [(ctx.run_id, ctx.as_of, metric, values, cfg.scores.rfm.groups) for metric, values in cuts.items()]
         cut_rows = ctx.store.append_rows(RFM_CUT_POINTS, stored, declared_schema(RFM_CUT_POINTS))

@@ -8,6 +8,7 @@ import pytest
 from cdp_spark.config import SparkSettings, load_config
 from cdp_spark.session import (
     CODEGEN_FACTORY_MODE,
+    SORT_AGGREGATION_WHEN_SORTED,
     build_session,
     delta_spark_available,
     existing_jars,
@@ -15,6 +16,7 @@ from cdp_spark.session import (
     jdbc_driver_loadable,
     s3a_available,
     session_conf,
+    streaming_aggregation,
 )
 from tests.conftest import JVM_JARS, REPO_ROOT, SUITE_SQL_CONF, restore_suite_sql_conf
 
@@ -141,3 +143,23 @@ def test_interpreted_queries_generate_no_code_and_the_sessions_setting_comes_bac
     assert spark.conf.get(mode) == "FALLBACK"
     with interpreted(spark, active=False):
         assert spark.conf.get(mode) == "FALLBACK"
+
+
+def test_streaming_aggregation_holds_only_inside_and_the_sessions_setting_comes_back(spark):
+    key = SORT_AGGREGATION_WHEN_SORTED
+    assert spark.conf.get(key) == "false"  # Spark's default, which every session keeps (docs/design.md §5)
+
+    def aggregation_of_sorted_rows() -> str:
+        # persisted, as the order facts are: the optimizer drops a sort that only feeds an aggregation
+        rows = spark.range(6).selectExpr("id % 2 AS k", "id").repartition(2, "k").sortWithinPartitions("k").persist()
+        plan = rows.groupBy("k").count()._jdf.queryExecution().executedPlan().toString()
+        rows.unpersist()
+        return "SortAggregate" if "SortAggregate" in plan else "HashAggregate"
+
+    assert aggregation_of_sorted_rows() == "HashAggregate"
+    with streaming_aggregation(spark):
+        assert spark.conf.get(key) == "true" and aggregation_of_sorted_rows() == "SortAggregate"
+    assert spark.conf.get(key) == "false" and aggregation_of_sorted_rows() == "HashAggregate"
+    with pytest.raises(ValueError), streaming_aggregation(spark):
+        raise ValueError("a failing stage")
+    assert spark.conf.get(key) == "false"
