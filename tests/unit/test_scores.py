@@ -149,15 +149,16 @@ def test_the_librarys_aggregations_stream_over_the_sorted_facts_and_categories(s
     spark.conf.set("spark.sql.shuffle.partitions", "4")
     spark.conf.set("spark.sql.adaptive.enabled", "false")
     persons, facts, categories = _inputs(spark)
-    with streaming_aggregation(spark):  # as the score stage builds them
-        facts, categories = facts.persist(), categories.persist()
-        library = score_library(persons, facts, categories, AS_OF, LifecycleSettings())
-        plan = str(library._jdf.queryExecution().executedPlan().toString())
     try:
+        with streaming_aggregation(spark):  # as the score stage builds them: a frame's plan is made as it is persisted
+            facts, categories = facts.persist(), categories.persist()
+            library = score_library(persons, facts, categories, AS_OF, LifecycleSettings())
+            plan = str(library._jdf.queryExecution().executedPlan().toString())
         got = library.select("person_id", "favourite_store", "top3_categories", "orders_total_count").collect()
         consumers = _consumers_of_cached_frames(plan)
         # per-order scores, the favourite store's counts per store, the categories' ranks
         assert consumers == ["SortAggregate", "SortAggregate", "SortAggregate"]
+        assert "ObjectHashAggregate" not in plan  # the purchases' own per-category aggregation streams too
         assert sorted(tuple(r) for r in got) == [
             ("P1", "Madrid", ["Plantas", "Huerto ECO", "Hogar"], 3), ("P2", "Bilbao", ["Hogar", "Huerto ECO"], 3),
             ("P3", "Madrid", ["Plantas"], 1), ("P4", None, [], 0), ("P5", "Bilbao", [], 1)]
