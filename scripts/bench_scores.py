@@ -74,7 +74,6 @@ def spark_scores(work: Path, out: Path, shuffle_partitions: int) -> dict[str, ob
             categories = category_orders(facts, order_items(read["order_items"], read["products"])).persist()
             library = score_library(read["registry"].select("person_id").distinct(), facts, categories, AS_OF,
                                     settings.lifecycle).persist()
-            library.count()
         cuts = cut_points(library, settings.rfm.groups)
         rfm(library, cuts, settings.rfm.groups, settings.rfm.segments).write.mode("overwrite").parquet(str(out))
         seconds = time.monotonic() - start

@@ -84,13 +84,12 @@ def run(spark: SparkSession, cfg: CdpConfig, ctx: RunContext) -> dict[str, int]:
     if not ctx.exists(PERSON_PROFILE):
         raise StageError(f"{PERSON_PROFILE} does not exist; run the earlier stages first")
     # the library's aggregations stream over the sorted order facts (docs/design.md §5, "Layout of the order
-    # facts"); a persisted frame's plan is made when it is persisted, so the setting covers that too
+    # facts"); a persisted frame's plan is made as it is persisted, so the frames are persisted inside
     with streaming_aggregation(spark):
         bought = purchase_facts(ctx, cfg)  # every score reads the order facts
         # read by the cut points and again by the scoring
         scores = library = score_library(ctx.read(PERSON_PROFILE), bought.facts, bought.categories, ctx.as_of,
                                          cfg.scores.lifecycle).persist()
-        library.count()
     if cfg.scores.rfm:
         cuts = cut_points(scores, cfg.scores.rfm.groups)
         stored = [(ctx.run_id, ctx.as_of, metric, values, cfg.scores.rfm.groups) for metric, values in cuts.items()]

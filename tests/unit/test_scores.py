@@ -81,16 +81,22 @@ def test_score_library_hand_computed(spark):
     assert_df_equality(got, expected, ignore_nullable=True)
 
 
-def _shuffles(plan: str) -> list[tuple[str, str]]:
-    """(exchange, its child) of each shuffle in a physical plan's text, without the plans of cached frames
-    (the subtree under an InMemoryRelation) and without expression ids and plan ids."""
-    lines, cached_at = [], None
+def _outside_cached_frames(plan: str) -> list[tuple[int, str]]:
+    """(depth, operator line) of a physical plan's text, without the plans of cached frames (the subtree under
+    an InMemoryRelation) and without expression ids and plan ids."""
+    nodes, cached_at = [], None
     for line in plan.splitlines():
         depth = len(line) - len(line.lstrip(" :+-"))
         if cached_at is not None and depth > cached_at:
             continue
         cached_at = depth if "InMemoryRelation" in line else None
-        lines.append(re.sub(r"#\d+|, \[plan_id=\d+\]", "", line.strip(" :+-")))
+        nodes.append((depth, re.sub(r"#\d+|, \[plan_id=\d+\]", "", line.strip(" :+-"))))
+    return nodes
+
+
+def _shuffles(plan: str) -> list[tuple[str, str]]:
+    """(exchange, its child) of each shuffle in a physical plan's text, outside cached frames."""
+    lines = [line for _, line in _outside_cached_frames(plan)]
     return [(line, lines[i + 1].split(" +- ")[0]) for i, line in enumerate(lines)
             if re.match(r"Exchange ", line)]
 
@@ -118,15 +124,8 @@ def test_the_library_shuffles_only_the_persons_once_facts_and_categories_are_per
 
 def _consumers_of_cached_frames(plan: str) -> list[str]:
     """The operator that reads each cached frame's rows in a physical plan's text: the first one above each
-    ``InMemoryTableScan`` that is not a projection or a filter (cached frames' own plans left out)."""
-    nodes: list[tuple[int, str]] = []
-    cached_at = None
-    for line in plan.splitlines():
-        depth = len(line) - len(line.lstrip(" :+-"))
-        if cached_at is not None and depth > cached_at:
-            continue
-        cached_at = depth if "InMemoryRelation" in line else None
-        nodes.append((depth, re.split(r"[^A-Za-z]", line.strip(" :+-"), maxsplit=1)[0]))
+    ``InMemoryTableScan`` that is not a projection or a filter."""
+    nodes = [(depth, re.split(r"[^A-Za-z]", line, maxsplit=1)[0]) for depth, line in _outside_cached_frames(plan)]
     consumers = []
     for i, (depth, name) in enumerate(nodes):
         if name != "InMemoryTableScan":
