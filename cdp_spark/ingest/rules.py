@@ -200,6 +200,13 @@ def flag_duplicate_keys(checked: DataFrame, duplicates: DataFrame, source_key: S
 
 
 def row_hash(columns: Sequence[str]) -> Column:
-    """SHA-256 of the typed values, stable across files and runs (nulls as an explicit marker)."""
-    values = ", ".join(f"coalesce(CAST({sql_name(c)} AS string), {sql_string(chr(0x2400))})" for c in columns)
-    return F.expr(f"sha2(concat_ws({sql_string(chr(0x241f))}, {values}), 256)")
+    """A 64-bit xxHash of the typed values as 16 lower-case hex digits, stable across files and runs for the
+    same contract types. Which columns are null is hashed too (xxhash64 skips nulls, so a value moved from
+    one column into a null neighbour would hash alike). Hashing the typed values, not their text, and 16
+    digits, not SHA-256's 64, keep the column cheap to compute and to store: random digits do not compress,
+    and SHA-256 text was two thirds of a narrow table's files (docs/design.md §1, "Row hash")."""
+    if not columns:
+        return F.lit("0" * 16)
+    names = [sql_name(c) for c in columns]
+    nulls = ", ".join(f"CASE WHEN {n} IS NULL THEN '1' ELSE '0' END" for n in names)
+    return F.expr(f"lower(lpad(hex(xxhash64({', '.join(names)}, concat({nulls}))), 16, '0'))")

@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from cdp_spark.catalog import INGESTION_LOG
 from cdp_spark.config import SourceSettings
 from cdp_spark.ingest.files import LineTotals, with_duplicates_flagged
-from cdp_spark.ingest.rules import sql_name, sql_string
+from cdp_spark.ingest.rules import row_hash, sql_name, sql_string
 from cdp_spark.io.files import FileRejected, detect_separator, file_info, numbered_lines, one_split, read_csv_header
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.pipelines.ingest import checked_rows, ingest_file
@@ -246,6 +246,24 @@ def test_sql_text_helpers_keep_any_value_and_name_as_it_is(spark, text):
     frame = spark.createDataFrame([("x",)], "v string").withColumnRenamed("v", text)
     row = frame.selectExpr(f"{sql_string(text)} AS literal", f"{sql_name(text)} AS named").first()
     assert (row.literal, row.named) == (text, "x")
+
+
+def test_row_hash_follows_the_typed_values_and_which_columns_are_null(spark):
+    rows = [(1, "a", "x", Decimal("1.50"), date(2020, 1, 2)),
+            (2, "a", "x", Decimal("1.50"), date(2020, 1, 2)),   # same values as 1: same hash
+            (3, "a", "x", Decimal("1.51"), date(2020, 1, 2)),   # one value differs
+            (4, "a", None, Decimal("1.50"), date(2020, 1, 2)),  # "a" in the first of two text columns ...
+            (5, None, "a", Decimal("1.50"), date(2020, 1, 2)),  # ... or in the second: not alike
+            (6, None, None, None, None)]
+    frame = spark.createDataFrame(rows, "id int, first string, second string, amount decimal(8,2), day date")
+    hashed = frame.select("id", row_hash(["first", "second", "amount", "day"]).alias("h"))
+    firsts = hashed.groupBy("h").agg(F.min("id").alias("first_id"))
+    result = (hashed.join(firsts, "h")
+              .select("id", "first_id", F.col("h").rlike("^[0-9a-f]{16}$").alias("sixteen_hex_digits"))
+              .orderBy("id"))
+    expected = spark.createDataFrame([(1, 1, True), (2, 1, True), (3, 3, True), (4, 4, True), (5, 5, True),
+                                      (6, 6, True)], "id int, first_id int, sixteen_hex_digits boolean")
+    assert_df_equality(result, expected, ignore_nullable=True)
 
 
 def test_a_file_without_repeated_keys_is_not_joined_again(spark, tmp_path):
