@@ -75,16 +75,22 @@ def quoted_field_patterns(separator: str) -> tuple[str, str]:
     return opens, stays
 
 
+def opens_quoted_field(separator: str) -> Column:
+    """True on a numbered line (``value``) that, read from its start, ends inside a quoted field, so that its
+    record goes on on the next line (:func:`quoted_field_patterns`); only lines holding a quote run the
+    pattern. Evaluated with a file's totals (:func:`line_totals`), it costs no read of its own."""
+    opens, _ = quoted_field_patterns(separator)
+    return (F.instr(F.col("value"), '"') > 0) & F.col("value").rlike(opens)
+
+
 def csv_records(lines: DataFrame, separator: str) -> DataFrame:
-    """The file's CSV records from its numbered lines (``_row``, ``value``): a record whose quoted field holds
-    line breaks is one row again, its lines joined by "\n" and numbered by the line it starts on. One Spark
-    job looks for a line that opens such a field; only a file that has one is walked in order, in one task
+    """The CSV records of a file some of whose lines open a quoted field (:func:`opens_quoted_field`), from
+    its numbered lines (``_row``, ``value``): a record whose quoted field holds line breaks is one row again,
+    its lines joined by "\n" and numbered by the line it starts on. The file is walked in order, in one task
     (as Spark's own multi-line CSV reading does). Same columns out."""
     opens, stays = quoted_field_patterns(separator)
     flagged = lines.select("_row", "value", F.col("value").rlike(opens).alias("_opens"),
                            F.col("value").rlike(stays).alias("_stays"))
-    if not flagged.where("_opens").select("_row").limit(1).collect():  # only the opens test is evaluated
-        return lines
     return (flagged.coalesce(1).sortWithinPartitions("_row")
             .mapInArrow(_joined_records, "_row long, value string"))
 
@@ -170,35 +176,42 @@ def _contract(parsed: DataFrame, columns: list[str], source: SourceSettings, pat
 @dataclass(frozen=True)
 class LineTotals:
     """A file's checked lines counted: read, valid so far (``_reasons`` empty), distinct source keys among
-    the valid ones, and the keys found in ``_rescued`` (a JSON object per row) over all rows, sorted."""
+    the valid ones, the keys found in ``_rescued`` (a JSON object per row) over all rows, sorted, and whether
+    a line opens a quoted field (when asked: then the lines were checked one by one, and the records must be
+    joined first, :func:`csv_records`)."""
 
     read: int
     valid: int
     distinct_keys: int
     rescued_keys: list[str]
+    spans_lines: bool = False
 
 
-def line_totals(checked: DataFrame, source_key: Sequence[str], rescued_keys: bool = False) -> LineTotals:
+def line_totals(checked: DataFrame, source_key: Sequence[str], rescued_keys: bool = False,
+                spans_lines: Column | None = None) -> LineTotals:
     """:class:`LineTotals` in one aggregation; the rescued keys only when asked (JSON objects name their own
-    keys; a CSV header's are known beforehand)."""
+    keys; a CSV header's are known beforehand); ``spans_lines``, true on a line that opens a quoted field
+    (:func:`opens_quoted_field`), when the rows are a CSV file's lines read one by one."""
     valid = F.col("_reasons") == ""
     key_sets = F.collect_set(F.map_keys(F.from_json("_rescued", "MAP<STRING,STRING>")))
     totals = checked.agg(
         F.count(F.lit(1)), F.count(F.when(valid, 1)),
         F.count_distinct(F.when(valid, F.struct(*[F.col(sql_name(k)) for k in source_key]))),
-        F.array_sort(F.array_distinct(F.flatten(key_sets))) if rescued_keys else F.lit(None)).first()
+        F.array_sort(F.array_distinct(F.flatten(key_sets))) if rescued_keys else F.lit(None),
+        F.max(spans_lines) if spans_lines is not None else F.lit(False)).first()
     if not totals:
         return LineTotals(0, 0, 0, [])
-    return LineTotals(int(totals[0]), int(totals[1]), int(totals[2]), list(totals[3] or []))
+    return LineTotals(int(totals[0]), int(totals[1]), int(totals[2]), list(totals[3] or []), bool(totals[4]))
 
 
-def with_duplicates_flagged(checked: DataFrame, source_key: Sequence[str],
-                            rescued_keys: bool = False) -> tuple[DataFrame, LineTotals]:
+def with_duplicates_flagged(checked: DataFrame, source_key: Sequence[str], rescued_keys: bool = False,
+                            spans_lines: Column | None = None) -> tuple[DataFrame, LineTotals]:
     """``checked`` (persisted by the caller) with ``duplicate_source_key`` flagged, and its totals
     (:func:`line_totals`, ``valid`` = lines accepted). Most files repeat no key: then the one aggregation of
-    the totals shows it and ``checked`` itself comes back; otherwise a persisted join, counted again."""
-    totals = line_totals(checked, source_key, rescued_keys)
-    if totals.distinct_keys == totals.valid:
+    the totals shows it and ``checked`` itself comes back; otherwise a persisted join, counted again. Lines
+    that turn out to open a quoted field (``spans_lines``) come back as they are: they are no records."""
+    totals = line_totals(checked, source_key, rescued_keys, spans_lines)
+    if totals.spans_lines or totals.distinct_keys == totals.valid:
         return checked, totals
     flagged = flag_duplicate_keys(checked, duplicate_keys(checked, source_key), source_key).persist()
     again = line_totals(flagged, source_key)

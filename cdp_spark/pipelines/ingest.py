@@ -34,6 +34,7 @@ from cdp_spark.ingest.files import (
     checked_json,
     csv_columns,
     csv_records,
+    opens_quoted_field,
     quarantine_rows,
     typed_records,
     with_duplicates_flagged,
@@ -74,25 +75,42 @@ class FileOutcome:
     rows_suppressed: int = 0
 
 
-def checked_rows(spark: SparkSession, source: SourceSettings, path: str,
-                 sample: bytes | None = None, has_quotes: bool = True,
-                 size: int | None = None) -> tuple[DataFrame, list[str]]:
-    """The file's records with typed contract columns, ``_rescued`` and ``_reasons`` (duplicate source keys
-    not yet flagged: see :func:`with_duplicates_flagged`); also a CSV header's rescued (unknown) columns.
-    ``has_quotes=False``: the file is known to hold no quote, so no record spans lines. ``size``: its bytes,
-    when known. Raises :class:`FileRejected` for file-level problems."""
+@dataclass(frozen=True)
+class CheckedRead:
+    """A file's records with typed contract columns, ``_rescued`` and ``_reasons`` (duplicate source keys not
+    yet flagged: see :func:`with_duplicates_flagged`), a CSV header's rescued (unknown) columns, and, when a
+    CSV file's lines were checked one by one though it holds quotes, the test of a line that opens a quoted
+    field: the file's totals evaluate it, and if any line does, its records are joined and checked again
+    (:func:`checked_rows` with ``joined=True``)."""
+
+    rows: DataFrame
+    rescued: list[str]
+    spans_lines: Column | None = None
+
+
+class RecordsSpanLines(Exception):
+    """A CSV file checked line by line has records that span lines."""
+
+
+def checked_rows(spark: SparkSession, source: SourceSettings, path: str, sample: bytes | None = None,
+                 has_quotes: bool = True, size: int | None = None, joined: bool = False) -> CheckedRead:
+    """The file read and checked (:class:`CheckedRead`). ``has_quotes=False``: the file is known to hold no
+    quote, so no record spans lines. A CSV file's lines are checked as records unless ``joined``: most files
+    have no record spanning lines, and the totals tell (docs/design.md §9, "Records spanning lines").
+    ``size``: its bytes, when known. Raises :class:`FileRejected` for file-level problems."""
     if source.format == "csv":
         header = read_csv_header(path, source.separator, sample)
         columns = csv_columns(path, header.columns, header.separator, source)
         separator = header.separator or ","
         lines = numbered_lines(spark, path, size).where(F.col("_row") > 1)
-        records = csv_records(lines, separator) if has_quotes else lines
-        return checked_csv(records, columns, separator, source, path)
+        records = csv_records(lines, separator) if joined else lines
+        rows, rescued = checked_csv(records, columns, separator, source, path)
+        return CheckedRead(rows, rescued, opens_quoted_field(separator) if has_quotes and not joined else None)
     if source.format == "parquet":
-        return checked_json(typed_records(read_parquet(spark, path), source, path), source, path), []
+        return CheckedRead(checked_json(typed_records(read_parquet(spark, path), source, path), source, path), [])
     json_header = read_json_header(path, sample)
     lines = read_json_array(spark, path) if json_header.json_array else numbered_lines(spark, path, size)
-    return checked_json(lines, source, path), []  # JSON objects name their own keys: see land
+    return CheckedRead(checked_json(lines, source, path), [])  # JSON objects name their own keys: see land
 
 
 def suppression_flag(ctx: RunContext, source: SourceSettings | JdbcSourceSettings,
@@ -112,13 +130,18 @@ def ingest_file(spark: SparkSession, ctx: RunContext, name: str, source: SourceS
         return FileOutcome(name, info.lineage, "skipped", message="already ingested (same content)")
     now = datetime.now(UTC)
     try:
-        checked, rescued = checked_rows(spark, source, info.path, sample, info.has_quotes, info.size)
+        read = checked_rows(spark, source, info.path, sample, info.has_quotes, info.size)
     except FileRejected as exc:
         message = str(exc).replace(info.path, info.lineage)  # name the object, not its staged copy
         log.error("rejected %s", message)
         _log_row(spark, ctx, txn, name, source, info, "rejected", 0, 0, 0, [], message, now)
         return FileOutcome(name, info.lineage, "rejected", message=message)
-    return land(spark, ctx, name, source, info, checked, rescued, txn, now)
+    try:
+        return land(spark, ctx, name, source, info, read.rows, read.rescued, txn, now, spans_lines=read.spans_lines)
+    except RecordsSpanLines:
+        log.info("%s: records span lines; joining them", info.lineage)
+        read = checked_rows(spark, source, info.path, sample, info.has_quotes, info.size, joined=True)
+        return land(spark, ctx, name, source, info, read.rows, read.rescued, txn, now)
 
 
 def already_landed(ctx: RunContext, txn: Txn) -> bool:
@@ -128,14 +151,18 @@ def already_landed(ctx: RunContext, txn: Txn) -> bool:
 
 def land(spark: SparkSession, ctx: RunContext, name: str, source: SourceSettings, info: FileInfo,
          checked: DataFrame, rescued: list[str], txn: Txn, now: datetime,
-         metadata: dict[str, str] | None = None) -> FileOutcome:
+         metadata: dict[str, str] | None = None, spans_lines: Column | None = None) -> FileOutcome:
     """Writes one read's checked rows (``checked_rows``): accepted ones to bronze (with ``metadata`` in that
-    commit), the others to the quarantine, and its ingestion log row, each write under ``txn``."""
+    commit), the others to the quarantine, and its ingestion log row, each write under ``txn``. Raises
+    :class:`RecordsSpanLines`, before any write, when ``spans_lines`` holds on a line."""
     bronze_table, quarantine_table = bronze_of(source.entity), quarantine_of(source.entity)
     parsed = checked = checked.persist()
     try:
         # JSON objects (and typed rows) name their own keys: found with the totals
-        checked, totals = with_duplicates_flagged(parsed, source.source_key, rescued_keys=source.format != "csv")
+        checked, totals = with_duplicates_flagged(parsed, source.source_key, rescued_keys=source.format != "csv",
+                                                  spans_lines=spans_lines)
+        if totals.spans_lines:
+            raise RecordsSpanLines(info.lineage)
         read, accepted = totals.read, totals.valid
         rescued = totals.rescued_keys if source.format != "csv" else rescued
         accepted_rows = bronze_rows(checked.where(F.col("_reasons") == ""), source, name, info.lineage,

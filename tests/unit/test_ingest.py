@@ -268,10 +268,21 @@ def test_row_hash_follows_the_typed_values_and_which_columns_are_null(spark):
 
 def test_a_file_without_repeated_keys_is_not_joined_again(spark, tmp_path):
     path = write_bytes(tmp_path / "landing" / "c.csv", b"contact_id,points\nK1,1\nK2,x\nK3,2\n")
-    checked, _ = checked_rows(spark, CONTACTS, path)
+    checked = checked_rows(spark, CONTACTS, path).rows
     flagged, totals = with_duplicates_flagged(checked, CONTACTS.source_key)
     assert flagged is checked
     assert totals == LineTotals(read=3, valid=2, distinct_keys=2, rescued_keys=[])
+
+
+@pytest.mark.parametrize(("content", "spans"), [
+    (b'contact_id;email\nK1;"a;b"\nK2;"say ""hi"""\nK3;O"Brien\n', False),  # quotes, every record one line
+    (b'contact_id;email\nK1;"a\nb"\nK2;x\n', True)])                       # K1's quoted e-mail spans two
+def test_the_totals_of_lines_checked_one_by_one_say_whether_a_record_spans_lines(spark, tmp_path, content, spans):
+    path = write_bytes(tmp_path / "landing" / "c.csv", content)
+    read = checked_rows(spark, CONTACTS, path)
+    _, totals = with_duplicates_flagged(read.rows, CONTACTS.source_key, spans_lines=read.spans_lines)
+    assert totals.spans_lines is spans
+    assert checked_rows(spark, CONTACTS, path, joined=True).spans_lines is None  # joined: nothing left to test
 
 
 def test_same_file_twice_changes_nothing(spark, ctx, tmp_path):
@@ -349,7 +360,7 @@ def test_json_rescued_keys_come_with_the_totals_also_when_keys_repeat(spark, tmp
     path = write_bytes(tmp_path / "landing" / "d.jsonl", (
         b'{"customer_id": "E1", "vip": 1}\n{"customer_id": "E1", "tier": "a", "vip": 2}\n'
         b'{"customer_id": "E2", "spend": "x", "zone": 3}\n'))
-    checked, _ = checked_rows(spark, CUSTOMERS, path)
+    checked = checked_rows(spark, CUSTOMERS, path).rows
     flagged, totals = with_duplicates_flagged(checked.persist(), CUSTOMERS.source_key, rescued_keys=True)
     # keys of every row, the quarantined ones included, once each and sorted; E1's second line is a duplicate
     assert totals == LineTotals(read=3, valid=1, distinct_keys=1, rescued_keys=["tier", "vip", "zone"])
