@@ -4,8 +4,8 @@
 
 Writes an orders CSV (``,``), a contacts CSV (``;`` + BOM) and the same contacts as JSON Lines, each with
 0.1 % bad rows (unparsable values, missing keys) so the quarantine path is exercised, ingests each into a
-fresh lake and reports rows/s, wall time and the JVM's and Python's peak memory to
-``benchmarks/results/ingest.json``.
+fresh lake and reports rows/s, wall time, the bronze files' size, the host's speed and the JVM's and
+Python's peak memory to ``benchmarks/results/ingest.json``.
 """
 
 from __future__ import annotations
@@ -27,12 +27,13 @@ import pyarrow.csv as pacsv
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from cdp_spark.catalog import bronze_of
 from cdp_spark.config import SparkSettings, load_config
 from cdp_spark.io.files import file_info
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.pipelines.ingest import ingest_file
 from cdp_spark.session import build_session
-from scripts.bench_common import jvm_peak_rss_mb
+from scripts.bench_common import cpu_loop_seconds, jvm_peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -101,6 +102,7 @@ def main(orders: int, contacts: int, out: str, work_dir: str | None) -> None:
     generation_s = round(time.monotonic() - started, 1)
     print(f"generated landing files in {generation_s} s under {landing}")
 
+    host_before = cpu_loop_seconds()
     cfg = load_config(ROOT / "conf", "local", data_dir=str(work))
     spark = build_session(SparkSettings(master="local[2]", shuffle_partitions=4, driver_memory="8g",
                                         conf={"spark.sql.files.maxPartitionBytes": str(64 << 20)}))
@@ -120,14 +122,17 @@ def main(orders: int, contacts: int, out: str, work_dir: str | None) -> None:
         outcome = ingest_file(spark, ctx, name, source, file_info(str(path)))
         seconds = time.monotonic() - t0
         assert outcome.rows_read == outcome.rows_accepted + outcome.rows_quarantined
+        bronze = Path(ctx.store.path(bronze_of(source.entity)))
         results.append({"case": case, "rows": outcome.rows_read, "accepted": outcome.rows_accepted,
                         "quarantined": outcome.rows_quarantined, "file_mb": round(path.stat().st_size / 2**20, 1),
+                        "bronze_mb": round(sum(f.stat().st_size for f in bronze.glob("*.parquet")) / 2**20, 1),
                         "seconds": round(seconds, 1), "rows_per_s": round(outcome.rows_read / seconds)})
         print(f"{case:<14} {outcome.rows_read:>9} rows ({outcome.rows_quarantined} quarantined) "
               f"in {seconds:6.1f} s = {outcome.rows_read / seconds:>9,.0f} rows/s")
     report = {
         "benchmark": "ingest", "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cores": 2, "spark_master": "local[2]", "python": platform.python_version()},
+        "cpu_loop_seconds": {"before": host_before, "after": cpu_loop_seconds()},
         "generation_seconds": generation_s, "results": results,
         "peak_rss_mb": {"jvm": jvm_peak_rss_mb(spark),
                         "python": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)},
