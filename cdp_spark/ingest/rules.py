@@ -204,9 +204,8 @@ def row_hash(columns: Sequence[str]) -> Column:
     same contract types. Which columns are null is hashed too (xxhash64 skips nulls, so a value moved from
     one column into a null neighbour would hash alike). Hashing the typed values, not their text, and 16
     digits, not SHA-256's 64, keep the column cheap to compute and to store: random digits do not compress,
-    and SHA-256 text was two thirds of a narrow table's files (docs/design.md §1, "Row hash")."""
-    if not columns:
-        return F.lit("0" * 16)
+    and SHA-256 text was two thirds of a narrow table's files (docs/design.md §1, "Row hash"). A contract has
+    at least one column (its source key)."""
     names = [sql_name(c) for c in columns]
     nulls = ", ".join(f"CASE WHEN {n} IS NULL THEN '1' ELSE '0' END" for n in names)
     return F.expr(f"lower(lpad(hex(xxhash64({', '.join(names)}, concat({nulls}))), 16, '0'))")
