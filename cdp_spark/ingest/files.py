@@ -88,8 +88,8 @@ def csv_records(lines: DataFrame, separator: str) -> DataFrame:
     its numbered lines (``_row``, ``value``): a record whose quoted field holds line breaks is one row again,
     its lines joined by "\n" and numbered by the line it starts on. The file is walked in order, in one task
     (as Spark's own multi-line CSV reading does). Same columns out."""
-    opens, stays = quoted_field_patterns(separator)
-    flagged = lines.select("_row", "value", F.col("value").rlike(opens).alias("_opens"),
+    _, stays = quoted_field_patterns(separator)
+    flagged = lines.select("_row", "value", opens_quoted_field(separator).alias("_opens"),
                            F.col("value").rlike(stays).alias("_stays"))
     return (flagged.coalesce(1).sortWithinPartitions("_row")
             .mapInArrow(_joined_records, "_row long, value string"))
