@@ -9,6 +9,10 @@ DATA ?= data
 CONF ?= conf
 ENV ?= local
 AS_OF ?= 2026-06-30
+# Spark runs on the newest installed JDK that it supports, unless JAVA_HOME names one (docs/design.md §9,
+# "Java version": Java 25 ran the demo pipeline 15 % faster than Java 17 here)
+JAVA_HOME := $(shell scripts/java_home.sh)
+export JAVA_HOME
 
 .PHONY: help venv install install-test system-deps check-java jars demo-data run test lint typecheck clean test-spark40 bench bench-ingest bench-er bench-scores bench-pipeline bench-jvm-start dist
 
@@ -80,7 +84,7 @@ test: install-test lint
 	scripts/run_tests.sh
 
 # The table-store contract (both engines), the session tests and the end-to-end pipeline (both engines) under
-# pyspark 4.0 with the Spark 4.0 jars, in
+# pyspark 4.0 with the Spark 4.0 jars (on Java 21 or 17, the ones Spark 4.0 supports), in
 # build/venv40 (docs/deployment.md, "Delta engines"); not part of `make test`.
 VENV40 := build/venv40
 test-spark40: check-java
@@ -89,7 +93,7 @@ test-spark40: check-java
 		&& $(VENV40)/bin/pip install --quiet -e '.[test]' \
 		&& $(VENV40)/bin/pip install --quiet --no-deps 'delta-spark>=4.4,<4.5')
 	$(MAKE) jars SPARK_MINOR=4.0
-	$(VENV40)/bin/python -m pytest -q tests/contracts tests/unit/test_session.py \
+	JAVA_HOME="$$(scripts/java_home.sh 21)" $(VENV40)/bin/python -m pytest -q tests/contracts tests/unit/test_session.py \
 		'tests/integration/test_pipeline_e2e.py::test_demo_pipeline_end_to_end'
 
 lint: install-test

@@ -19,6 +19,14 @@ def jvm_peak_rss_mb(spark: SparkSession) -> float:
     return float("nan")
 
 
+def java_version(spark: SparkSession) -> str:
+    """The driver JVM's version (``java.version``, e.g. ``25.0.1``): figures on different JDKs differ
+    (docs/design.md §9, "Java version")."""
+    jvm = spark.sparkContext._jvm
+    assert jvm is not None
+    return str(jvm.System.getProperty("java.version"))
+
+
 def cpu_loop_seconds() -> float:
     """Seconds of a fixed pure-Python loop: the machine's speed at the time of the run (these shared 2-core
     hosts differ by tens of percent from one machine and one run to the next; compare figures with it)."""

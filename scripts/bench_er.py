@@ -56,7 +56,7 @@ from cdp_spark.identity.matching import match
 from cdp_spark.pipelines import ingest, normalise, resolve
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.session import build_session
-from scripts.bench_common import cpu_loop_seconds, jvm_peak_rss_mb
+from scripts.bench_common import cpu_loop_seconds, java_version, jvm_peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 RECORDS_PER_PERSON = 1.82  # what the generator produces on average
@@ -227,7 +227,7 @@ def main(datasets: str, variants: str, records: str, warm: str, cli_records: int
     generated = [run_generator(spark, size, work, size in warm_sizes, sweep) for size in _sizes(records)]
     report: dict[str, object] = {
         "benchmark": "entity_resolution", "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cores": 2, "spark_master": "local[2]",
+        "machine": {"cores": 2, "spark_master": "local[2]", "java": java_version(spark),
                     "cpu_loop_seconds": {"before": cpu_before, "after": cpu_loop_seconds()}},
         "configuration": "conf/base (identity), FEBRL read through benchmarks/febrl/sources.yaml",
         "development_sets": febrl, "generator": generated, "cli": cli, "jvm_peak_rss_mb": jvm_peak_rss_mb(spark),

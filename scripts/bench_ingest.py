@@ -33,7 +33,7 @@ from cdp_spark.io.files import file_info
 from cdp_spark.pipelines.common import make_context
 from cdp_spark.pipelines.ingest import ingest_file
 from cdp_spark.session import build_session
-from scripts.bench_common import cpu_loop_seconds, jvm_peak_rss_mb
+from scripts.bench_common import cpu_loop_seconds, java_version, jvm_peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -131,7 +131,8 @@ def main(orders: int, contacts: int, out: str, work_dir: str | None) -> None:
               f"in {seconds:6.1f} s = {outcome.rows_read / seconds:>9,.0f} rows/s")
     report = {
         "benchmark": "ingest", "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"cores": 2, "spark_master": "local[2]", "python": platform.python_version()},
+        "machine": {"cores": 2, "spark_master": "local[2]", "python": platform.python_version(),
+                    "java": java_version(spark)},
         "cpu_loop_seconds": {"before": host_before, "after": cpu_loop_seconds()},
         "generation_seconds": generation_s, "results": results,
         "peak_rss_mb": {"jvm": jvm_peak_rss_mb(spark),

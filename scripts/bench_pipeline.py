@@ -107,7 +107,7 @@ def run_one(persons: int, orders_per_person: float, driver_memory: str, shuffle_
     from cdp_spark.pipelines import pipeline
     from cdp_spark.pipelines.common import make_context
     from cdp_spark.session import build_session
-    from scripts.bench_common import cpu_loop_seconds
+    from scripts.bench_common import cpu_loop_seconds, java_version
 
     configure()
     os.environ.setdefault("CDP_HASH_KEY", "bench-hash-key")
@@ -147,8 +147,9 @@ def run_one(persons: int, orders_per_person: float, driver_memory: str, shuffle_
                           "rows_per_s": round(rows[stage] / seconds) if seconds else None,
                           "peak_jvm_rss_mb": memory.peak_mb.get(stage)}
                   for stage, seconds in summary.seconds.items()}
+        java = java_version(spark)
         spark.stop()
-        return {"persons": persons, "engine": summary.engine,
+        return {"persons": persons, "engine": summary.engine, "java": java,
                 "cpu_loop_seconds": {"before": cpu_before, "after": cpu_loop_seconds()},
                 "generated": counts, "generate_seconds": generate_s,
                 "pipeline_seconds": total_s, "persons_resolved": summary.persons,

@@ -32,7 +32,7 @@ from cdp_spark.scores.library import score_library
 from cdp_spark.scores.orders import category_orders, order_facts, order_items
 from cdp_spark.scores.rfm import cut_points, rfm
 from cdp_spark.session import build_session, streaming_aggregation
-from scripts.bench_common import cpu_loop_seconds, jvm_peak_rss_mb
+from scripts.bench_common import cpu_loop_seconds, java_version, jvm_peak_rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 AS_OF = date(2026, 6, 30)
@@ -77,7 +77,8 @@ def spark_scores(work: Path, out: Path, shuffle_partitions: int) -> dict[str, ob
         cuts = cut_points(library, settings.rfm.groups)
         rfm(library, cuts, settings.rfm.groups, settings.rfm.segments).write.mode("overwrite").parquet(str(out))
         seconds = time.monotonic() - start
-        return {"seconds": round(seconds, 1), "peak_rss_mb": jvm_peak_rss_mb(spark), "cuts": cuts}
+        return {"seconds": round(seconds, 1), "peak_rss_mb": jvm_peak_rss_mb(spark), "cuts": cuts,
+                "java": java_version(spark)}
     finally:
         spark.stop()
 
@@ -129,7 +130,7 @@ def main(persons: int, orders: int, shuffle_partitions: int, work: Path | None) 
         result = {
             "benchmark": "score_library",
             "measured_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "machine": {"cores": 2, "spark_master": "local[2]", "duckdb_threads": 2,
+            "machine": {"cores": 2, "spark_master": "local[2]", "duckdb_threads": 2, "java": spark_figures["java"],
                         "cpu_loop_seconds": {"before": cpu_before, "after": cpu_loop_seconds()}},
             "inputs": counts,
             "persons_scored": rows,
