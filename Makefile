@@ -47,10 +47,11 @@ install-test: $(VENV)/.installed-test check-java system-deps jars
 
 # JVM artefacts (jvm/pom.xml) from Maven Central into build/jars/spark-<minor>/{delta,s3a}/, Maven's own
 # cache under build/m2; re-runs do nothing until the pom changes. spark.jars globs name them (docs/deployment.md,
-# "JVM artefacts"); the test session carries the delta group.
+# "JVM artefacts"); the test session carries the delta group. Maven runs on Java 21 or 17 when one is installed:
+# Debian's Maven 3.8 prints four warnings about sun.misc.Unsafe on Java 25.
 SPARK_MINOR ?= 4.2
 JARS_DIR := build/jars/spark-$(SPARK_MINOR)
-MVN := mvn -B -q -f jvm/pom.xml -Pspark-$(SPARK_MINOR) -Dmaven.repo.local=$(CURDIR)/build/m2
+MVN := JAVA_HOME="$$(scripts/java_home.sh 21)" mvn -B -q -f jvm/pom.xml -Pspark-$(SPARK_MINOR) -Dmaven.repo.local=$(CURDIR)/build/m2
 jars: $(JARS_DIR)/.fetched
 
 $(JARS_DIR)/.fetched: jvm/pom.xml

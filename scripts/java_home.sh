@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Prints the JDK home for the Makefile's Spark runs (docs/design.md §9, "Java version"): JAVA_HOME when the user
-# set it, else the newest installed JDK that Spark supports (17, 21 or 25 for Spark 4.2; at most $1 when given,
-# 21 for Spark 4.0), else nothing, and spark-submit runs the `java` on the PATH. JDKs are looked for in the
-# folders of CDP_JDK_DIRS (default: Debian's and macOS's).
+# set it, else the newest installed JDK that Spark supports (17, 21 or 25 for Spark 4.2), else nothing, and
+# spark-submit runs the `java` on the PATH. With $1, at most that version (21 for Spark 4.0 and for Maven), and a
+# JAVA_HOME above it is passed over. JDKs are looked for in the folders of CDP_JDK_DIRS (default: Debian's, macOS's).
 set -euo pipefail
 newest_supported=${1:-25}
 read -r -a jdk_dirs <<< "${CDP_JDK_DIRS:-/usr/lib/jvm /Library/Java/JavaVirtualMachines}"
@@ -16,8 +16,7 @@ if [[ -n "${JAVA_HOME:-}" ]]; then
   if [[ -z "$major" || "$major" -le "$newest_supported" ]]; then
     echo "$JAVA_HOME"
     exit 0
-  fi
-  echo "note: JAVA_HOME is Java $major, newer than the $newest_supported this Spark supports; looking for another" >&2
+  fi  # newer than the cap: look for one within it
 fi
 best_major=0
 best_home=""
