@@ -16,7 +16,7 @@ def _jdk(root: Path, name: str, version: str, *, mac: bool = False, java: bool =
     if java:
         (home / "bin" / "java").write_text("#!/bin/sh\n")
         (home / "bin" / "java").chmod(0o755)
-    return home
+    return home.resolve()  # the script prints resolved paths
 
 
 def _run(jdk_dirs: list[Path], *args: str, java_home: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -38,7 +38,7 @@ def test_newest_supported_jdk_wins_and_a_cap_lowers_it(tmp_path):
     (debian / "default-java").symlink_to(jdk25)  # a link to a JDK already seen
     assert _run([debian, mac]).stdout == f"{jdk25}\n"
     assert _run([debian, mac], "21").stdout == f"{jdk21}\n"
-    assert _run([debian], "21").stdout == f"{tmp_path / 'jvm' / 'java-17-openjdk-amd64'}\n"
+    assert _run([debian], "21").stdout == f"{(debian / 'java-17-openjdk-amd64').resolve()}\n"
     assert _run([tmp_path / "none"]).stdout == "\n"  # nothing found: spark-submit runs the java on the PATH
 
 
